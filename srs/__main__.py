@@ -1,0 +1,3 @@
+from srs.cli import main
+
+raise SystemExit(main())
