@@ -1,0 +1,21 @@
+#!/bin/sh
+# Debian packages the end-to-end tests drive as real peers (see tests/README.md):
+# sipp (sip-tester), ffmpeg, tshark/dumpcap, sox.  Installed only when missing, and only
+# when running as root; otherwise the tests that need them are skipped with a reason.
+set -eu
+missing=""
+command -v sipp >/dev/null || missing="$missing sip-tester"
+command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
+command -v tshark >/dev/null || missing="$missing tshark"
+command -v sox >/dev/null || missing="$missing sox"
+command -v gcc >/dev/null || missing="$missing gcc libc6-dev"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "not root or no apt-get: tests needing$missing will be skipped" >&2
+    exit 0
+fi
+echo "installing test peers:$missing"
+apt-get update -qq
+# tshark asks whether non-root users may capture: answer no, without a prompt.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null

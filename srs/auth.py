@@ -1,0 +1,79 @@
+"""Authentication of recording sessions (pure).
+
+A recording client proves who it is with a credential header (Twilio's SIPREC connector
+sends a configured header name and value, e.g. ``X-Auth-Token: s3cret``), optionally from an
+allowed source network.  The dialog-creating INVITE is checked before anything is allocated
+for it; in-dialog requests are then bound to the dialog the authenticated INVITE created.
+
+Secrets are compared in constant time and every configured token is compared on every
+check, so neither the match position nor the token length leaks through timing.  No
+credential value ever appears in an error: the reasons below name only what was wrong.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from srs.errors import Forbidden
+
+__all__ = ["Authenticator"]
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# A credential longer than this is refused before comparison (bounded work per request).
+MAX_CREDENTIAL_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Checks a request's credential header and source address.
+
+    ``tokens`` empty means authentication is off (``srs serve --no-auth``): only the
+    address allow-list, if any, applies.
+    """
+
+    header: str
+    tokens: tuple[bytes, ...]
+    networks: tuple[IpNetwork, ...] = ()
+
+    @classmethod
+    def from_strings(
+        cls, header: str, tokens: Sequence[str], networks: Sequence[IpNetwork] = ()
+    ) -> Authenticator:
+        return cls(header, tuple(t.encode("utf-8") for t in tokens), tuple(networks))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens)
+
+    def check(self, credential: str | None, source_ip: str) -> None:
+        """Raise :class:`Forbidden` unless ``source_ip`` is allowed and ``credential``
+        (the header's value, or None when absent) matches a configured token."""
+        if self.networks and not self._source_allowed(source_ip):
+            raise Forbidden("Forbidden: source address not allowed")
+        if not self.tokens:
+            return
+        if credential is None:
+            raise Forbidden(f"Forbidden: missing {self.header}")
+        offered = credential.strip().encode("utf-8", "surrogateescape")
+        if len(offered) > MAX_CREDENTIAL_BYTES:
+            raise Forbidden(f"Forbidden: bad {self.header}")
+        matched = False
+        for token in self.tokens:
+            # hmac.compare_digest takes time independent of where the bytes differ;
+            # no short circuit, so the number of configured tokens is not revealed either.
+            matched |= hmac.compare_digest(offered, token)
+        if not matched:
+            raise Forbidden(f"Forbidden: bad {self.header}")
+
+    def _source_allowed(self, source_ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(source_ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)

@@ -1,0 +1,381 @@
+"""The settings tree: one frozen value, loaded from a TOML file and ``SRS_*`` variables.
+
+Precedence: defaults < TOML file (``srs serve --config F``) < environment.  An environment
+variable is named ``SRS_<SECTION>_<KEY>`` in upper case, e.g. ``SRS_SIP_TLS_PORT=0`` or
+``SRS_AUTH_ALLOW_CIDRS=twilio,10.0.0.0/8``.  Every value is validated at start-up; the
+error names the key and the value.  Unknown sections and keys are errors, in the file and
+in the environment alike (a typo must not silently fall back to a default).
+
+Each section is a frozen dataclass whose field docstrings double as the reference in the
+README ("Configuration").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from srs.errors import ConfigError
+
+__all__ = [
+    "TWILIO_SIGNALLING_CIDRS",
+    "TWILIO_MEDIA_CIDRS",
+    "SipSettings",
+    "TlsSettings",
+    "AuthSettings",
+    "MediaSettings",
+    "RecordingsSettings",
+    "ServerSettings",
+    "LogSettings",
+    "Settings",
+    "load_settings",
+    "ENV_PREFIX",
+]
+
+ENV_PREFIX = "SRS_"
+
+# Environment variables under SRS_ that are not server settings (read by the client
+# commands), so that the strict unknown-key check leaves them alone.
+_CLIENT_ENV_PREFIXES = ("SRS_CALL_",)
+
+# Twilio's SIP signalling sources for <Siprec> (UDP/TCP 5060, TLS 5061), as Twilio
+# publishes them for its edges.  The `twilio` allow-list preset expands to these.
+TWILIO_SIGNALLING_CIDRS: tuple[str, ...] = (
+    "54.172.60.0/30",
+    "54.244.51.0/30",
+    "54.171.127.192/30",
+    "35.156.191.128/30",
+    "54.65.63.192/30",
+    "54.169.127.128/30",
+    "54.252.254.64/30",
+    "177.71.206.192/30",
+)
+# Twilio's media sources (UDP 10000-60000).
+TWILIO_MEDIA_CIDRS: tuple[str, ...] = ("168.86.128.0/18",)
+
+_PRESETS: dict[str, tuple[str, ...]] = {"twilio": TWILIO_SIGNALLING_CIDRS}
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    host: str = "0.0.0.0"
+    """Address the SIP listeners bind to (``::`` for IPv6 and IPv4)."""
+    port: int = 5060
+    """UDP and TCP listening port; 0 disables both."""
+    tls_port: int = 5061
+    """TLS listening port; 0 disables it."""
+    max_message_bytes: int = 65535
+    """Largest SIP message accepted on any transport."""
+    max_connections: int = 1024
+    """Concurrent TCP and TLS connections, together."""
+    idle_timeout_s: float = 300.0
+    """A TCP/TLS connection with no traffic for this long is closed."""
+
+    def validate(self) -> None:
+        _check_port("sip.port", self.port)
+        _check_port("sip.tls_port", self.tls_port)
+        _check_host("sip.host", self.host)
+        _check_range("sip.max_message_bytes", self.max_message_bytes, 1024, 1 << 20)
+        _check_range("sip.max_connections", self.max_connections, 1, 1 << 20)
+        _check_range("sip.idle_timeout_s", self.idle_timeout_s, 1, 86400)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    cert: Path | None = None
+    """PEM certificate chain.  When cert and key are absent, a self-signed certificate is
+    generated into the state directory and its SHA-256 fingerprint logged."""
+    key: Path | None = None
+    """PEM private key for ``cert``."""
+    ca: Path | None = None
+    """PEM CA bundle used to verify client certificates (with ``verify_client``)."""
+    verify_client: bool = False
+    """Require a client certificate signed by ``ca`` on TLS connections."""
+
+    def validate(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("tls.cert", "tls.cert and tls.key must be given together")
+        for name in ("cert", "key", "ca"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"tls.{name}", f"no such file: {str(path)!r}")
+        if self.verify_client and self.ca is None:
+            raise ConfigError("tls.verify_client", "needs tls.ca (the CA bundle to verify with)")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    header: str = "X-Auth-Token"
+    """SIP header that carries the credential of the recording client (the
+    "credentials header name" of a Twilio SIPREC connector)."""
+    tokens: tuple[str, ...] = ()
+    """Accepted credential values, comma-separated: several allow rotation.  When empty,
+    the first start generates one into the state directory (see ``--no-auth``)."""
+    allow_cidrs: tuple[str, ...] = ()
+    """Optional source-address allow-list, comma-separated CIDRs; ``twilio`` expands to
+    Twilio's signalling ranges.  Empty allows every source."""
+
+    def validate(self) -> None:
+        if not _is_token(self.header):
+            raise ConfigError("auth.header", f"not a SIP header name: {self.header!r}")
+        for token in self.tokens:
+            # Never echo a credential back in an error message.
+            if not token or any(ch.isspace() or ch == "," for ch in token):
+                raise ConfigError("auth.tokens", "a token is empty or contains whitespace")
+        self.networks()
+
+    def networks(self) -> tuple[IpNetwork, ...]:
+        """The allow-list with presets expanded."""
+        result: list[IpNetwork] = []
+        for item in self.allow_cidrs:
+            for cidr in _PRESETS.get(item.lower(), (item,)):
+                try:
+                    result.append(ipaddress.ip_network(cidr, strict=False))
+                except ValueError:
+                    raise ConfigError(
+                        "auth.allow_cidrs", f"not a CIDR or preset: {item!r}"
+                    ) from None
+        return tuple(result)
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    host: str = "0.0.0.0"
+    """Address the RTP sockets bind to."""
+    advertised_address: str | None = None
+    """Address put in SDP ``c=`` lines; needed behind NAT/firewalls and in containers.
+    When absent: ``media.host`` if it is a specific address, else the address of the
+    interface that routes to the recording client."""
+    port_min: int = 10000
+    """Lowest RTP port (even)."""
+    port_max: int = 20000
+    """Highest RTP port."""
+    srtp: Literal["allow", "require", "off"] = "allow"
+    """SRTP policy: ``allow`` takes RTP/SAVP and RTP/AVP offers, ``require`` answers
+    plain-RTP offers with 488, ``off`` declines SRTP m-lines."""
+    rtp_timeout_s: float = 60.0
+    """A session that receives no RTP on any stream for this long ends (``timeout``)."""
+    max_session_s: float = 4 * 3600.0
+    """A session that lasts longer than this ends (``timeout``)."""
+
+    def validate(self) -> None:
+        _check_host("media.host", self.host)
+        if self.advertised_address is not None:
+            _check_ip("media.advertised_address", self.advertised_address)
+        _check_range("media.port_min", self.port_min, 1024, 65534)
+        _check_range("media.port_max", self.port_max, 1025, 65535)
+        if self.port_min % 2:
+            raise ConfigError("media.port_min", f"must be even (RTP on even ports): {self.port_min}")
+        if self.port_max <= self.port_min:
+            raise ConfigError(
+                "media.port_max", f"must be above media.port_min: {self.port_max} <= {self.port_min}"
+            )
+        if self.srtp not in ("allow", "require", "off"):
+            raise ConfigError("media.srtp", f"must be allow, require or off: {self.srtp!r}")
+        _check_range("media.rtp_timeout_s", self.rtp_timeout_s, 1, 86400)
+        _check_range("media.max_session_s", self.max_session_s, 1, 7 * 86400)
+
+
+@dataclass(frozen=True)
+class RecordingsSettings:
+    dir: Path = Path("./recordings")
+    """Where recordings are written: one directory per session under YYYY/MM/DD/."""
+
+    def validate(self) -> None:
+        if str(self.dir) == "":
+            raise ConfigError("recordings.dir", "must not be empty")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    state_dir: Path = Path("./.srs-state")
+    """Generated token, self-signed certificate and other state."""
+    max_sessions: int = 500
+    """Concurrent recording sessions; beyond it INVITEs get 503 with Retry-After."""
+
+    def validate(self) -> None:
+        if str(self.state_dir) == "":
+            raise ConfigError("server.state_dir", "must not be empty")
+        _check_range("server.max_sessions", self.max_sessions, 1, 100000)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged."""
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: JSON lines when stdout is not a terminal, coloured text when it is."""
+
+    def validate(self) -> None:
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log.level", f"must be debug, info, warning or error: {self.level!r}")
+        if self.format not in ("auto", "json", "console"):
+            raise ConfigError("log.format", f"must be auto, json or console: {self.format!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    sip: SipSettings = field(default_factory=SipSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate()
+
+
+_SECTIONS: dict[str, type] = typing.get_type_hints(Settings)
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build and validate the settings tree.
+
+    ``overrides`` (section -> key -> value) come from command-line flags and win over both
+    the file and the environment.
+    """
+    raw: dict[str, dict[str, tuple[str, Any]]] = {name: {} for name in _SECTIONS}
+    if path is not None:
+        _merge_file(raw, path)
+    _merge_env(raw, os.environ if environ is None else environ)
+    for section, values in (overrides or {}).items():
+        for key, value in values.items():
+            raw[section][key] = (f"{section}.{key}", value)
+    settings = Settings(**{name: _build(name, raw[name]) for name in _SECTIONS})
+    settings.validate()
+    return settings
+
+
+def _merge_file(raw: dict[str, dict[str, tuple[str, Any]]], path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("--config", f"no such file: {str(path)!r}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path}: not valid TOML: {exc}") from None
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(section, f"unknown section in {path} (known: {', '.join(_SECTIONS)})")
+        if not isinstance(values, dict):
+            raise ConfigError(section, f"must be a table in {path}")
+        for key, value in values.items():
+            raw[section][key] = (f"{section}.{key}", value)
+
+
+def _merge_env(raw: dict[str, dict[str, tuple[str, Any]]], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(_CLIENT_ENV_PREFIXES):
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in _SECTIONS or not key:
+            raise ConfigError(name, f"unknown setting (sections: {', '.join(_SECTIONS)})")
+        raw[section][key] = (name, value)
+
+
+def _build(section: str, values: dict[str, tuple[str, Any]]) -> Any:
+    cls = _SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, (origin, value) in values.items():
+        if key not in known:
+            raise ConfigError(origin, f"unknown key (known in [{section}]: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(origin, hints[key], value)
+    return cls(**kwargs)
+
+
+def _coerce(origin: str, hint: Any, value: Any) -> Any:
+    """Turn a TOML value or an environment string into the field's type."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and value == ""):
+            return None
+        return _coerce(origin, inner[0], value)
+    if typing.get_origin(hint) is Literal:
+        if not isinstance(value, str) or value.lower() not in args:
+            raise ConfigError(origin, f"must be one of {', '.join(args)}: {value!r}")
+        return value.lower()
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(origin, f"must be true or false: {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(origin, f"must be an integer: {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(origin, f"must be an integer: {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(origin, f"must be a number: {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(origin, f"must be a number: {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(origin, f"must be a string: {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(origin, f"must be a path string: {value!r}")
+        return Path(value)
+    if typing.get_origin(hint) is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(origin, "must be a list of strings or a comma-separated string")
+        return tuple(i.strip() for i in items if i.strip())
+    raise TypeError(f"no coercion for {hint!r}")  # a field type this loader does not know: a bug
+
+
+def _check_port(key: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(key, f"must be a port from 0 to 65535: {port}")
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be from {low} to {high}: {value}")
+
+
+def _check_ip(key: str, value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(key, f"not an IP address: {value!r}") from None
+
+
+def _check_host(key: str, value: str) -> None:
+    _check_ip(key, value)
+
+
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+
+
+def _is_token(text: str) -> bool:
+    """RFC 3261 §25.1 ``token``: what a header name may be made of."""
+    return bool(text) and all(ch in _TOKEN_CHARS for ch in text)

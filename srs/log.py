@@ -1,0 +1,89 @@
+"""Logging set-up: structlog events, JSON lines when stdout is not a terminal.
+
+Call context (``call_id``, ``session_id``, ``src``) is bound once per request or session
+with ``log.bind(...)``; the asyncio shell is the only place that logs.  Credentials and SRTP
+keys are never passed to a logger: the redaction processor below is a second line of
+defence that blanks any event key whose name says it holds a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger", "RateLimiter"]
+
+_SECRET_KEY_PARTS = ("token", "password", "secret", "key_params", "master_key", "inline")
+
+
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        lowered = key.lower()
+        if any(part in lowered for part in _SECRET_KEY_PARTS):
+            event[key] = "<redacted>"
+    return event
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Configure structlog for the whole process (called once by the CLI)."""
+    out = stream if stream is not None else sys.stdout
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info if use_json else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelName(level.upper())
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**context: Any) -> Any:
+    return structlog.get_logger("srs").bind(**context)
+
+
+class RateLimiter:
+    """At most ``burst`` events per ``period_s`` for one key; counts what it suppressed.
+
+    Used for warnings about floods of bad packets or requests (DESIGN.md rule 9).
+    """
+
+    def __init__(self, period_s: float = 10.0, burst: int = 5, max_keys: int = 4096) -> None:
+        self.period_s = period_s
+        self.burst = burst
+        self.max_keys = max_keys
+        self._windows: dict[Any, list[float | int]] = {}
+
+    def allow(self, key: Any, now: float | None = None) -> tuple[bool, int]:
+        """Return (log it?, how many were suppressed since the last logged one)."""
+        now = time.monotonic() if now is None else now
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self.period_s:
+            suppressed = int(window[2]) if window is not None else 0
+            if len(self._windows) >= self.max_keys and key not in self._windows:
+                self._windows.clear()
+            self._windows[key] = [now, 1, 0]
+            return True, suppressed
+        if window[1] < self.burst:
+            window[1] += 1
+            return True, 0
+        window[2] += 1
+        return False, 0

@@ -1,0 +1,117 @@
+from pathlib import Path
+
+import pytest
+
+from srs.config import TWILIO_SIGNALLING_CIDRS, Settings, load_settings
+from srs.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "srs.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file_or_environment() -> None:
+    settings = load_settings(None, {})
+    assert settings == Settings()
+    assert settings.sip.port == 5060 and settings.sip.tls_port == 5061
+    assert settings.sip.host == "0.0.0.0"
+    assert settings.auth.header == "X-Auth-Token" and settings.auth.tokens == ()
+    assert (settings.media.port_min, settings.media.port_max) == (10000, 20000)
+    assert settings.recordings.dir == Path("./recordings")
+    assert settings.server.state_dir == Path("./.srs-state")
+
+
+def test_file_values_are_typed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[sip]
+port = 5070
+tls_port = 0
+[auth]
+header = "X-Recorder-Key"
+tokens = ["a1", "b2"]
+allow_cidrs = "twilio, 10.0.0.0/8"
+[media]
+advertised_address = "203.0.113.7"
+[recordings]
+dir = "/var/rec"
+""",
+    )
+    settings = load_settings(path, {})
+    assert settings.sip.port == 5070 and settings.sip.tls_port == 0
+    assert settings.auth.tokens == ("a1", "b2")
+    assert settings.auth.allow_cidrs == ("twilio", "10.0.0.0/8")
+    nets = [str(n) for n in settings.auth.networks()]
+    assert nets == list(TWILIO_SIGNALLING_CIDRS) + ["10.0.0.0/8"]
+    assert settings.media.advertised_address == "203.0.113.7"
+    assert settings.recordings.dir == Path("/var/rec")
+
+
+def test_environment_wins_over_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sip]\nport = 5070\n[auth]\ntokens = ['file']\n")
+    env = {"SRS_SIP_PORT": "5080", "SRS_SIP_TLS_PORT": "0", "SRS_AUTH_TOKENS": "x,y", "PATH": "/bin"}
+    settings = load_settings(path, env)
+    assert settings.sip.port == 5080
+    assert settings.sip.tls_port == 0
+    assert settings.auth.tokens == ("x", "y")
+
+
+def test_client_variables_are_not_server_settings() -> None:
+    assert load_settings(None, {"SRS_CALL_TOKEN": "abc"}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "fragment"),
+    [
+        ({"SRS_SIP_PORT": "seventy"}, "SRS_SIP_PORT", "must be an integer: 'seventy'"),
+        ({"SRS_SIP_PORT": "70000"}, "sip.port", "from 0 to 65535: 70000"),
+        ({"SRS_SIP_PROT": "5060"}, "SRS_SIP_PROT", "unknown key"),
+        ({"SRS_NOPE_X": "1"}, "SRS_NOPE_X", "unknown setting"),
+        ({"SRS_MEDIA_PORT_MIN": "10001"}, "media.port_min", "must be even"),
+        ({"SRS_MEDIA_PORT_MAX": "9000"}, "media.port_max", "must be above"),
+        ({"SRS_MEDIA_SRTP": "maybe"}, "SRS_MEDIA_SRTP", "must be one of allow, require, off"),
+        ({"SRS_AUTH_ALLOW_CIDRS": "10.0.0.0/33"}, "auth.allow_cidrs", "'10.0.0.0/33'"),
+        ({"SRS_AUTH_HEADER": "X Auth"}, "auth.header", "not a SIP header name"),
+        ({"SRS_MEDIA_ADVERTISED_ADDRESS": "example"}, "media.advertised_address", "not an IP"),
+        ({"SRS_SIP_HOST": "somewhere"}, "sip.host", "not an IP address"),
+        ({"SRS_TLS_VERIFY_CLIENT": "true"}, "tls.verify_client", "needs tls.ca"),
+        ({"SRS_TLS_CERT": "/nonexistent.pem"}, "tls.cert", "given together"),
+        ({"SRS_LOG_LEVEL": "loud"}, "SRS_LOG_LEVEL", "must be one of"),
+    ],
+)
+def test_bad_values_name_the_key(env: dict[str, str], key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+
+
+def test_unknown_key_and_section_in_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sip\.prot: unknown key"):
+        load_settings(write(tmp_path, "[sip]\nprot = 1\n"), {})
+    with pytest.raises(ConfigError, match=r"^database: unknown section"):
+        load_settings(write(tmp_path, "[database]\nurl = 'x'\n"), {})
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tmp_path / "missing.toml", {})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[sip\n"), {})
+    with pytest.raises(ConfigError, match=r"sip\.port: must be an integer"):
+        load_settings(write(tmp_path, "[sip]\nport = '5060x'\n"), {})
+
+
+def test_token_errors_never_echo_the_token() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"SRS_AUTH_TOKENS": "good,bad token"})
+    assert "bad token" not in str(info.value)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings(None, {})
+    with pytest.raises(AttributeError):
+        settings.sip.port = 1  # type: ignore[misc]
