@@ -54,7 +54,8 @@ def test_stdlib_wave_reads_it_too(tmp_path: Path) -> None:
     with WavWriter(path, 16000) as writer:
         writer.append(ramp(100))
     with wave.open(str(path)) as reader:
-        assert (reader.getframerate(), reader.getnchannels(), reader.getsampwidth()) == (16000, 1, 2)
+        shape = (reader.getframerate(), reader.getnchannels(), reader.getsampwidth())
+        assert shape == (16000, 1, 2)
         assert reader.readframes(100) == ramp(100).astype("<i2").tobytes()
 
 
