@@ -207,7 +207,8 @@ class _MessageViews:
         value = self.headers.get("Max-Forwards")
         if value is None:
             return None
-        if not value.isascii() or not value.isdigit() or len(value) > 3 or int(value) > 255:
+        # Leading zeros are allowed (RFC 4475 §3.1.1.1 sends "0068").
+        if not value.isascii() or not value.isdigit() or len(value) > 10 or int(value) > 255:
             raise SipParseError("bad Max-Forwards")
         return int(value)
 

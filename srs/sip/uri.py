@@ -88,11 +88,12 @@ class SipUri:
             raise SipParseError("bad SIP URI scheme")
         if any(ch in _NEVER_IN_URI for ch in rest):
             raise SipParseError("bad SIP URI")
+        # RFC 3261 §25.1: "@" may appear only after userinfo (params and headers must escape
+        # it), so the first "@" ends the userinfo even when the user holds "?" or ";".
         at = rest.find("@")
-        question = rest.find("?")
         user: str | None = None
         password: str | None = None
-        if at >= 0 and (question < 0 or at < question):
+        if at >= 0:
             userinfo, hostpart = rest[:at], rest[at + 1 :]
             user_text, pcolon, password_text = userinfo.partition(":")
             if not user_text or not _is_escaped_text(user_text, _USER_CHARS):
@@ -213,6 +214,9 @@ class NameAddr:
             # RFC 3261 §20.10: without angle brackets, every ";param" belongs to the header.
             uri_text, semi, param_text = text.partition(";")
             uri_text = uri_text.strip(_WS)
+            # A URI with "?" or "," must be in <> (RFC 3261 §20.10, RFC 4475 §3.1.2.13).
+            if "?" in uri_text or "," in uri_text:
+                raise SipParseError("bad name-addr: URI with headers needs <>")
             display_name = None
         else:
             gt = text.find(">", lt)
