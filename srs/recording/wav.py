@@ -91,7 +91,7 @@ class RecordingIOError(SrsError):
 
 
 class RecordingFormatError(SrsError):
-    """A file on disk is not a WAV file in the layout this module writes."""
+    """A file on disk is not in the format srs writes (a foreign or damaged WAV header)."""
 
     def __init__(self, path: Path, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
