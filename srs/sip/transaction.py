@@ -39,9 +39,9 @@ transaction's (RFC 6026 §7.1).  The layer performs it on the core's behalf, bec
 already owns the timers and sees every ACK: the core calls ``send_response`` once with its
 2xx and hears back :class:`AckReceived` or :class:`AckTimedOut`.
 
-The state machines are the tables ``INVITE_TRANSITIONS`` and ``NON_INVITE_TRANSITIONS``
-(RFC 3261 Figures 7 and 8, RFC 6026 Figure 5); which timers a state arms is in
-``STATE_TIMERS``.  A transaction is dropped the moment it reaches Terminated.
+The state machines themselves (tables, timers, :class:`ServerTransaction`) live in
+:mod:`srs.sip.server_transaction`; this module matches, keeps the transactions and the one
+timer heap, and speaks in events.  A transaction is dropped the moment it is Terminated.
 """
 
 from __future__ import annotations
@@ -50,59 +50,38 @@ import dataclasses
 import heapq
 import itertools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass
-from enum import Enum
-from typing import Protocol
 
 from srs.errors import SipParseError, UsageError
 from srs.sip.message import SipRequest, SipResponse, build_response
+from srs.sip.server_transaction import (
+    TIMER_INPUTS,
+    Action,
+    Input,
+    Kind,
+    ServerTransaction,
+    SipTimers,
+    SourceLike,
+    State,
+    Timer,
+)
 
 __all__ = [
-    "T1",
-    "T2",
-    "T4",
-    "TIMER_G",
-    "TIMER_H",
-    "TIMER_I",
-    "TIMER_J",
-    "TIMER_L",
     "MAGIC_COOKIE",
-    "new_branch",
-    "SipTimers",
-    "SourceLike",
-    "Source",
-    "Kind",
-    "State",
-    "Input",
-    "Action",
-    "Timer",
-    "INVITE_TRANSITIONS",
-    "NON_INVITE_TRANSITIONS",
-    "STATE_TIMERS",
-    "transition",
-    "ServerTransaction",
-    "TransactionLayer",
-    "SendResponse",
-    "RequestReceived",
-    "CancelReceived",
     "AckReceived",
     "AckTimedOut",
+    "CancelReceived",
+    "Event",
+    "Overloaded",
+    "RequestReceived",
+    "SendResponse",
+    "Source",
+    "TransactionLayer",
     "TransactionTimedOut",
     "TransportFailed",
-    "Overloaded",
-    "Event",
+    "new_branch",
 ]
-
-# RFC 3261 §17 Table 4 (and Appendix A), in seconds.
-T1 = 0.5  # RTT estimate
-T2 = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
-T4 = 5.0  # maximum time a message stays in the network
-TIMER_G = T1  # initial INVITE final-response retransmit interval (unreliable only)
-TIMER_H = 64 * T1  # wait for ACK receipt
-TIMER_I = T4  # wait for ACK retransmits (unreliable; zero on reliable)
-TIMER_J = 64 * T1  # wait for non-INVITE request retransmits (unreliable; zero on reliable)
-TIMER_L = 64 * T1  # RFC 6026 §8.7: wait for INVITE retransmits after a 2xx
 
 # RFC 3261 §8.1.1.7: branches made by RFC 3261 elements start with this cookie.
 MAGIC_COOKIE = "z9hG4bK"
@@ -111,26 +90,6 @@ MAGIC_COOKIE = "z9hG4bK"
 def new_branch() -> str:
     """A fresh Via branch: the magic cookie and 64 random bits (RFC 3261 §8.1.1.7)."""
     return MAGIC_COOKIE + secrets.token_hex(8)
-
-
-@dataclass(frozen=True, slots=True)
-class SipTimers:
-    """The three base values of RFC 3261 §17 Table 4; every timer derives from them."""
-
-    t1_s: float = T1
-    t2_s: float = T2
-    t4_s: float = T4
-
-    def __post_init__(self) -> None:
-        if not 0 < self.t1_s <= self.t2_s or self.t4_s <= 0:
-            raise UsageError("SipTimers need 0 < t1_s <= t2_s and t4_s > 0")
-
-
-class SourceLike(Protocol):
-    """What the layer needs of the transport's address value: whether it is reliable."""
-
-    @property
-    def reliable(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,180 +106,6 @@ class Source:
     def reliable(self) -> bool:
         """RFC 3261 §17: every transport but UDP is reliable."""
         return self.transport.lower() != "udp"
-
-
-class Kind(Enum):
-    INVITE = "INVITE"
-    NON_INVITE = "non-INVITE"
-
-
-class State(Enum):
-    """States as named in RFC 3261 Figures 7 and 8 and RFC 6026 Figure 5."""
-
-    TRYING = "Trying"
-    PROCEEDING = "Proceeding"
-    COMPLETED = "Completed"
-    CONFIRMED = "Confirmed"
-    ACCEPTED = "Accepted"
-    TERMINATED = "Terminated"
-
-
-class Input(Enum):
-    """What can happen to a server transaction."""
-
-    REQUEST = "request retransmission"
-    ACK = "ACK"
-    PROVISIONAL = "1xx from TU"
-    SUCCESS = "2xx from TU"
-    FAILURE = "300-699 from TU"
-    TIMER_G = "Timer G fires"
-    TIMER_H = "Timer H fires"
-    TIMER_I = "Timer I fires"
-    TIMER_J = "Timer J fires"
-    TIMER_L = "Timer L fires"
-    TRANSPORT_ERROR = "transport error"
-
-
-class Action(Enum):
-    """What the transaction does on a transition."""
-
-    NONE = "absorb"
-    SEND = "send the TU's response"
-    RESEND = "resend the last response"
-    DISCARD = "discard the TU's response"
-    PASS_ACK = "pass the ACK to the TU"
-    TIMEOUT = "inform the TU of a timeout"
-    TRANSPORT_ERROR = "inform the TU of a transport error"
-
-
-class Timer(Enum):
-    G = "G"
-    H = "H"
-    I = "I"  # noqa: E741 - the RFC's name
-    J = "J"
-    L = "L"
-    # RFC 3261 §13.3.1.4: the UAS core's 2xx retransmission (no letter in the RFC).
-    RETRANSMIT_2XX = "2xx"
-
-
-_TIMER_INPUT = {
-    Timer.G: Input.TIMER_G,
-    Timer.H: Input.TIMER_H,
-    Timer.I: Input.TIMER_I,
-    Timer.J: Input.TIMER_J,
-    Timer.L: Input.TIMER_L,
-}
-
-Transitions = Mapping[State, Mapping[Input, tuple[State, Action]]]
-
-_P, _C, _F, _A, _X = (
-    State.PROCEEDING,
-    State.COMPLETED,
-    State.CONFIRMED,
-    State.ACCEPTED,
-    State.TERMINATED,
-)
-
-# RFC 3261 §17.2.1 Figure 7 with RFC 6026 §7.1 Figure 5 (2xx leads to Accepted, not
-# Terminated).  Inputs not listed leave the state alone: a TU response is discarded (see
-# transition), anything else is absorbed.
-INVITE_TRANSITIONS: Transitions = {
-    _P: {
-        # §17.2.1: a retransmitted INVITE gets the most recent provisional response.
-        Input.REQUEST: (_P, Action.RESEND),
-        Input.PROVISIONAL: (_P, Action.SEND),
-        Input.SUCCESS: (_A, Action.SEND),
-        Input.FAILURE: (_C, Action.SEND),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
-    },
-    _C: {
-        Input.REQUEST: (_C, Action.RESEND),
-        Input.TIMER_G: (_C, Action.RESEND),
-        Input.ACK: (_F, Action.NONE),
-        Input.TIMER_H: (_X, Action.TIMEOUT),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
-    },
-    _F: {
-        # §17.2.1: Confirmed absorbs further ACKs (and a late INVITE retransmission).
-        Input.ACK: (_F, Action.NONE),
-        Input.REQUEST: (_F, Action.NONE),
-        Input.TIMER_I: (_X, Action.NONE),
-    },
-    _A: {
-        # RFC 6026 §8.7: retransmitted INVITEs are absorbed, an ACK goes to the TU, further
-        # 2xx from the TU are sent, and Timer L ends the transaction.
-        Input.REQUEST: (_A, Action.NONE),
-        Input.ACK: (_A, Action.PASS_ACK),
-        Input.SUCCESS: (_A, Action.SEND),
-        Input.TIMER_L: (_X, Action.NONE),
-    },
-    _X: {},
-}
-
-_T = State.TRYING
-
-# RFC 3261 §17.2.2 Figure 8.
-NON_INVITE_TRANSITIONS: Transitions = {
-    _T: {
-        # §17.2.2: retransmissions in Trying are discarded (nothing to resend yet).
-        Input.REQUEST: (_T, Action.NONE),
-        Input.PROVISIONAL: (_P, Action.SEND),
-        Input.SUCCESS: (_C, Action.SEND),
-        Input.FAILURE: (_C, Action.SEND),
-    },
-    _P: {
-        Input.REQUEST: (_P, Action.RESEND),
-        Input.PROVISIONAL: (_P, Action.SEND),
-        Input.SUCCESS: (_C, Action.SEND),
-        Input.FAILURE: (_C, Action.SEND),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
-    },
-    _C: {
-        # §17.2.2: further final responses from the TU are discarded (default below).
-        Input.REQUEST: (_C, Action.RESEND),
-        Input.TIMER_J: (_X, Action.NONE),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
-    },
-    _X: {},
-}
-
-_TRANSITIONS: dict[Kind, Transitions] = {
-    Kind.INVITE: INVITE_TRANSITIONS,
-    Kind.NON_INVITE: NON_INVITE_TRANSITIONS,
-}
-
-# Timers a state arms on entry; leaving a state cancels them.
-STATE_TIMERS: Mapping[tuple[Kind, State], tuple[Timer, ...]] = {
-    (Kind.INVITE, State.COMPLETED): (Timer.G, Timer.H),  # RFC 3261 §17.2.1
-    (Kind.INVITE, State.CONFIRMED): (Timer.I,),  # RFC 3261 §17.2.1
-    (Kind.INVITE, State.ACCEPTED): (Timer.L,),  # RFC 6026 §8.7
-    (Kind.NON_INVITE, State.COMPLETED): (Timer.J,),  # RFC 3261 §17.2.2
-}
-
-_TU_INPUTS = frozenset({Input.PROVISIONAL, Input.SUCCESS, Input.FAILURE})
-
-
-def transition(kind: Kind, state: State, event: Input) -> tuple[State, Action]:
-    """The table cell for ``event`` in ``state``; unlisted cells keep the state and
-    discard a TU response (RFC 3261 §17.2.2 "MUST be discarded") or absorb anything else."""
-    row = _TRANSITIONS[kind][state]
-    found = row.get(event)
-    if found is not None:
-        return found
-    return (state, Action.DISCARD if event in _TU_INPUTS else Action.NONE)
-
-
-def _duration_s(timers: SipTimers, timer: Timer, *, reliable: bool) -> float | None:
-    """How long ``timer`` runs; None when it is not started at all (RFC 3261 §17.2)."""
-    if timer is Timer.G:
-        return None if reliable else timers.t1_s  # §17.2.1: only on unreliable transports
-    if timer is Timer.I:
-        return 0.0 if reliable else timers.t4_s  # §17.2.1
-    if timer is Timer.J:
-        return 0.0 if reliable else 64 * timers.t1_s  # §17.2.2
-    if timer is Timer.RETRANSMIT_2XX:
-        return timers.t1_s  # §13.3.1.4, on every transport
-    return 64 * timers.t1_s  # H (§17.2.1) and L (RFC 6026 §8.7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,98 +160,6 @@ def _check_request(request: SipRequest) -> None:
     if request.cseq.method != request.method:
         raise SipParseError("CSeq method does not match the request method")  # §8.1.1.5
     _ = (request.call_id, request.from_, request.to, request.top_via)
-
-
-class ServerTransaction:
-    """One server transaction.  Read its attributes; change it only through the layer.
-
-    ``request`` is the request that created it, ``source`` where that came from,
-    ``last_response`` the response most recently sent (resent on retransmissions).
-    """
-
-    __slots__ = (
-        "kind",
-        "request",
-        "source",
-        "reliable",
-        "state",
-        "last_response",
-        "created_at_s",
-        "_key",
-        "_timers",
-        "_deadlines",
-        "_interval_s",
-        "_ack_key",
-    )
-
-    def __init__(
-        self,
-        request: SipRequest,
-        source: SourceLike,
-        key: _MatchKey,
-        timers: SipTimers,
-        now: float,
-    ) -> None:
-        self.kind = Kind.INVITE if request.method == "INVITE" else Kind.NON_INVITE
-        self.request = request
-        self.source = source
-        self.reliable = source.reliable
-        # RFC 3261 §17.2.1 / §17.2.2: INVITE starts in Proceeding, the rest in Trying.
-        self.state = State.PROCEEDING if self.kind is Kind.INVITE else State.TRYING
-        self.last_response: SipResponse | None = None
-        self.created_at_s = now
-        self._key = key
-        self._timers = timers
-        self._deadlines: dict[Timer, float] = {}
-        self._interval_s: dict[Timer, float] = {}
-        # (Call-ID, To tag, CSeq number) of a 2xx waiting for its ACK (§13.3.1.4).
-        self._ack_key: tuple[str, str, int] | None = None
-
-    @property
-    def method(self) -> str:
-        return self.request.method
-
-    @property
-    def awaiting_ack(self) -> bool:
-        """True while a 2xx to this INVITE is being retransmitted for want of an ACK."""
-        return self._ack_key is not None
-
-    def __repr__(self) -> str:
-        return f"<ServerTransaction {self.method} {self.state.value}>"
-
-    def _apply(self, event: Input, now: float) -> list[Action]:
-        """Run one transition; zero-length timers armed on entry fire at once."""
-        new_state, action = transition(self.kind, self.state, event)
-        actions = [action]
-        if new_state is not self.state:
-            actions.extend(self._enter(new_state, now))
-        return actions
-
-    def _enter(self, state: State, now: float) -> list[Action]:
-        self.state = state
-        self._deadlines.clear()
-        self._interval_s.clear()
-        immediate: list[Timer] = []
-        for timer in STATE_TIMERS.get((self.kind, state), ()):
-            duration = _duration_s(self._timers, timer, reliable=self.reliable)
-            if duration is None:
-                continue
-            if duration == 0:
-                immediate.append(timer)
-                continue
-            self._deadlines[timer] = now + duration
-            self._interval_s[timer] = duration
-        actions: list[Action] = []
-        for timer in immediate:
-            if self.state is state:
-                actions.extend(self._apply(_TIMER_INPUT[timer], now))
-        return actions
-
-    def _rearm_backoff(self, timer: Timer, now: float) -> None:
-        """RFC 3261 §17.2.1 / §13.3.1.4: the interval doubles up to T2."""
-        interval = min(2 * self._interval_s[timer], self._timers.t2_s)
-        self._interval_s[timer] = interval
-        self._deadlines[timer] = now + interval
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -559,18 +252,18 @@ class TransactionLayer:
     def __init__(
         self,
         *,
-        timers: SipTimers = SipTimers(),
+        timers: SipTimers | None = None,
         max_transactions: int = 4096,
         send_100_trying: bool = True,
         retry_after_s: int = 5,
     ) -> None:
         if max_transactions < 1:
             raise UsageError("max_transactions must be at least 1")
-        self.timers = timers
+        self.timers = timers if timers is not None else SipTimers()
         self.max_transactions = max_transactions
         self.send_100_trying = send_100_trying
         self.retry_after_s = retry_after_s
-        self._transactions: dict[_MatchKey, ServerTransaction] = {}
+        self._transactions: dict[Hashable, ServerTransaction] = {}
         self._awaiting_ack: dict[tuple[str, str, int], ServerTransaction] = {}
         self._heap: list[tuple[float, int, ServerTransaction, Timer]] = []
         self._sequence = itertools.count()
@@ -581,9 +274,7 @@ class TransactionLayer:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def receive_request(
-        self, request: SipRequest, source: SourceLike, now: float
-    ) -> list[Event]:
+    def receive_request(self, request: SipRequest, source: SourceLike, now: float) -> list[Event]:
         """Match a request from the network (RFC 3261 §17.2.3) and say what to do.
 
         Raises ``SipParseError`` when a header needed for matching (Via, CSeq, Call-ID,
@@ -622,7 +313,7 @@ class TransactionLayer:
         yield no events.  A 2xx to INVITE is then retransmitted until its ACK arrives
         (RFC 3261 §13.3.1.4).
         """
-        if self._transactions.get(transaction._key) is not transaction:
+        if self._transactions.get(transaction.key) is not transaction:
             raise UsageError("send_response on a transaction this layer no longer holds")
         if not 100 <= response.status <= 699:
             raise UsageError(f"response status out of range: {response.status}")
@@ -630,7 +321,7 @@ class TransactionLayer:
 
     def transport_error(self, transaction: ServerTransaction, now: float) -> list[Event]:
         """The transport failed to send on ``transaction`` (RFC 3261 §17.2.4)."""
-        if self._transactions.get(transaction._key) is not transaction:
+        if self._transactions.get(transaction.key) is not transaction:
             return []
         return self._run(transaction, Input.TRANSPORT_ERROR, now)
 
@@ -639,7 +330,7 @@ class TransactionLayer:
         heap = self._heap
         while heap:
             deadline, _, transaction, timer = heap[0]
-            if transaction._deadlines.get(timer) == deadline and self._live(transaction):
+            if transaction.deadlines.get(timer) == deadline and self._live(transaction):
                 return deadline
             heapq.heappop(heap)
         return None
@@ -650,19 +341,19 @@ class TransactionLayer:
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, transaction, timer = heapq.heappop(heap)
-            if transaction._deadlines.get(timer) != deadline or not self._live(transaction):
+            if transaction.deadlines.get(timer) != deadline or not self._live(transaction):
                 continue  # cancelled or re-armed since it was pushed
-            del transaction._deadlines[timer]
+            transaction.disarm(timer)
             if timer is Timer.RETRANSMIT_2XX:
                 events.extend(self._retransmit_2xx(transaction, now))
             else:
-                events.extend(self._run(transaction, _TIMER_INPUT[timer], now))
+                events.extend(self._run(transaction, TIMER_INPUTS[timer], now))
         return events
 
     # -- internals ------------------------------------------------------------------------
 
     def _live(self, transaction: ServerTransaction) -> bool:
-        return self._transactions.get(transaction._key) is transaction
+        return self._transactions.get(transaction.key) is transaction
 
     def _receive_ack(self, request: SipRequest, source: SourceLike, now: float) -> list[Event]:
         # §17.2.3: an ACK matches the INVITE transaction it acknowledges.
@@ -680,23 +371,23 @@ class TransactionLayer:
                 return events  # absorbed: the ACK for a non-2xx final response
             # RFC 6026 §8.7: in Accepted the ACK goes to the TU.  (It normally carries a new
             # branch, RFC 3261 §17.1.1.3; some UACs reuse the INVITE's.)
-            acked = transaction if transaction._ack_key is not None else None
+            acked = transaction if transaction.ack_key is not None else None
         else:
             # RFC 6026 §8.5: an ACK matching no transaction goes to the core.  The 2xx it
             # acknowledges is found by Call-ID, To tag and CSeq number (§13.3.1.4).
             to_tag = request.to.tag
             if to_tag is not None:
                 acked = self._awaiting_ack.get((request.call_id, to_tag, request.cseq.number))
-        if acked is not None and acked._ack_key is not None:
-            self._awaiting_ack.pop(acked._ack_key, None)
-            acked._ack_key = None
-            acked._deadlines.pop(Timer.RETRANSMIT_2XX, None)
+        if acked is not None and acked.ack_key is not None:
+            self._awaiting_ack.pop(acked.ack_key, None)
+            acked.ack_key = None
+            acked.disarm(Timer.RETRANSMIT_2XX)
         return [AckReceived(request, source, acked)]
 
     @staticmethod
     def _to_tag_matches(transaction: ServerTransaction, ack: SipRequest) -> bool:
         """RFC 2543 fallback: the ACK's To tag must be the one our response carried."""
-        if isinstance(transaction._key, _BranchKey):
+        if isinstance(transaction.key, _BranchKey):
             return True
         sent = transaction.last_response
         return sent is not None and sent.to.tag == ack.to.tag
@@ -730,28 +421,21 @@ class TransactionLayer:
         if first and events:
             # RFC 3261 §13.3.1.4: retransmit from T1, doubling up to T2, until the ACK.
             ack_key = (response.call_id, to_tag, response.cseq.number)
-            transaction._ack_key = ack_key
+            transaction.ack_key = ack_key
             self._awaiting_ack[ack_key] = transaction
-            self._arm(transaction, Timer.RETRANSMIT_2XX, now)
+            transaction.arm(Timer.RETRANSMIT_2XX, now)
+            self._push(transaction, Timer.RETRANSMIT_2XX)
         return events
 
     def _retransmit_2xx(self, transaction: ServerTransaction, now: float) -> list[Event]:
-        if transaction._ack_key is None or transaction.last_response is None:
+        if transaction.ack_key is None or transaction.last_response is None:
             return []
-        transaction._rearm_backoff(Timer.RETRANSMIT_2XX, now)
+        transaction.back_off(Timer.RETRANSMIT_2XX, now)
         self._push(transaction, Timer.RETRANSMIT_2XX)
         return [SendResponse(transaction.last_response, transaction.source, transaction)]
 
-    def _arm(self, transaction: ServerTransaction, timer: Timer, now: float) -> None:
-        duration = _duration_s(self.timers, timer, reliable=transaction.reliable)
-        if duration is None:
-            return
-        transaction._deadlines[timer] = now + duration
-        transaction._interval_s[timer] = duration
-        self._push(transaction, timer)
-
     def _push(self, transaction: ServerTransaction, timer: Timer) -> None:
-        deadline = transaction._deadlines[timer]
+        deadline = transaction.deadlines[timer]
         heapq.heappush(self._heap, (deadline, next(self._sequence), transaction, timer))
 
     def _run(
@@ -762,10 +446,10 @@ class TransactionLayer:
         response: SipResponse | None = None,
     ) -> list[Event]:
         """Feed one input to ``transaction`` and turn its actions into events."""
-        before = dict(transaction._deadlines)
-        actions = transaction._apply(event, now)
+        before = dict(transaction.deadlines)
+        actions = transaction.apply(event, now)
         if event is Input.TIMER_G and transaction.state is State.COMPLETED:
-            transaction._rearm_backoff(Timer.G, now)  # §17.2.1: min(2*G, T2)
+            transaction.back_off(Timer.G, now)  # §17.2.1: min(2*G, T2)
         events: list[Event] = []
         for action in actions:
             if action is Action.SEND and response is not None:
@@ -780,15 +464,15 @@ class TransactionLayer:
             elif action is Action.TRANSPORT_ERROR:
                 events.append(TransportFailed(transaction))
         if transaction.state is State.TERMINATED:
-            if transaction._ack_key is not None:
+            if transaction.ack_key is not None:
                 # RFC 3261 §13.3.1.4: 64*T1 (= Timer L) passed without an ACK for the 2xx.
-                self._awaiting_ack.pop(transaction._ack_key, None)
-                transaction._ack_key = None
+                self._awaiting_ack.pop(transaction.ack_key, None)
+                transaction.ack_key = None
                 if event is Input.TIMER_L:
                     events.append(AckTimedOut(transaction))
-            del self._transactions[transaction._key]
+            del self._transactions[transaction.key]
         else:
-            for timer, deadline in transaction._deadlines.items():
+            for timer, deadline in transaction.deadlines.items():
                 if before.get(timer) != deadline:
                     self._push(transaction, timer)
         return events

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from srs.errors import SipParseError, UsageError
 from srs.sip.headers import Headers
 from srs.sip.message import SipRequest, SipResponse, build_response
-from srs.sip.transaction import (
-    MAGIC_COOKIE,
+from srs.sip.server_transaction import (
     T1,
     T2,
     T4,
@@ -22,25 +21,28 @@ from srs.sip.transaction import (
     TIMER_I,
     TIMER_J,
     TIMER_L,
-    AckReceived,
-    AckTimedOut,
     Action,
-    CancelReceived,
-    Event,
     Input,
     Kind,
+    ServerTransaction,
+    SipTimers,
+    State,
+    transition,
+)
+from srs.sip.transaction import (
+    MAGIC_COOKIE,
+    AckReceived,
+    AckTimedOut,
+    CancelReceived,
+    Event,
     Overloaded,
     RequestReceived,
     SendResponse,
-    ServerTransaction,
-    SipTimers,
     Source,
-    State,
     TransactionLayer,
     TransactionTimedOut,
     TransportFailed,
     new_branch,
-    transition,
 )
 from srs.sip.uri import parse_uri
 
@@ -161,7 +163,7 @@ P, C, F, A, X, T = (
     State.TERMINATED,
     State.TRYING,
 )
-I = Input  # noqa: E741
+I = Input
 
 # Written from RFC 3261 Figures 7/8 and RFC 6026 Figure 5, independently of the module.
 EXPECTED_INVITE = {
@@ -475,9 +477,9 @@ def test_cancel_matches_pending_invite() -> None:
     cancel = events[0]
     assert isinstance(cancel, CancelReceived) and cancel.invite is invite_tx
     # The core answers the CANCEL 200 and the INVITE 487 (RFC 3261 §9.2).
-    assert summary(layer.send_response(cancel.transaction, answer(cancel.transaction, 200), 0.6)) == [
-        "send 200"
-    ]
+    assert summary(
+        layer.send_response(cancel.transaction, answer(cancel.transaction, 200), 0.6)
+    ) == ["send 200"]
     assert summary(layer.send_response(invite_tx, answer(invite_tx, 487), 0.6)) == ["send 487"]
     ack = request("ACK", to_tag=TAG, cseq_method="ACK")
     assert layer.receive_request(ack, UDP, 0.7) == []
