@@ -199,10 +199,10 @@ def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
 
 
 def unlink_if_present(path: Path) -> None:
-    """Remove a temporary file after a failure; one already gone is fine."""
+    """Remove a temporary file after a failure; one that cannot exist is fine."""
     try:
         path.unlink()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
 
 
