@@ -13,7 +13,7 @@ import soundfile as sf
 from srs.errors import UsageError
 from srs.recording.mix import MixResult, MixSkipped, _read, mix_stereo
 from srs.recording.wav import RecordingFormatError, RecordingIOError, WavWriter
-from tests.recording.test_wav import ramp
+from tests.recording.samples import ramp
 
 
 def mono(path: Path, samples: np.ndarray, rate_hz: int = 8000) -> Path:

@@ -22,11 +22,7 @@ from srs.recording.wav import (
     header_bytes,
     read_wav_info,
 )
-
-
-def ramp(n: int, start: int = 0) -> np.ndarray:
-    """Distinct, sign-changing samples so any shift or byte swap shows."""
-    return ((np.arange(start, start + n, dtype=np.int64) * 37) % 65536 - 32768).astype(np.int16)
+from tests.recording.samples import ramp
 
 
 def read_int16(path: Path) -> tuple[np.ndarray, int]:
