@@ -100,44 +100,15 @@ def canonical_name(name: str) -> str:
     return COMPACT_FORMS.get(lowered, lowered)
 
 
-def split_values(value: str) -> list[str]:
-    """Split a comma-separated header value (RFC 3261 §7.3.1).
+def _split_top_level(text: str, sep: str, *, angle_brackets: bool) -> tuple[list[str], bool]:
+    """Split ``text`` at ``sep`` outside quoted strings (and ``<...>`` if asked).
 
-    Commas inside quoted strings (with backslash quoted-pairs) and inside ``<...>`` do not
-    split.  Empty elements are dropped: RFC 2616 §2.1 ``#rule`` allows null elements.
+    Returns the parts and whether every quoted string was closed.
     """
     parts: list[str] = []
     start = 0
     in_quotes = False
     in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == "<":
-            in_angle = True
-        elif ch == ">":
-            in_angle = False
-        elif ch == "," and not in_angle:
-            parts.append(value[start:i])
-            start = i + 1
-        i += 1
-    parts.append(value[start:])
-    return [p.strip(_WS) for p in parts if p.strip(_WS)]
-
-
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside quoted strings."""
-    parts: list[str] = []
-    start = 0
-    in_quotes = False
     i = 0
     n = len(text)
     while i < n:
@@ -149,14 +120,26 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
                 in_quotes = False
         elif ch == '"':
             in_quotes = True
-        elif ch == sep:
+        elif angle_brackets and ch == "<":
+            in_angle = True
+        elif angle_brackets and ch == ">":
+            in_angle = False
+        elif ch == sep and not in_angle:
             parts.append(text[start:i])
             start = i + 1
         i += 1
-    if in_quotes:
-        raise SipParseError("unbalanced quotes")
     parts.append(text[start:])
-    return parts
+    return parts, not in_quotes
+
+
+def split_values(value: str) -> list[str]:
+    """Split a comma-separated header value (RFC 3261 §7.3.1).
+
+    Commas inside quoted strings (with backslash quoted-pairs) and inside ``<...>`` do not
+    split.  Empty elements are dropped: RFC 2616 §2.1 ``#rule`` allows null elements.
+    """
+    parts, _ = _split_top_level(value, ",", angle_brackets=True)
+    return [p.strip(_WS) for p in parts if p.strip(_WS)]
 
 
 def parse_params(text: str, *, what: str) -> tuple[tuple[str, str | None], ...]:
@@ -166,7 +149,10 @@ def parse_params(text: str, *, what: str) -> tuple[tuple[str, str | None], ...]:
     kept raw (a quoted-string value keeps its quotes).  ``what`` names the header in errors.
     """
     params: list[tuple[str, str | None]] = []
-    for chunk in _split_outside_quotes(text, ";"):
+    chunks, balanced = _split_top_level(text, ";", angle_brackets=False)
+    if not balanced:
+        raise SipParseError(f"bad {what} parameter")
+    for chunk in chunks:
         name, eq, value = chunk.partition("=")
         name = name.strip(_WS)
         if not is_token(name):
@@ -184,20 +170,22 @@ def parse_params(text: str, *, what: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(params)
 
 
-def _is_quoted_string(text: str) -> bool:
-    """True if ``text`` is exactly one RFC 3261 §25.1 quoted-string."""
-    if len(text) < 2 or text[0] != '"':
-        return False
+def closing_quote(text: str) -> int:
+    """Index of the quote closing the quoted-string that starts at ``text[0]``, or -1."""
     i = 1
     while i < len(text):
-        ch = text[i]
-        if ch == "\\":
+        if text[i] == "\\":
             i += 2
             continue
-        if ch == '"':
-            return i == len(text) - 1
+        if text[i] == '"':
+            return i
         i += 1
-    return False
+    return -1
+
+
+def _is_quoted_string(text: str) -> bool:
+    """True if ``text`` is exactly one RFC 3261 §25.1 quoted-string."""
+    return text[:1] == '"' and closing_quote(text) == len(text) - 1
 
 
 def format_params(params: Iterable[tuple[str, str | None]]) -> str:
@@ -205,7 +193,11 @@ def format_params(params: Iterable[tuple[str, str | None]]) -> str:
     return "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
 
 
-def _param(params: tuple[tuple[str, str | None], ...], name: str) -> str | None:
+Params = tuple[tuple[str, str | None], ...]
+
+
+def param_value(params: Params, name: str) -> str | None:
+    """The value of parameter ``name`` (names compare case-insensitively); None if absent or flag."""
     lowered = name.lower()
     for n, v in params:
         if n.lower() == lowered:
@@ -213,9 +205,21 @@ def _param(params: tuple[tuple[str, str | None], ...], name: str) -> str | None:
     return None
 
 
-def _has_param(params: tuple[tuple[str, str | None], ...], name: str) -> bool:
+def has_param(params: Params, name: str) -> bool:
     lowered = name.lower()
     return any(n.lower() == lowered for n, _ in params)
+
+
+def with_param(params: Params, name: str, value: str | None) -> Params:
+    """``params`` with ``name`` set to ``value``: replaced in place, or appended."""
+    lowered = name.lower()
+    out = list(params)
+    for i, (n, _) in enumerate(out):
+        if n.lower() == lowered:
+            out[i] = (n, value)
+            return tuple(out)
+    out.append((name, value))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,24 +347,24 @@ class Via:
         return cls(transport.upper(), host, port, params, f"{name}/{version}")
 
     def param(self, name: str) -> str | None:
-        return _param(self.params, name)
+        return param_value(self.params, name)
 
     @property
     def branch(self) -> str | None:
         """RFC 3261 §8.1.1.7 transaction id; RFC 3261 compliant ones start ``z9hG4bK``."""
-        return _param(self.params, "branch")
+        return param_value(self.params, "branch")
 
     @property
     def received(self) -> str | None:
         """RFC 3261 §18.2.1 ``received`` parameter."""
-        return _param(self.params, "received")
+        return param_value(self.params, "received")
 
     @property
     def rport(self) -> int | bool | None:
         """RFC 3581 ``rport``: None if absent, True if present without value, else the port."""
-        if not _has_param(self.params, "rport"):
+        if not has_param(self.params, "rport"):
             return None
-        value = _param(self.params, "rport")
+        value = param_value(self.params, "rport")
         if value is None:
             return True
         if not value.isdigit() or int(value) > 65535:
@@ -373,15 +377,8 @@ class Via:
 
     def with_param(self, name: str, value: str | None) -> Via:
         """A copy with parameter ``name`` set to ``value`` (replaced in place or appended)."""
-        lowered = name.lower()
-        params = list(self.params)
-        for i, (n, _) in enumerate(params):
-            if n.lower() == lowered:
-                params[i] = (n, value)
-                break
-        else:
-            params.append((name, value))
-        return Via(self.transport, self.host, self.port, tuple(params), self.protocol)
+        return Via(self.transport, self.host, self.port, with_param(self.params, name, value),
+                   self.protocol)
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
@@ -483,7 +480,7 @@ class ContentType:
 
     def param(self, name: str) -> str | None:
         """A parameter's value with the quotes of a quoted-string removed."""
-        value = _param(self.params, name)
+        value = param_value(self.params, name)
         if value is not None and len(value) >= 2 and value[0] == value[-1] == '"':
             return _unquote(value)
         return value

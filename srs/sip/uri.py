@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from srs.errors import SipParseError
 from srs.sip.headers import (
     _parse_host_port,
+    _split_top_level,
     _unquote,
+    closing_quote,
     format_params,
+    has_param,
     is_token,
+    param_value,
     parse_params,
+    with_param,
 )
 
 __all__ = ["SipUri", "AbsoluteUri", "Uri", "NameAddr", "parse_uri"]
@@ -131,15 +136,10 @@ class SipUri:
 
     def param(self, name: str) -> str | None:
         """The value of URI parameter ``name`` (case-insensitive name); None if absent or flag."""
-        lowered = name.lower()
-        for n, v in self.params:
-            if n.lower() == lowered:
-                return v
-        return None
+        return param_value(self.params, name)
 
     def has_param(self, name: str) -> bool:
-        lowered = name.lower()
-        return any(n.lower() == lowered for n, _ in self.params)
+        return has_param(self.params, name)
 
     @property
     def transport(self) -> str | None:
@@ -233,15 +233,10 @@ class NameAddr:
         return cls(uri, display_name, params)
 
     def param(self, name: str) -> str | None:
-        lowered = name.lower()
-        for n, v in self.params:
-            if n.lower() == lowered:
-                return v
-        return None
+        return param_value(self.params, name)
 
     def has_param(self, name: str) -> bool:
-        lowered = name.lower()
-        return any(n.lower() == lowered for n, _ in self.params)
+        return has_param(self.params, name)
 
     @property
     def tag(self) -> str | None:
@@ -250,15 +245,7 @@ class NameAddr:
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
         """A copy with header parameter ``name`` set (replaced in place or appended)."""
-        lowered = name.lower()
-        params = list(self.params)
-        for i, (n, _) in enumerate(params):
-            if n.lower() == lowered:
-                params[i] = (n, value)
-                break
-        else:
-            params.append((name, value))
-        return NameAddr(self.uri, self.display_name, tuple(params))
+        return NameAddr(self.uri, self.display_name, with_param(self.params, name, value))
 
     def __str__(self) -> str:
         display = ""
@@ -269,21 +256,9 @@ class NameAddr:
 
 
 def _find_outside_quotes(text: str, target: str) -> int:
-    in_quotes = False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == target:
-            return i
-        i += 1
-    return -1
+    """Index of the first ``target`` outside quoted strings, or -1."""
+    parts, _ = _split_top_level(text, target, angle_brackets=False)
+    return -1 if len(parts) == 1 else len(parts[0])
 
 
 def _parse_display_name(text: str) -> str | None:
@@ -291,7 +266,7 @@ def _parse_display_name(text: str) -> str | None:
     if not text:
         return None
     if text.startswith('"'):
-        end = _closing_quote(text)
+        end = closing_quote(text)
         if end != len(text) - 1:
             raise SipParseError("bad display name")
         return _unquote(text)
@@ -300,15 +275,3 @@ def _parse_display_name(text: str) -> str | None:
         raise SipParseError("bad display name")
     return " ".join(words)
 
-
-def _closing_quote(text: str) -> int:
-    """Index of the quote closing the quoted-string that starts at ``text[0]``, or -1."""
-    i = 1
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == '"':
-            return i
-        i += 1
-    return -1
