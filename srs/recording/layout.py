@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Final
 
 from srs.errors import UsageError
-from srs.recording.wav import RecordingIOError, fsync_directory
+from srs.recording.wav import RecordingIOError, fsync_directory, write_all
 
 __all__ = [
+    "MAX_METADATA_BYTES",
     "MAX_NAME_CHARS",
     "MIX_FILE",
     "SIDECAR_FILE",
@@ -42,11 +43,14 @@ __all__ = [
     "sanitise_name",
     "session_dir_name",
     "unique_stream_stem",
+    "write_metadata",
 ]
 
 MAX_NAME_CHARS: Final = 64
 MIX_FILE: Final = "mix.wav"
 SIDECAR_FILE: Final = "session.json"
+# Raw metadata is kept as received; the metadata parser refuses larger bodies first.
+MAX_METADATA_BYTES: Final = 1024 * 1024
 # A clash on the session directory (same start second, same id) gets "-2", "-3", ...;
 # past this many the recordings dir is being flooded or is broken.
 MAX_DIR_ATTEMPTS: Final = 100
@@ -176,6 +180,30 @@ def create_session_dir(
         day_dir / base,
         FileExistsError(errno.EEXIST, f"{MAX_DIR_ATTEMPTS} directories of that name exist"),
     )
+
+
+def write_metadata(layout: SessionLayout, n: int, raw: bytes) -> Path:
+    """Keep the n-th raw metadata version, byte for byte, as ``metadata-<n>.xml``.
+
+    The file is created exclusively (a version is never overwritten) and fsynced: metadata
+    arrives a few times per call at most.  Raises :class:`RecordingIOError` on a disk
+    failure or when that version already exists (EEXIST).
+    """
+    if len(raw) > MAX_METADATA_BYTES:
+        raise UsageError(f"metadata of {len(raw)} bytes exceeds {MAX_METADATA_BYTES}")
+    path = layout.metadata_xml(n)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise RecordingIOError("create", path, exc) from exc
+    try:
+        write_all(fd, raw, path)
+        os.fsync(fd)
+    except OSError as exc:
+        raise RecordingIOError("fsync", path, exc) from exc
+    finally:
+        os.close(fd)
+    return path
 
 
 def _utc(moment: datetime) -> datetime:

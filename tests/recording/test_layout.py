@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from srs.errors import UsageError
 from srs.recording.layout import (
     MAX_DIR_ATTEMPTS,
+    MAX_METADATA_BYTES,
     MAX_NAME_CHARS,
     SessionLayout,
     create_session_dir,
@@ -21,6 +22,7 @@ from srs.recording.layout import (
     sanitise_name,
     session_dir_name,
     unique_stream_stem,
+    write_metadata,
 )
 from srs.recording.wav import RecordingIOError
 
@@ -169,3 +171,33 @@ def test_layout_refuses_unsanitised_names(name: str) -> None:
 def test_metadata_version_starts_at_one() -> None:
     with pytest.raises(UsageError, match="version 0"):
         SessionLayout(Path("/r/s")).metadata_xml(0)
+
+
+def test_write_metadata_keeps_raw_bytes_once(tmp_path: Path) -> None:
+    layout = create_session_dir(tmp_path, START, "s")
+    raw = b'<?xml version="1.0"?>\r\n<recording xmlns="urn:ietf:params:xml:ns:recording:1"/>'
+    path = write_metadata(layout, 1, raw)
+    assert path == layout.directory / "metadata-1.xml"
+    assert path.read_bytes() == raw
+    with pytest.raises(RecordingIOError) as caught:
+        write_metadata(layout, 1, b"<other/>")
+    assert caught.value.errno == 17  # EEXIST: a version is never overwritten
+    assert path.read_bytes() == raw
+
+
+def test_write_metadata_is_bounded(tmp_path: Path) -> None:
+    layout = create_session_dir(tmp_path, START, "s")
+    write_metadata(layout, 1, b"x" * MAX_METADATA_BYTES)
+    with pytest.raises(UsageError, match="exceeds"):
+        write_metadata(layout, 2, b"x" * (MAX_METADATA_BYTES + 1))
+    assert not layout.metadata_xml(2).exists()
+
+
+def test_write_metadata_never_follows_a_planted_symlink(tmp_path: Path) -> None:
+    # O_EXCL refuses an existing name even when it is a link (here to /dev/full).
+    layout = create_session_dir(tmp_path, START, "s")
+    layout.metadata_xml(1).symlink_to("/dev/full")
+    with pytest.raises(RecordingIOError) as caught:
+        write_metadata(layout, 1, b"<x/>")
+    assert caught.value.errno == 17
+    assert layout.metadata_xml(1).is_symlink()
