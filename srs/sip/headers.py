@@ -30,6 +30,11 @@ __all__ = [
     "parse_params",
     "format_params",
     "is_token",
+    "Params",
+    "param_value",
+    "has_param",
+    "with_param",
+    "closing_quote",
 ]
 
 # RFC 3261 §7.3.3 and §20 compact forms, plus those defined by later RFCs.  Keys and values
