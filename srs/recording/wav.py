@@ -156,7 +156,8 @@ def read_wav_info(path: Path) -> WavInfo:
         raise RecordingIOError("read", path, exc) from exc
     if len(head) < HEADER_BYTES:
         raise RecordingFormatError(path, f"header truncated at {len(head)} bytes")
-    riff, riff_size, wave, slot, slot_size = struct.unpack_from("<4sI4s4sI", head, 0)
+    # The RIFF size is implied by the data size and is not trusted: repair rewrites it.
+    riff, _riff_size, wave, slot, slot_size = struct.unpack_from("<4sI4s4sI", head, 0)
     fmt_id, fmt_size, fmt_tag, channels, rate, byte_rate, align, bits = struct.unpack_from(
         "<4sIHHIIHH", head, 48
     )
@@ -175,7 +176,6 @@ def read_wav_info(path: Path) -> WavInfo:
         raise RecordingFormatError(path, "block align or byte rate inconsistent")
     if riff == b"RF64":
         (data_size,) = struct.unpack_from("<Q", head, 28)
-    del riff_size  # implied by data_size; repair rewrites it
     return WavInfo(
         sample_rate_hz=rate,
         channels=channels,
