@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
 
-from defusedxml import DefusedXmlException
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.ElementTree import fromstring
 
 from srs.errors import MetadataError
@@ -220,14 +220,17 @@ def _parse_xml(data: bytes) -> Element:
         raise MetadataError(f"metadata over {MAX_METADATA_BYTES} bytes")
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DTDForbidden:
+        # Entities and DTDs are refused: billion laughs, external entity reads.
+        raise MetadataError("metadata refused: DOCTYPE (DTD) not allowed") from None
+    except EntitiesForbidden:
+        raise MetadataError("metadata refused: entity declaration not allowed") from None
     except DefusedXmlException as error:
-        # Entities and DTDs are refused (billion laughs, external entity reads).
         raise MetadataError(f"metadata refused: {type(error).__name__}") from None
     except ParseError as error:
         raise MetadataError(f"metadata is not well-formed XML: {error}") from None
-    except (ValueError, LookupError) as error:
-        # expat reports an unknown or unusable declared encoding this way.
-        raise MetadataError(f"metadata cannot be decoded: {type(error).__name__}") from None
+    except LookupError:
+        raise MetadataError("metadata declares an unknown encoding") from None
     _check_shape(root)
     return root
 
