@@ -1,6 +1,6 @@
 """One SIP server transaction: the state machines of RFC 3261 §17.2 (amended by RFC 6026).
 
-The machines are data: ``INVITE_TRANSITIONS`` (RFC 3261 Figure 7 with RFC 6026 Figure 5)
+The machines are data: ``INVITE_TRANSITIONS`` (RFC 3261 Figure 7 as RFC 6026 §7.1 redraws it)
 and ``NON_INVITE_TRANSITIONS`` (RFC 3261 Figure 8) map a state and an :class:`Input` to the
 next state and an :class:`Action`; ``STATE_TIMERS`` lists the timers a state arms on entry
 and :func:`duration_s` how long each runs on a reliable or unreliable transport.
@@ -82,7 +82,7 @@ class Kind(Enum):
 
 
 class State(Enum):
-    """States as named in RFC 3261 Figures 7 and 8 and RFC 6026 Figure 5."""
+    """States as named in RFC 3261 Figures 7 and 8 and RFC 6026 §7.1."""
 
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -148,9 +148,11 @@ _P, _C, _F, _A, _X = (
     State.TERMINATED,
 )
 
-# RFC 3261 §17.2.1 Figure 7 with RFC 6026 §7.1 Figure 5 (2xx leads to Accepted, not
-# Terminated).  Inputs not listed leave the state alone: a TU response is discarded (see
-# transition), anything else is absorbed.
+# RFC 3261 §17.2.1 Figure 7 as RFC 6026 §7.1 redraws it (a 2xx leads to Accepted, not
+# Terminated).  A transport error no longer terminates: RFC 6026 §8.8 (updating RFC 3261
+# §17.2.4) says inform the TU and MUST remain in the current state; the timers still end
+# the transaction.  Inputs not listed leave the state alone: a TU response is discarded
+# (see transition), anything else is absorbed.
 INVITE_TRANSITIONS: Transitions = {
     _P: {
         # §17.2.1: a retransmitted INVITE gets the most recent provisional response.
@@ -158,14 +160,14 @@ INVITE_TRANSITIONS: Transitions = {
         Input.PROVISIONAL: (_P, Action.SEND),
         Input.SUCCESS: (_A, Action.SEND),
         Input.FAILURE: (_C, Action.SEND),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
+        Input.TRANSPORT_ERROR: (_P, Action.TRANSPORT_ERROR),
     },
     _C: {
         Input.REQUEST: (_C, Action.RESEND),
         Input.TIMER_G: (_C, Action.RESEND),
         Input.ACK: (_F, Action.NONE),
         Input.TIMER_H: (_X, Action.TIMEOUT),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
+        Input.TRANSPORT_ERROR: (_C, Action.TRANSPORT_ERROR),
     },
     _F: {
         # §17.2.1: Confirmed absorbs further ACKs (and a late INVITE retransmission).
@@ -180,13 +182,14 @@ INVITE_TRANSITIONS: Transitions = {
         Input.ACK: (_A, Action.PASS_ACK),
         Input.SUCCESS: (_A, Action.SEND),
         Input.TIMER_L: (_X, Action.NONE),
+        Input.TRANSPORT_ERROR: (_A, Action.TRANSPORT_ERROR),
     },
     _X: {},
 }
 
 _T = State.TRYING
 
-# RFC 3261 §17.2.2 Figure 8.
+# RFC 3261 §17.2.2 Figure 8, with transport errors per RFC 6026 §8.8 as above.
 NON_INVITE_TRANSITIONS: Transitions = {
     _T: {
         # §17.2.2: retransmissions in Trying are discarded (nothing to resend yet).
@@ -200,13 +203,13 @@ NON_INVITE_TRANSITIONS: Transitions = {
         Input.PROVISIONAL: (_P, Action.SEND),
         Input.SUCCESS: (_C, Action.SEND),
         Input.FAILURE: (_C, Action.SEND),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
+        Input.TRANSPORT_ERROR: (_P, Action.TRANSPORT_ERROR),
     },
     _C: {
         # §17.2.2: further final responses from the TU are discarded (default below).
         Input.REQUEST: (_C, Action.RESEND),
         Input.TIMER_J: (_X, Action.NONE),
-        Input.TRANSPORT_ERROR: (_X, Action.TRANSPORT_ERROR),
+        Input.TRANSPORT_ERROR: (_C, Action.TRANSPORT_ERROR),
     },
     _X: {},
 }

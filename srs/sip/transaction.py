@@ -23,19 +23,25 @@ Events (frozen dataclasses, handled in the order returned):
   cancels (RFC 3261 §9.2), or None: the core answers the CANCEL 481.  Otherwise it answers
   the CANCEL 200 and, if the INVITE has no final response yet, the INVITE 487.
 * :class:`AckReceived` -- an ACK that no transaction absorbed: the ACK for a 2xx, which
-  belongs to the core (RFC 3261 §17.2.3, RFC 6026 §8.5).  ``transaction`` is the INVITE
+  belongs to the core (RFC 3261 §17.2.3, §18.2.1).  ``transaction`` is the INVITE
   transaction whose 2xx it acknowledged (retransmission stopped), or None.
 * :class:`AckTimedOut` -- a 2xx to INVITE was retransmitted for 64*T1 without an ACK: the
   dialog is confirmed but the session SHOULD be ended with a BYE (RFC 3261 §13.3.1.4).
 * :class:`TransactionTimedOut` -- Timer H fired: a non-2xx final answer was never
   acknowledged (RFC 3261 §17.2.1).  The core tears down whatever it kept for the request.
-* :class:`TransportFailed` -- the transport reported an error sending on a transaction
-  (RFC 3261 §17.2.4).
+* :class:`TransportFailed` -- the transport reported an error sending on a transaction.
+  The transaction stays in its state (RFC 6026 §8.8) and its timers still end it; the core
+  decides whether the session can go on.
 * :class:`Overloaded` -- a new request arrived while ``max_transactions`` are live.  The
-  core answers it 503 statelessly with ``Retry-After: retry_after_s``.
+  core answers it statelessly: ``build_response(request, 503, extra_headers=[("Retry-After",
+  str(retry_after_s))])`` sent to ``source``.
+
+``source`` is whatever address value the transport uses (:class:`Source` here, or any
+value with a ``reliable`` property); it comes back unchanged as ``SendResponse.destination``.
+Requests whose Via, CSeq, Call-ID, From or To cannot be read raise ``SipParseError``.
 
 Retransmitting the 2xx to an INVITE is the UAS core's duty (RFC 3261 §13.3.1.4), not the
-transaction's (RFC 6026 §7.1).  The layer performs it on the core's behalf, because it
+transaction's (RFC 6026 §7.1, §8.7).  The layer performs it on the core's behalf, because it
 already owns the timers and sees every ACK: the core calls ``send_response`` once with its
 2xx and hears back :class:`AckReceived` or :class:`AckTimedOut`.
 
@@ -215,7 +221,7 @@ class TransactionTimedOut:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TransportFailed:
-    """The transport could not send on this transaction (RFC 3261 §17.2.4)."""
+    """The transport could not send on this transaction (RFC 3261 §17.2.4, RFC 6026 §8.8)."""
 
     transaction: ServerTransaction
 
@@ -320,7 +326,7 @@ class TransactionLayer:
         return self._respond(transaction, response, now)
 
     def transport_error(self, transaction: ServerTransaction, now: float) -> list[Event]:
-        """The transport failed to send on ``transaction`` (RFC 3261 §17.2.4)."""
+        """The transport failed to send on ``transaction`` (RFC 3261 §17.2.4, RFC 6026 §8.8)."""
         if self._transactions.get(transaction.key) is not transaction:
             return []
         return self._run(transaction, Input.TRANSPORT_ERROR, now)
@@ -373,7 +379,7 @@ class TransactionLayer:
             # branch, RFC 3261 §17.1.1.3; some UACs reuse the INVITE's.)
             acked = transaction if transaction.ack_key is not None else None
         else:
-            # RFC 6026 §8.5: an ACK matching no transaction goes to the core.  The 2xx it
+            # RFC 3261 §18.2.1: a request matching no transaction goes to the core.  The 2xx it
             # acknowledges is found by Call-ID, To tag and CSeq number (§13.3.1.4).
             to_tag = request.to.tag
             if to_tag is not None:

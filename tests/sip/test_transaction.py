@@ -160,18 +160,18 @@ P, C, F, A, X, T = (
 )
 I = Input
 
-# Written from RFC 3261 Figures 7/8 and RFC 6026 Figure 5, independently of the module.
+# Written from RFC 3261 Figures 7/8 and RFC 6026 §7.1 and §8.8, independently of the module.
 EXPECTED_INVITE = {
     (P, I.REQUEST): (P, Action.RESEND),
     (P, I.PROVISIONAL): (P, Action.SEND),
     (P, I.SUCCESS): (A, Action.SEND),
     (P, I.FAILURE): (C, Action.SEND),
-    (P, I.TRANSPORT_ERROR): (X, Action.TRANSPORT_ERROR),
+    (P, I.TRANSPORT_ERROR): (P, Action.TRANSPORT_ERROR),
     (C, I.REQUEST): (C, Action.RESEND),
     (C, I.TIMER_G): (C, Action.RESEND),
     (C, I.ACK): (F, Action.NONE),
     (C, I.TIMER_H): (X, Action.TIMEOUT),
-    (C, I.TRANSPORT_ERROR): (X, Action.TRANSPORT_ERROR),
+    (C, I.TRANSPORT_ERROR): (C, Action.TRANSPORT_ERROR),
     (F, I.ACK): (F, Action.NONE),
     (F, I.REQUEST): (F, Action.NONE),
     (F, I.TIMER_I): (X, Action.NONE),
@@ -179,6 +179,7 @@ EXPECTED_INVITE = {
     (A, I.ACK): (A, Action.PASS_ACK),
     (A, I.SUCCESS): (A, Action.SEND),
     (A, I.TIMER_L): (X, Action.NONE),
+    (A, I.TRANSPORT_ERROR): (A, Action.TRANSPORT_ERROR),
 }
 EXPECTED_NON_INVITE = {
     (T, I.REQUEST): (T, Action.NONE),
@@ -189,10 +190,10 @@ EXPECTED_NON_INVITE = {
     (P, I.PROVISIONAL): (P, Action.SEND),
     (P, I.SUCCESS): (C, Action.SEND),
     (P, I.FAILURE): (C, Action.SEND),
-    (P, I.TRANSPORT_ERROR): (X, Action.TRANSPORT_ERROR),
+    (P, I.TRANSPORT_ERROR): (P, Action.TRANSPORT_ERROR),
     (C, I.REQUEST): (C, Action.RESEND),
     (C, I.TIMER_J): (X, Action.NONE),
-    (C, I.TRANSPORT_ERROR): (X, Action.TRANSPORT_ERROR),
+    (C, I.TRANSPORT_ERROR): (C, Action.TRANSPORT_ERROR),
 }
 TU_INPUTS = {I.PROVISIONAL, I.SUCCESS, I.FAILURE}
 
@@ -365,16 +366,21 @@ def test_2xx_to_invite_without_to_tag_is_misuse() -> None:
         layer.send_response(tx, build_response(tx.request, 200), 1.0)
 
 
-def test_transport_error_in_proceeding_and_completed() -> None:
+def test_transport_error_informs_core_and_keeps_state() -> None:
+    # RFC 6026 §8.8: inform the TU, MUST remain in the current state; timers still run.
     layer = TransactionLayer()
     tx = new_tx(layer.receive_request(request(), TCP, 0.0))
     assert summary(layer.transport_error(tx, 0.1)) == ["transport failed"]
-    assert tx.state is State.TERMINATED and len(layer) == 0
-    assert layer.transport_error(tx, 0.2) == []  # already gone
-    tx2 = new_tx(layer.receive_request(request(branch="z9hG4bK-2"), UDP, 1.0))
-    layer.send_response(tx2, answer(tx2, 486), 1.0)
-    assert summary(layer.transport_error(tx2, 1.1)) == ["transport failed"]
-    assert layer.next_timer() is None
+    assert tx.state is State.PROCEEDING and len(layer) == 1
+    layer.send_response(tx, answer(tx, 486), 1.0)
+    assert summary(layer.transport_error(tx, 1.1)) == ["transport failed"]
+    assert tx.state is State.COMPLETED
+    assert run_timers(layer, 100.0) == [(33.0, ["timeout"])]
+    assert layer.transport_error(tx, 40.0) == []  # already gone
+    tx2 = new_tx(layer.receive_request(request(branch="z9hG4bK-2"), UDP, 50.0))
+    layer.send_response(tx2, answer(tx2, 200), 50.0)
+    assert summary(layer.transport_error(tx2, 50.1)) == ["transport failed"]
+    assert tx2.state is State.ACCEPTED and tx2.awaiting_ack
 
 
 def test_response_on_terminated_transaction_is_misuse() -> None:
