@@ -59,7 +59,9 @@ class MetadataState:
         element, a field the update carries replaces the old value and a field it leaves
         out keeps it; so a ``<stop-time>`` or ``<disassociate-time>`` is added to what was
         known.  A ``<participantstreamassoc>`` that lists ``<send>``/``<recv>`` replaces
-        that participant's lists.  Elements are never deleted: disassociation is a time.
+        that participant's lists.  Elements are never deleted: disassociation is a time,
+        and an update that states the association again (an associate-time or streams
+        without a disassociate-time) reopens it.
         """
         if update.data_mode is DataMode.COMPLETE:
             return MetadataState(update, self.updates_applied + 1)
@@ -99,7 +101,8 @@ class MetadataState:
         return next((s for s in self.current.streams if s.label == wanted), None)
 
     def participant(self, participant_id: str) -> Participant | None:
-        return next((p for p in self.current.participants if p.participant_id == participant_id), None)
+        participants = self.current.participants
+        return next((p for p in participants if p.participant_id == participant_id), None)
 
     def parties_for_label(self, label: str) -> LabelParties:
         """Who sends and receives the stream with this label: label -> ``<stream>`` ->
@@ -155,10 +158,18 @@ def _merge(
 
 
 def _merge_fields(old: _T, new: _T) -> _T:
-    """Fields ``new`` carries (not None, not empty) replace those of ``old``."""
+    """Fields ``new`` carries (not None, not empty) replace those of ``old``.
+
+    RFC 7865 §6.7/§6.8: a participant may associate and disassociate several times.  An
+    update that states an association (an associate-time, or send/recv streams) without
+    a disassociate-time therefore reopens it.
+    """
     changes: dict[str, Any] = {}
     for field in fields(new):  # type: ignore[arg-type]
         value = getattr(new, field.name)
         if value is not None and value != ():
             changes[field.name] = value
+    states_association = any(name in changes for name in ("associate_time", "send", "recv"))
+    if states_association and "disassociate_time" not in changes:
+        changes["disassociate_time"] = None
     return replace(old, **changes)  # type: ignore[type-var]

@@ -258,6 +258,25 @@ class TestState:
         assert len(state.current.participants) == 3
         assert state.custom_parameters() == {"UCID": "00001002891704878100"}
 
+    def test_reassociation_reopens(self) -> None:
+        state = MetadataState().apply(load("avaya_complete.xml"))
+        state = state.apply(load("avaya_ucid_partial.xml"))
+        back = RecordingMetadata.parse(
+            b"<recording><datamode>partial</datamode>"
+            b"<participantstreamassoc participant_id='QVZBWUEtUDE='>"
+            b"<associate-time>2024-01-10T09:20:00Z</associate-time>"
+            b"</participantstreamassoc></recording>"
+        )
+        state = state.apply(back)
+        assocs = {a.participant_id: a for a in state.current.participant_stream_assocs}
+        assert assocs["QVZBWUEtUDE="] == ParticipantStreamAssoc(
+            "QVZBWUEtUDE=",
+            ("QVZBWUEtUzE=",),
+            ("QVZBWUEtUzI=",),
+            associate_time="2024-01-10T09:20:00Z",
+        )
+        assert senders(state, "1") == ["QVZBWUEtUDE=", "QVZBWUEtUDM="]
+
     def test_complete_snapshot_replaces(self) -> None:
         state = MetadataState().apply(load("avaya_complete.xml")).apply(load("prefixed_tns.xml"))
         assert state.current == load("prefixed_tns.xml")
