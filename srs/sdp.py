@@ -505,7 +505,7 @@ def _parse_media(section: list[str], session_direction: Direction | None) -> Med
 def _ptime_ms(value: str) -> int:
     """``a=ptime:<ms>`` (RFC 4566 §6)."""
     text = value.strip()
-    # Tolerated: a decimal ptime such as "20.0" (RFC 4566 §6 allows fractions).
+    # Tolerated: a decimal ptime such as "20.0"; srs only needs whole milliseconds.
     whole, dot, fraction = text.partition(".")
     if not _DIGITS_RE.fullmatch(whole) or (dot and not fraction.isdigit()) or len(text) > 12:
         raise SdpError("bad a=ptime")

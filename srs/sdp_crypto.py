@@ -59,7 +59,7 @@ class CryptoKeyParam:
         key_text, *rest = info.split("|")
         if len(rest) > 2 or not _BASE64_RE.fullmatch(key_text):
             raise SdpError("a=crypto has a malformed inline key")
-        # Tolerated: base64 without its "=" padding (seen from several SRTP stacks).
+        # Tolerated: base64 without its "=" padding; the key length check still applies.
         try:
             key_salt = binascii.a2b_base64(key_text + "=" * (-len(key_text) % 4))
         except binascii.Error:
