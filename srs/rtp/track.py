@@ -1,0 +1,522 @@
+"""The timeline of one recorded track: where each RTP payload goes in the recording.
+
+Every track of a recording session shares one origin (``origin_s``, the session clock's
+start).  A position on a track is a sample offset from that origin at the track's clock
+rate.  A track's final length is the session's wall-clock duration in samples, whatever
+arrived; loss, silence suppression (DTX/CN gaps), hold and a late start are silence.
+
+Placement rules (all positions in samples at ``clock_rate_hz``):
+
+* **Anchor.**  The first packet of a stream, in sequence order, goes where its arrival
+  time puts it (``round((arrival_s - origin_s) * clock_rate_hz)``, never below 0): a late
+  start becomes leading silence.  Later packets go at the anchor plus their (unwrapped,
+  RFC 3550 §5.1) timestamp difference to the anchor packet: RTP time, not arrival time, so
+  jitter does not smear the audio and timestamp gaps (DTX, hold) become silence.
+* **Re-anchor** at the arrival position, counted in ``resyncs`` by reason, when
+  ``ssrc_change`` -- the track followed a new SSRC (RFC 3550 §8.2, sender restart or
+  re-INVITE); ``timestamp_backward`` -- the timestamp went back in sequence order (a
+  sender or SBC splicing a new stream under the old SSRC); ``timestamp_jump`` -- the
+  position predicted by the timestamp and the arrival position disagree by more than
+  ``resync_threshold_s`` (default 1 s); ``clock_rate_change`` -- the payload type changed
+  to one with another clock rate, whose timestamps are not comparable.
+
+  Why 1 s: normal disagreement is the delay variation since the anchor packet, which
+  jitter buffers bound at a few hundred ms; timestamp restarts and jumps are random 32-bit
+  values, and a sender that stops its timestamps during hold disagrees by the hold time,
+  both far above 1 s; a sender clock off by 100 ppm needs about 3 hours to drift 1 s.
+  A smaller bound would re-anchor on every delay spike, a larger one keeps a broken
+  timeline longer.  Between re-anchors a track stays within the first packet's delay
+  variation of the wall clock.
+* **Overlap.**  Positions can go back after a re-anchor, or when a sender's timestamps
+  advance by less than its packet length.  The timeline reports positions as they are;
+  :class:`PcmAssembler` never rewinds: audio that would overlap what is already laid out
+  loses its overlapping head (counted in ``trimmed_samples``), so the first arrival wins.
+* **Late.**  A packet behind what the reorder buffer already released is dropped (``late``).
+* **Events.**  ``telephone-event`` payload types (RFC 4733) go through the reorder buffer
+  (they share the sequence space) but never move the anchor; they are placed at their
+  event start timestamp and marked ``is_event``.
+* **Codec change.**  A new payload type at the same clock rate changes nothing (PCMU to
+  CN and back is normal); ``Placed.payload_type`` says which decoder applies.  A new clock
+  rate re-anchors and is counted, and positions stay in the track's clock rate; whoever
+  writes PCM at one sample rate must start a new file (``PcmAssembler`` skips payload types
+  it has no codec for and counts them).
+
+``TrackTimeline`` is pure and per packet: no numpy, no clock of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Iterable, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from srs.codecs import Codec
+from srs.errors import RtpError, UsageError
+from srs.rtp.packet import RTCP_RR, RTCP_SR, RtcpCompound, RtpPacket, is_rtcp
+from srs.rtp.reorder import MAX_DEPTH_PACKETS, ReorderBuffer, unwrap_timestamp
+from srs.rtp.stats import SsrcJitter
+
+__all__ = ["TimelineConfig", "Placed", "TrackStats", "TrackTimeline", "PcmAssembler"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineConfig:
+    """Tuning of a :class:`TrackTimeline`; the defaults suit 20 ms audio packets."""
+
+    reorder_depth_packets: int = 5  # a gap is given up this many packets later ...
+    reorder_hold_s: float = 0.1  # ... or after the oldest held packet waited this long
+    resync_threshold_s: float = 1.0  # see the module docstring
+    ssrc_switch_back_s: float = 1.0  # an earlier SSRC is followed again after this silence
+    max_tracked_ssrcs: int = 32  # SSRCs remembered and measured per track
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.reorder_depth_packets <= MAX_DEPTH_PACKETS:
+            raise UsageError(f"reorder_depth_packets must be 1..{MAX_DEPTH_PACKETS}")
+        for name in ("reorder_hold_s", "resync_threshold_s", "ssrc_switch_back_s"):
+            if not getattr(self, name) >= 0.0:
+                raise UsageError(f"{name} must be >= 0")
+        if self.max_tracked_ssrcs < 1:
+            raise UsageError("max_tracked_ssrcs must be >= 1")
+
+
+@dataclass(slots=True)
+class Placed:
+    """"These payload bytes go at sample ``offset_samples`` of the track."
+
+    Slotted and not frozen because one is made per packet (a frozen dataclass costs five
+    times as much to build); treat it as read-only.  ``timestamp`` is the packet's RTP
+    timestamp as received (for events, the event's start, RFC 4733 §2.3).
+    """
+
+    offset_samples: int
+    payload_type: int
+    payload: bytes
+    ssrc: int
+    timestamp: int
+    is_event: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TrackStats:
+    """Counters of one track.  ``lost`` is RFC 3550 §A.3 (expected - received, summed over
+    SSRCs and sequence epochs, never negative); ``reordered`` counts packets that arrived
+    after a higher sequence number, ``late`` ones among them are not in the recording.
+    ``dropped`` holds every packet not placed, by reason (``duplicate``, ``late``,
+    ``bad_sequence``, ``stale_ssrc`` and the parse reasons of ``RtpError``)."""
+
+    received: int
+    lost: int
+    duplicated: int
+    reordered: int
+    late: int
+    dropped: Mapping[str, int]
+    resyncs: Mapping[str, int]
+    sequence_restarts: int
+    ssrcs: tuple[int, ...]
+    payload_types: tuple[int, ...]
+    jitter_ms: Mapping[int, float]
+    rtcp_packets: int
+    sender_reports: int
+    receiver_reports: int
+
+
+@dataclass(slots=True)
+class _Totals:
+    """Counters of the reorder buffers of SSRCs the track has left."""
+
+    duplicated: int = 0
+    late: int = 0
+    reordered: int = 0
+    lost: int = 0
+    bad_sequence: int = 0
+    restarts: int = 0
+
+    def add(self, buffer: ReorderBuffer[RtpPacket]) -> None:
+        self.duplicated += buffer.duplicated
+        self.late += buffer.late
+        self.reordered += buffer.reordered
+        self.lost += buffer.lost
+        self.bad_sequence += buffer.bad_sequence
+        self.restarts += buffer.restarts
+
+
+class TrackTimeline:
+    """Turns one track's RTP packets into :class:`Placed` payloads (see module docstring).
+
+    Drive it with :meth:`receive` (datagrams) or :meth:`push` (parsed packets), call
+    :meth:`drain` at :meth:`next_deadline`, and at the end :meth:`flush` then
+    :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        origin_s: float,
+        clock_rate_hz: int,
+        *,
+        event_payload_types: Iterable[int] = (),
+        payload_clock_rates_hz: Mapping[int, int] | None = None,
+        config: TimelineConfig = TimelineConfig(),
+    ) -> None:
+        if clock_rate_hz <= 0:
+            raise UsageError(f"clock_rate_hz must be positive, not {clock_rate_hz}")
+        self.origin_s = origin_s
+        self.clock_rate_hz = clock_rate_hz
+        self.config = config
+        self._event_pts = frozenset(event_payload_types)
+        self._pt_rates = dict(payload_clock_rates_hz or {})
+        self._resync_samples = config.resync_threshold_s * clock_rate_hz
+        self._buffer = self._new_buffer()
+        self._retired = _Totals()
+        self._ssrc: int | None = None
+        self._ssrcs: dict[int, None] = {}  # seen, in order of first appearance (bounded)
+        self._last_arrival_s = 0.0
+        self._payload_types: dict[int, None] = {}
+        self._jitter = SsrcJitter(
+            clock_rate_hz,
+            max_ssrcs=config.max_tracked_ssrcs,
+            discontinuity_s=config.resync_threshold_s,
+        )
+        self._received = 0
+        self._drops: dict[str, int] = {}
+        self._resyncs: dict[str, int] = {}
+        self._rtcp = [0, 0, 0]  # packets, sender reports, receiver reports
+        # Anchor: position ``_anchor_offset`` is extended timestamp ``_anchor_ts``.
+        self._anchored = False
+        self._reanchor_reason: str | None = None
+        self._anchor_offset = 0
+        self._anchor_ts = 0
+        self._last_ts = 0  # extended timestamp of the last audio packet placed
+        self._anchor_rate_hz = clock_rate_hz  # timestamp clock rate of the anchored stream
+        self._finished = False
+
+    def _new_buffer(self) -> ReorderBuffer[RtpPacket]:
+        return ReorderBuffer(self.config.reorder_depth_packets, self.config.reorder_hold_s)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def receive(self, datagram: bytes, now: float) -> list[Placed]:
+        """One datagram from the track's media port: RTCP is counted (RFC 5761 §4), RTP is
+        parsed and pushed, anything malformed is dropped and counted by reason."""
+        try:
+            if is_rtcp(datagram):
+                self._count_rtcp(RtcpCompound.parse(datagram))
+                return []
+            packet = RtpPacket.parse(datagram)
+        except RtpError as error:
+            self.count_drop(error.drop_reason)
+            return []
+        return self.push(packet, now)
+
+    def _count_rtcp(self, compound: RtcpCompound) -> None:
+        counts = self._rtcp
+        for packet in compound.packets:
+            counts[0] += 1
+            if packet.packet_type == RTCP_SR:
+                counts[1] += 1
+            elif packet.packet_type == RTCP_RR:
+                counts[2] += 1
+
+    def count_drop(self, reason: str) -> None:
+        """Count a packet dropped before it reached the track (e.g. SRTP auth failure)."""
+        self._drops[reason] = self._drops.get(reason, 0) + 1
+
+    def push(self, packet: RtpPacket, now: float) -> list[Placed]:
+        """One parsed RTP packet that arrived at ``now``; returns what can be placed."""
+        if self._finished:
+            raise UsageError("push() after finish()")
+        self._received += 1
+        out: list[Placed] = []
+        ssrc = packet.ssrc
+        if ssrc != self._ssrc:
+            if ssrc in self._ssrcs and now - self._last_arrival_s < self.config.ssrc_switch_back_s:
+                # In-flight packets of the SSRC the track just left: not a switch back.
+                self.count_drop("stale_ssrc")
+                return out
+            self._switch_ssrc(ssrc, out)
+        self._last_arrival_s = now
+        payload_type = packet.payload_type
+        if payload_type not in self._payload_types and len(self._payload_types) < 128:
+            self._payload_types[payload_type] = None
+        if payload_type not in self._event_pts:
+            self._jitter.update(ssrc, now, packet.timestamp)
+        released = self._buffer.push(packet.sequence_number, packet, now)
+        if released:
+            self._place(released, out)
+        return out
+
+    def _switch_ssrc(self, ssrc: int, out: list[Placed]) -> None:
+        if self._ssrc is not None:
+            released = self._buffer.flush()
+            if released:
+                self._place(released, out)
+            self._retired.add(self._buffer)
+            self._buffer = self._new_buffer()
+            self._reanchor_reason = "ssrc_change"
+        self._ssrc = ssrc
+        if len(self._ssrcs) < self.config.max_tracked_ssrcs:
+            self._ssrcs[ssrc] = None
+
+    # -- placement -----------------------------------------------------------------------
+
+    def wall_offset(self, now: float) -> int:
+        """The position of time ``now`` on the track (may be negative before the origin)."""
+        return round((now - self.origin_s) * self.clock_rate_hz)
+
+    def _place(self, released: list[tuple[RtpPacket, float]], out: list[Placed]) -> None:
+        rate = self.clock_rate_hz
+        for packet, arrival_s in released:
+            payload_type = packet.payload_type
+            if payload_type in self._event_pts:
+                out.append(self._place_event(packet, arrival_s))
+                continue
+            packet_rate = self._pt_rates.get(payload_type, rate)
+            wall = round((arrival_s - self.origin_s) * rate)
+            reason = self._reanchor_reason
+            if not self._anchored:
+                reason = ""
+            elif reason is None:
+                if packet_rate != self._anchor_rate_hz:
+                    reason = "clock_rate_change"
+                else:
+                    ext = unwrap_timestamp(packet.timestamp, self._last_ts)
+                    if ext < self._last_ts:
+                        reason = "timestamp_backward"
+                    else:
+                        delta = ext - self._anchor_ts
+                        if packet_rate != rate:
+                            delta = delta * rate // packet_rate
+                        predicted = self._anchor_offset + delta
+                        skew = wall - predicted
+                        if -self._resync_samples <= skew <= self._resync_samples:
+                            self._last_ts = ext
+                            out.append(
+                                Placed(
+                                    predicted,
+                                    payload_type,
+                                    packet.payload,
+                                    packet.ssrc,
+                                    packet.timestamp,
+                                )
+                            )
+                            continue
+                        reason = "timestamp_jump"
+            if reason:
+                self._resyncs[reason] = self._resyncs.get(reason, 0) + 1
+            self._anchored = True
+            self._reanchor_reason = None
+            self._anchor_offset = offset = max(0, wall)
+            self._anchor_ts = self._last_ts = packet.timestamp
+            self._anchor_rate_hz = packet_rate
+            out.append(Placed(offset, payload_type, packet.payload, packet.ssrc, packet.timestamp))
+
+    def _place_event(self, packet: RtpPacket, arrival_s: float) -> Placed:
+        rate = self.clock_rate_hz
+        event_rate = self._pt_rates.get(packet.payload_type, rate)
+        if self._anchored and self._reanchor_reason is None and event_rate == self._anchor_rate_hz:
+            delta = unwrap_timestamp(packet.timestamp, self._last_ts) - self._anchor_ts
+            if event_rate != rate:
+                delta = delta * rate // event_rate
+            offset = self._anchor_offset + delta
+        else:
+            # No timeline to read the event's timestamp against: its arrival will do.
+            offset = self.wall_offset(arrival_s)
+        return Placed(
+            max(0, offset), packet.payload_type, packet.payload, packet.ssrc, packet.timestamp, True
+        )
+
+    # -- timers and the end --------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`drain` should be called next, or ``None``."""
+        return self._buffer.next_deadline()
+
+    def drain(self, now: float) -> list[Placed]:
+        """Release packets that waited in the reorder buffer for ``reorder_hold_s``."""
+        out: list[Placed] = []
+        released = self._buffer.drain(now)
+        if released:
+            self._place(released, out)
+        return out
+
+    def settled_offset(self, now: float) -> int:
+        """A position before which no later :meth:`push`/:meth:`drain` can place audio.
+
+        A packet is placed no earlier than ``resync_threshold_s`` before its arrival
+        position, and (after :meth:`drain` at ``now``) nothing held arrived more than
+        ``reorder_hold_s`` before ``now``.  Audio up to here can be written out for good.
+        """
+        lag_s = self.config.reorder_hold_s + self.config.resync_threshold_s
+        return max(0, self.wall_offset(now - lag_s))
+
+    def flush(self) -> list[Placed]:
+        """Release everything the reorder buffer holds (end of the stream)."""
+        out: list[Placed] = []
+        released = self._buffer.flush()
+        if released:
+            self._place(released, out)
+        return out
+
+    def finish(self, now: float) -> int:
+        """End the track; return its length in samples: the session's wall-clock duration."""
+        if self._buffer.held:
+            raise UsageError("finish() with packets still held: call flush() first")
+        self._finished = True
+        return max(0, self.wall_offset(now))
+
+    def stats(self) -> TrackStats:
+        buffer = self._buffer
+        retired = self._retired
+        late = retired.late + buffer.late
+        duplicated = retired.duplicated + buffer.duplicated
+        bad_sequence = retired.bad_sequence + buffer.bad_sequence
+        dropped = dict(self._drops)
+        for reason, count in (
+            ("duplicate", duplicated),
+            ("late", late),
+            ("bad_sequence", bad_sequence),
+        ):
+            if count:
+                dropped[reason] = count
+        return TrackStats(
+            received=self._received,
+            lost=retired.lost + buffer.lost,
+            duplicated=duplicated,
+            reordered=retired.reordered + buffer.reordered,
+            late=late,
+            dropped=MappingProxyType(dropped),
+            resyncs=MappingProxyType(dict(self._resyncs)),
+            sequence_restarts=retired.restarts + buffer.restarts,
+            ssrcs=tuple(self._ssrcs),
+            payload_types=tuple(self._payload_types),
+            jitter_ms=self._jitter.jitter_ms(),
+            rtcp_packets=self._rtcp[0],
+            sender_reports=self._rtcp[1],
+            receiver_reports=self._rtcp[2],
+        )
+
+
+class PcmAssembler:
+    """Lays one track's placed audio out as contiguous int16 PCM with silence in the gaps.
+
+    ``codecs`` maps payload type -> :class:`Codec`; give it only codecs at this file's
+    ``sample_rate_hz`` (payload types without an entry, events included, are skipped and
+    counted in ``undecodable_packets``).  Positions are converted from the track clock rate
+    to the sample rate.
+
+    Usage, about once a second and at the end::
+
+        assembler.add(timeline.drain(now) + collected)     # decodes in one call per run
+        writer.append(assembler.take(timeline.settled_offset(now)))
+        ...
+        assembler.add(timeline.flush())
+        writer.append(assembler.finish(timeline.finish(now)))
+
+    The concatenation of everything :meth:`take` and :meth:`finish` return is the track,
+    exactly ``finish(total)`` samples long: audio never rewinds (an overlapping head is
+    trimmed, ``trimmed_samples``), gaps are zeros, audio past the end is dropped
+    (``beyond_end_samples``).
+    """
+
+    __slots__ = (
+        "clock_rate_hz",
+        "sample_rate_hz",
+        "position_samples",
+        "trimmed_samples",
+        "beyond_end_samples",
+        "undecodable_packets",
+        "_codecs",
+        "_segments",
+        "_end",
+    )
+
+    def __init__(
+        self, codecs: Mapping[int, Codec], clock_rate_hz: int, sample_rate_hz: int | None = None
+    ) -> None:
+        self._codecs = dict(codecs)
+        self.clock_rate_hz = clock_rate_hz
+        self.sample_rate_hz = clock_rate_hz if sample_rate_hz is None else sample_rate_hz
+        self.position_samples = 0  # samples handed out so far
+        self.trimmed_samples = 0
+        self.beyond_end_samples = 0
+        self.undecodable_packets = 0
+        # Decoded audio not handed out yet: (start sample, pcm), in order, non-overlapping.
+        self._segments: list[tuple[int, npt.NDArray[np.int16]]] = []
+        self._end = 0  # end of the audio laid out so far (never decreases)
+
+    def _to_samples(self, offset: int) -> int:
+        if self.sample_rate_hz == self.clock_rate_hz:
+            return offset
+        return offset * self.sample_rate_hz // self.clock_rate_hz
+
+    def add(self, placed: Iterable[Placed]) -> None:
+        """Decode and lay out placed payloads, in the order the timeline produced them.
+
+        Consecutive payloads of one codec that follow each other without a gap are joined
+        and decoded in one call.
+        """
+        run_codec: Codec | None = None
+        run_start = run_next = 0
+        run: list[bytes] = []
+        for item in placed:
+            codec = None if item.is_event else self._codecs.get(item.payload_type)
+            if codec is None:
+                self.undecodable_packets += 1
+                continue
+            start = self._to_samples(item.offset_samples)
+            if codec is run_codec and start == run_next:
+                run.append(item.payload)
+            else:
+                if run_codec is not None:
+                    self._lay_out(run_start, run_codec.decode(b"".join(run)))
+                run_codec, run_start, run = codec, start, [item.payload]
+                run_next = start
+            run_next += codec.samples_in(item.payload)
+        if run_codec is not None:
+            self._lay_out(run_start, run_codec.decode(b"".join(run)))
+
+    def _lay_out(self, start: int, pcm: npt.NDArray[np.int16]) -> None:
+        if start < self._end:
+            overlap = self._end - start
+            if overlap >= len(pcm):
+                self.trimmed_samples += len(pcm)
+                return
+            self.trimmed_samples += overlap
+            pcm = pcm[overlap:]
+            start = self._end
+        if len(pcm):
+            self._segments.append((start, pcm))
+            self._end = start + len(pcm)
+
+    def take(self, up_to_offset: int) -> npt.NDArray[np.int16]:
+        """The PCM from the last position up to track position ``up_to_offset`` (in the
+        track clock rate), zeros where nothing was placed.  Empty if already there."""
+        up_to = self._to_samples(up_to_offset)
+        count = up_to - self.position_samples
+        if count <= 0:
+            return np.zeros(0, dtype=np.int16)
+        out = np.zeros(count, dtype=np.int16)
+        kept: list[tuple[int, npt.NDArray[np.int16]]] = []
+        for start, pcm in self._segments:
+            relative = start - self.position_samples
+            if relative >= count:
+                kept.append((start, pcm))
+                continue
+            length = min(len(pcm), count - relative)
+            out[relative : relative + length] = pcm[:length]
+            if length < len(pcm):
+                kept.append((start + length, pcm[length:]))
+        self._segments = kept
+        self.position_samples = up_to
+        self._end = max(self._end, up_to)
+        return out
+
+    def finish(self, total_samples: int) -> npt.NDArray[np.int16]:
+        """The rest of the track, up to ``total_samples`` (track clock rate): padded with
+        silence, or cut where audio runs past the end."""
+        out = self.take(total_samples)
+        self.beyond_end_samples += sum(len(pcm) for _, pcm in self._segments)
+        self._segments = []
+        return out

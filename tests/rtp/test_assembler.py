@@ -1,0 +1,220 @@
+"""PcmAssembler: decoded audio laid out as one contiguous track, and the whole media core
+end to end (impaired senders -> TrackTimeline -> G.711 -> PCM of exact length)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from srs import codecs
+from srs.codecs.g711 import PCMU_DECODE_TABLE
+from srs.rtp.dtmf import DtmfDetector, TelephoneEvent
+from srs.rtp.track import PcmAssembler, Placed, TrackTimeline
+from tests.rtp.impair import Sender, delay, duplicate, lose
+
+PCMU = {0: codecs.PCMU, 13: codecs.COMFORT_NOISE}
+
+
+def audio(offset: int, code: int, samples: int = 4, payload_type: int = 0) -> Placed:
+    return Placed(offset, payload_type, bytes([code]) * samples, 1, 0)
+
+
+def value(code: int) -> int:
+    return int(PCMU_DECODE_TABLE[code])
+
+
+def test_gaps_are_silence_and_positions_exact() -> None:
+    assembler = PcmAssembler(PCMU, 8000)
+    assembler.add([audio(2, 0x80), audio(6, 0x00), audio(12, 0x80, samples=2)])
+    pcm = assembler.finish(16)
+    hi, lo = value(0x80), value(0x00)
+    assert pcm.tolist() == [0, 0, hi, hi, hi, hi, lo, lo, lo, lo, 0, 0, hi, hi, 0, 0]
+    assert pcm.dtype == np.int16
+    assert (assembler.trimmed_samples, assembler.beyond_end_samples) == (0, 0)
+
+
+def test_contiguous_payloads_are_decoded_in_one_call() -> None:
+    calls: list[int] = []
+
+    def counting_decode(payload: bytes) -> npt.NDArray[np.int16]:
+        calls.append(len(payload))
+        return codecs.PCMU.decode(payload)
+
+    codec = replace(codecs.PCMU, decode=counting_decode)
+    assembler = PcmAssembler({0: codec}, 8000)
+    assembler.add([audio(i * 160, 0x80, 160) for i in range(50)] + [audio(9000, 0x80, 160)])
+    assert calls == [8000, 160]
+
+
+def test_overlap_never_rewinds() -> None:
+    assembler = PcmAssembler(PCMU, 8000)
+    assembler.add([audio(0, 0x80), audio(2, 0x00), audio(1, 0x90, samples=2)])
+    hi, lo = value(0x80), value(0x00)
+    assert assembler.finish(8).tolist() == [hi, hi, hi, hi, lo, lo, 0, 0]
+    assert assembler.trimmed_samples == 2 + 2  # the head of the second, all of the third
+
+
+def test_audio_behind_what_was_taken_is_trimmed() -> None:
+    assembler = PcmAssembler(PCMU, 8000)
+    assembler.add([audio(0, 0x80)])
+    assert assembler.take(6).tolist() == [value(0x80)] * 4 + [0, 0]
+    assembler.add([audio(4, 0x00)])
+    assert assembler.finish(10).tolist() == [value(0x00), value(0x00), 0, 0]
+    assert assembler.trimmed_samples == 2
+
+
+def test_take_keeps_what_is_past_the_point_and_finish_cuts_the_end() -> None:
+    assembler = PcmAssembler(PCMU, 8000)
+    assembler.add([audio(0, 0x80), audio(4, 0x00)])
+    first = assembler.take(2)
+    assert assembler.take(2).tolist() == [] and assembler.take(1).tolist() == []
+    second = assembler.take(6)
+    rest = assembler.finish(7)
+    assert np.concatenate([first, second, rest]).tolist() == [value(0x80)] * 4 + [value(0x00)] * 3
+    assert assembler.beyond_end_samples == 1
+    assert assembler.position_samples == 7
+
+
+def test_comfort_noise_events_and_unknown_payload_types() -> None:
+    assembler = PcmAssembler(PCMU, 8000)
+    assembler.add(
+        [
+            audio(0, 0x80, samples=2),
+            audio(2, 0x40, samples=1, payload_type=13),  # CN: silence until the next packet
+            Placed(3, 101, bytes(TelephoneEvent(1, False, 0, 0)), 1, 0, True),
+            audio(4, 0x80, samples=2, payload_type=96),  # no codec
+            audio(6, 0x80, samples=2),
+        ]
+    )
+    hi = value(0x80)
+    assert assembler.finish(8).tolist() == [hi, hi, 0, 0, 0, 0, hi, hi]
+    assert assembler.undecodable_packets == 2
+
+
+def test_sample_rate_other_than_the_clock_rate() -> None:
+    doubled = replace(
+        codecs.PCMU,
+        sample_rate_hz=16000,
+        decode=lambda p: np.repeat(codecs.PCMU.decode(p), 2),
+        samples_in=lambda p: 2 * len(p),
+    )
+    assembler = PcmAssembler({9: doubled}, 8000, 16000)
+    assembler.add([audio(2, 0x80, samples=2, payload_type=9), audio(4, 0x80, 1, 9)])
+    assert assembler.finish(6).tolist() == [0] * 4 + [value(0x80)] * 6 + [0, 0]
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.tuples(st.integers(0, 400), st.integers(1, 40)), max_size=30),
+    st.lists(st.integers(0, 500), max_size=5),
+    st.integers(0, 500),
+)
+def test_chunked_takes_equal_one_finish_and_length_is_exact(
+    items: list[tuple[int, int]], cuts: list[int], total: int
+) -> None:
+    placed = [audio(offset, 0x80 + n % 64, samples) for n, (offset, samples) in enumerate(items)]
+    whole = PcmAssembler(PCMU, 8000)
+    whole.add(placed)
+    expected = whole.finish(total)
+    chunked = PcmAssembler(PCMU, 8000)
+    chunked.add(placed)
+    parts = [chunked.take(cut) for cut in sorted(c for c in cuts if c <= total)]
+    parts.append(chunked.finish(total))
+    assert len(expected) == total
+    assert np.concatenate(parts).tolist() == expected.tolist()
+
+
+ORIGIN = 500.0
+
+
+def record(
+    arrivals: list, end_s: float, event_payload_types: frozenset[int] = frozenset()
+) -> tuple[npt.NDArray[np.int16], list, TrackTimeline]:
+    """What the session layer does: feed, drain and take about once a second, finish."""
+    timeline = TrackTimeline(ORIGIN, 8000, event_payload_types=event_payload_types)
+    assembler = PcmAssembler(PCMU, 8000)
+    detector = DtmfDetector(8000)
+    chunks: list[npt.NDArray[np.int16]] = []
+    events = []
+    pending: list[Placed] = []
+    next_batch_s = ORIGIN + 1.0
+
+    def batch(items: list[Placed]) -> None:
+        for item in items:
+            if item.is_event:
+                events.extend(detector.push(item))
+        assembler.add(items)
+
+    for arrival in arrivals:
+        while arrival.arrival_s >= next_batch_s:
+            batch(pending + timeline.drain(next_batch_s))
+            pending = []
+            chunks.append(assembler.take(timeline.settled_offset(next_batch_s)))
+            next_batch_s += 1.0
+        pending += timeline.push(arrival.packet, arrival.arrival_s)
+    batch(pending + timeline.flush())
+    chunks.append(assembler.finish(timeline.finish(end_s)))
+    events.extend(detector.finish())
+    return np.concatenate(chunks), events, timeline
+
+
+def expected_block(pcm: npt.NDArray[np.int16], offset: int, index: int) -> bool:
+    return bool(np.all(pcm[offset : offset + 160] == value(index % 256)))
+
+
+def test_two_tracks_of_one_session_have_the_wall_clock_length_and_line_up() -> None:
+    # Track A: starts 1.5 s late, loses packets, a duplicate, a reorder, then holds 3 s.
+    a = Sender(start_s=ORIGIN + 1.5, delay_s=0.02)
+    a.talk(100)
+    a.pause(3.0)
+    a.talk(100)
+    a_arrivals = delay(duplicate(lose(a.arrivals, 10, 11, 150), 40), 60, 0.05)
+    # Track B: from the start, sequence wrap, SSRC change after 2 s, DTMF in between.
+    b = Sender(start_s=ORIGIN, delay_s=0.02, sequence_number=65500, ssrc=0xB)
+    b.talk(100)
+    event_ts = b.timestamp
+    for duration, end in [(160, False), (320, False)] + [(480, True)] * 3:
+        b.send(bytes(TelephoneEvent(11, end, 10, duration)), payload_type=101, timestamp=event_ts)
+        b.time_s += 0.0 if end else 0.02
+    b.timestamp += 480
+    b.time_s += 0.02
+    b.talk(50)
+    b.restart(ssrc=0xBB, sequence_number=3, timestamp=77)
+    b.talk(200)
+    end_s = ORIGIN + 8.0
+
+    pcm_a, _, timeline_a = record(a_arrivals, end_s)
+    pcm_b, events_b, timeline_b = record(b.arrivals, end_s, frozenset({101}))
+
+    assert len(pcm_a) == len(pcm_b) == 64000
+    # A: leading silence, then packets at their place; lost ones are silence.
+    first_a = round(1.52 * 8000)
+    assert not pcm_a[:first_a].any()
+    for index in (0, 9, 12, 40, 60, 99):
+        assert expected_block(pcm_a, first_a + index * 160, index)
+    for index in (10, 11):
+        assert not pcm_a[first_a + index * 160 : first_a + (index + 1) * 160].any()
+    resume = first_a + 100 * 160 + 24000
+    assert not pcm_a[first_a + 16000 : resume].any()  # hold
+    assert expected_block(pcm_a, resume, 100) and expected_block(pcm_a, resume + 49 * 160, 149)
+    stats_a = timeline_a.stats()
+    assert (stats_a.lost, stats_a.duplicated, stats_a.late, stats_a.reordered) == (3, 1, 0, 1)
+
+    # B: audio, the key press as silence, audio, then the new SSRC on the same clock.
+    first_b = 160  # 20 ms network delay
+    assert expected_block(pcm_b, first_b, 0) and expected_block(pcm_b, first_b + 99 * 160, 99)
+    assert not pcm_b[first_b + 16000 : first_b + 16000 + 480].any()
+    assert expected_block(pcm_b, first_b + 16000 + 480, 105)
+    switch = round((b.arrivals[155].arrival_s - ORIGIN) * 8000)
+    assert expected_block(pcm_b, switch, 155)
+    assert expected_block(pcm_b, switch + 199 * 160, 354)
+    assert [(e.digit, e.start_offset_samples, e.duration_ms, e.ended) for e in events_b] == [
+        ("#", first_b + 16000, 60, True)
+    ]
+    stats_b = timeline_b.stats()
+    assert stats_b.ssrcs == (0xB, 0xBB)
+    assert (stats_b.lost, dict(stats_b.resyncs)) == (0, {"ssrc_change": 1})
