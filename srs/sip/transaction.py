@@ -325,6 +325,12 @@ class TransactionLayer:
             raise UsageError(f"response status out of range: {response.status}")
         return self._respond(transaction, response, now)
 
+    def holds(self, transaction: ServerTransaction) -> bool:
+        """Whether ``transaction`` is still live here (not Terminated, not dropped), i.e.
+        whether the core may still answer on it: a CANCEL or a timer may have ended it
+        while the session layer was preparing its answer."""
+        return self._live(transaction)
+
     def transport_error(self, transaction: ServerTransaction, now: float) -> list[Event]:
         """The transport failed to send on ``transaction`` (RFC 3261 §17.2.4, RFC 6026 §8.8)."""
         if self._transactions.get(transaction.key) is not transaction:

@@ -1,0 +1,486 @@
+"""The UAS core of srs (RFC 3261 §8.2), sans-IO.
+
+It sits on the transaction layer and the dialog set, and answers everything that needs no
+recording: OPTIONS, CANCEL, unknown dialogs, unknown methods, unsupported extensions and
+failed authentication.  Everything about a recording leaves as a *session event* for the
+session layer, which answers through :meth:`SipCore.answer`.  Like the layers below it,
+it never reads a clock and never does I/O: every call takes ``now`` and returns outputs::
+
+    outputs = core.receive(message, peer, now)          # a parsed message from a transport
+    outputs = core.parse_failed(error, peer, now)       # a message that did not parse
+    outputs = core.answer(pending, 200, now, body=sdp)  # the session layer's decision
+    outputs = core.hang_up(dialog_id, now, local=...)   # we end a session (BYE)
+    deadline = core.next_timer(); outputs = core.handle_timer(now)
+
+Outputs, handled in order: :class:`Transmit` (bytes to a peer), and the session events
+:class:`NewSession`, :class:`SessionUpdate`, :class:`SessionEnded`.
+
+Order of checks for a dialog-creating INVITE (RFC 3261 §8.2): authentication first, so an
+unauthenticated peer learns nothing and costs nothing (no transaction state beyond the
+answer, no ports, no files); then ``Require`` (§8.2.2.3, 420); then the session layer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from srs.auth import Authenticator
+from srs.errors import (
+    BadExtension,
+    CallDoesNotExist,
+    Forbidden,
+    PeerError,
+    ServiceUnavailable,
+    SipParseError,
+    UsageError,
+)
+from srs.sip.dialog import Dialog, DialogId, DialogSet, new_tag
+from srs.sip.headers import Via
+from srs.sip.message import SipMessage, SipRequest, SipResponse, build_response
+from srs.sip.parser import SipMessageError, build_error_response
+from srs.sip.server_transaction import ServerTransaction
+from srs.sip.transaction import (
+    AckReceived,
+    AckTimedOut,
+    CancelReceived,
+    Event,
+    Overloaded,
+    RequestReceived,
+    SendResponse,
+    TransactionLayer,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from srs.sip.uac import ClientTimedOut, ClientTransactions, Transmit
+from srs.sip.uri import NameAddr, SipUri
+
+__all__ = [
+    "ALLOW",
+    "SUPPORTED",
+    "ACCEPT",
+    "Local",
+    "Transmit",
+    "ClientTimedOut",
+    "response_destination",
+    "NewSession",
+    "SessionUpdate",
+    "SessionEnded",
+    "Output",
+    "SipCore",
+]
+
+# RFC 3261 §20.5: what srs accepts.  INFO is accepted in a dialog and ignored (some SBCs
+# send DTMF or keepalives as INFO); PRACK is not: srs never sends reliable provisionals.
+ALLOW = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO")
+# RFC 7866 §6.1.2 (siprec) and RFC 4028 (timer).
+SUPPORTED = ("siprec", "timer")
+ACCEPT = ("application/sdp", "application/rs-metadata+xml", "application/rs-metadata",
+          "multipart/mixed")
+USER_AGENT = "srs"
+# RFC 4028 §4: the smallest session interval srs asks for when a peer offers less.
+MIN_SE_S = 90
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """How we name ourselves to a peer: host and port for Via and Contact."""
+
+    host: str
+    port: int
+    transport: str  # "udp", "tcp", "tls"
+
+    def via(self) -> Via:
+        return Via(self.transport.upper(), _uri_host(self.host), self.port)
+
+    def contact(self) -> NameAddr:
+        params: tuple[tuple[str, str | None], ...] = ()
+        if self.transport != "udp":
+            params = (("transport", self.transport),)
+        uri = SipUri("sip", _uri_host(self.host), user="srs", port=self.port, params=params)
+        # RFC 7866 §6.1.2: an SRS marks its Contact with the +sip.srs feature tag.
+        return NameAddr(uri, params=(("+sip.srs", None),))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NewSession:
+    """An authenticated dialog-creating INVITE.  Answer it with :meth:`SipCore.answer`
+    (a 2xx creates the dialog) or :meth:`SipCore.reject`."""
+
+    pending: ServerTransaction
+    request: SipRequest
+    peer: object
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SessionUpdate:
+    """A re-INVITE or UPDATE in an established dialog; answer it like a NewSession."""
+
+    pending: ServerTransaction
+    request: SipRequest
+    dialog_id: DialogId
+    peer: object
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """The session ``dialog_id`` (or the pending INVITE ``pending``) is over.
+
+    ``reason``: ``bye`` (the peer hung up), ``cancel`` (CANCEL before our answer; no dialog
+    existed), ``timeout`` (no ACK for our 2xx: RFC 3261 §13.3.1.4).
+    """
+
+    reason: str
+    dialog_id: DialogId | None = None
+    pending: ServerTransaction | None = None
+
+
+Output = Transmit | NewSession | SessionUpdate | SessionEnded | ClientTimedOut
+
+
+class SipCore:
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        transactions: TransactionLayer | None = None,
+        max_dialogs: int = 10000,
+    ) -> None:
+        self.authenticator = authenticator
+        self.transactions = transactions if transactions is not None else TransactionLayer()
+        self.dialogs = DialogSet(max_dialogs=max_dialogs)
+        self.client = ClientTransactions()
+        # Where each dialog's INVITE came from: our BYE goes back over that transport
+        # (and, for TCP/TLS, that connection).
+        self._dialog_peers: dict[DialogId, object] = {}
+        self.counters: dict[str, int] = {"auth_failures": 0, "requests": 0, "parse_errors": 0}
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def receive(self, message: SipMessage, peer: object, now: float) -> list[Output]:
+        if isinstance(message, SipResponse):
+            return list(self.client.receive_response(message, now))
+        self.counters["requests"] += 1
+        request = _stamp_via(message, peer)
+        try:
+            events = self.transactions.receive_request(request, peer, now)
+        except SipParseError as exc:
+            return self._stateless(request, peer, exc.status, exc.reason)
+        return self._handle(events, now)
+
+    def parse_failed(self, error: SipMessageError, peer: object, now: float) -> list[Output]:
+        """Answer a request that failed to parse (RFC 3261 §8.2.2, RFC 4475) if we can."""
+        self.counters["parse_errors"] += 1
+        response = build_error_response(error)
+        if response is None:
+            return []  # a broken response, or no Via to answer to: dropped
+        return [self._transmit(response, peer)]
+
+    def answer(
+        self,
+        pending: ServerTransaction,
+        status: int,
+        now: float,
+        *,
+        local: Local,
+        body: bytes = b"",
+        content_type: str | None = None,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> tuple[list[Output], DialogId | None]:
+        """The session layer's answer to a NewSession or SessionUpdate.
+
+        A 2xx to a dialog-creating INVITE creates the dialog and returns its id.  Returns
+        no outputs and no id when the transaction is gone (cancelled, timed out): the
+        caller must then release what it allocated.
+        """
+        if not self._answerable(pending):
+            return [], None
+        request = pending.request
+        headers = [("Allow", ", ".join(ALLOW)), ("Supported", ", ".join(SUPPORTED))]
+        headers.append(("User-Agent", USER_AGENT))
+        dialog_id = DialogId.of_request(request)
+        to_tag = None
+        if 200 <= status < 300 and request.method == "INVITE":
+            headers.append(("Contact", str(local.contact())))
+            headers.extend(_session_timer_headers(request))
+        if dialog_id is None and 200 <= status < 300:
+            to_tag = new_tag()
+            dialog = Dialog.from_invite(request, to_tag, secure_transport=local.transport == "tls")
+            self.dialogs.add(dialog)
+            self._dialog_peers[dialog.id] = pending.source
+            dialog_id = dialog.id
+        elif dialog_id is None:
+            to_tag = new_tag()  # RFC 3261 §8.2.6.2: a final response carries a To tag
+        headers.extend(extra_headers)
+        response = build_response(
+            request,
+            status,
+            to_tag=to_tag,
+            extra_headers=headers,
+            body=body,
+            content_type=content_type,
+        )
+        events = self.transactions.send_response(pending, response, now)
+        return self._handle(events, now), (dialog_id if 200 <= status < 300 else None)
+
+    def reject(self, pending: ServerTransaction, error: PeerError, now: float) -> list[Output]:
+        """Answer a NewSession or SessionUpdate with ``error``'s status (a deliberate,
+        documented answer: the reason phrase names the problem)."""
+        if not self._answerable(pending):
+            return []
+        response = self._error_response(pending.request, error)
+        return self._handle(self.transactions.send_response(pending, response, now), now)
+
+    def hang_up(self, dialog_id: DialogId, now: float, *, local: Local) -> list[Output]:
+        """End a session from our side: BYE along the dialog's route set (RFC 3261 §15.1.1).
+
+        The dialog is forgotten at once; the BYE is retransmitted over UDP until answered
+        (RFC 3261 §17.1.2, Timer E/F).
+        """
+        dialog = self.dialogs.remove(dialog_id)
+        if dialog is None:
+            return []
+        bye = dialog.create_request("BYE", via=local.via())
+        peer = self._dialog_peers.pop(dialog_id, None)
+        host, port = _next_hop(dialog.next_hop, peer)
+        return list(self.client.send(bye, peer, host, port, now))
+
+    def next_timer(self) -> float | None:
+        deadlines = [d for d in (self.transactions.next_timer(), self.client.next_timer()) if d]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> list[Output]:
+        outputs = self._handle(self.transactions.handle_timer(now), now)
+        outputs.extend(self.client.handle_timer(now))
+        return outputs
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _answerable(self, pending: ServerTransaction) -> bool:
+        """Still live and without a final answer (a CANCEL may have sent the 487)."""
+        last = pending.last_response
+        return self.transactions.holds(pending) and (last is None or last.status < 200)
+
+    def _handle(self, events: list[Event], now: float) -> list[Output]:
+        outputs: list[Output] = []
+        for event in events:
+            if isinstance(event, SendResponse):
+                outputs.append(self._transmit(event.response, event.destination))
+            elif isinstance(event, RequestReceived):
+                outputs.extend(self._request(event, now))
+            elif isinstance(event, CancelReceived):
+                outputs.extend(self._cancel(event, now))
+            elif isinstance(event, AckReceived):
+                pass  # the 2xx is acknowledged; the transaction layer stopped resending it
+            elif isinstance(event, AckTimedOut):
+                outputs.extend(self._ack_timed_out(event.transaction))
+            elif isinstance(event, TransactionTimedOut | TransportFailed):
+                pass  # a non-2xx answer was not acknowledged: nothing was allocated for it
+            elif isinstance(event, Overloaded):
+                error = ServiceUnavailable("Service Unavailable", retry_after_s=event.retry_after_s)
+                outputs.append(self._transmit(self._error_response(event.request, error),
+                                              event.source))
+            else:  # pragma: no cover - a new event type this core does not know is a bug
+                raise UsageError(f"unhandled transaction event {event!r}")
+        return outputs
+
+    def _request(self, event: RequestReceived, now: float) -> list[Output]:
+        request, peer, pending = event.request, event.source, event.transaction
+        method = request.method
+        try:
+            if method not in ALLOW:
+                raise _MethodNotAllowed()
+            dialog_id = DialogId.of_request(request)
+            if dialog_id is None:
+                return self._outside_dialog(request, peer, pending, now)
+            dialog = self.dialogs.match(request)  # 481 when unknown (RFC 3261 §12.2.2)
+            dialog.receive_request(request)  # 500 when out of order
+            if method == "BYE":
+                self.dialogs.remove(dialog.id)
+                self._dialog_peers.pop(dialog.id, None)
+                outputs = self._reply(pending, 200, now)
+                outputs.append(SessionEnded("bye", dialog_id=dialog.id))
+                return outputs
+            if method in ("INVITE", "UPDATE"):
+                _check_require(request)
+                return [SessionUpdate(pending, request, dialog.id, peer)]
+            return self._reply(pending, 200, now)  # OPTIONS, INFO in a dialog
+        except _MethodNotAllowed:
+            return self._reply(pending, 405, now, headers=[("Allow", ", ".join(ALLOW))])
+        except BadExtension as exc:
+            return self._reply(pending, 420, now, headers=[("Unsupported", ", ".join(exc.unsupported))])
+        except PeerError as exc:
+            return self._handle(self.transactions.send_response(
+                pending, self._error_response(request, exc), now), now)
+
+    def _outside_dialog(
+        self, request: SipRequest, peer: object, pending: ServerTransaction, now: float
+    ) -> list[Output]:
+        if request.method == "OPTIONS":
+            return self._reply(pending, 200, now, headers=[
+                ("Allow", ", ".join(ALLOW)),
+                ("Accept", ", ".join(ACCEPT)),
+                ("Supported", ", ".join(SUPPORTED)),
+            ])
+        if request.method != "INVITE":
+            raise CallDoesNotExist("Call/Transaction Does Not Exist")  # RFC 3261 §12.2.2
+        host = getattr(peer, "host", "")
+        try:
+            self.authenticator.check(request.headers.get(self.authenticator.header), host)
+        except Forbidden:
+            self.counters["auth_failures"] += 1
+            raise
+        _check_require(request)
+        return [NewSession(pending, request, peer)]
+
+    def _cancel(self, event: CancelReceived, now: float) -> list[Output]:
+        # RFC 3261 §9.2: 200 to the CANCEL; 487 to the INVITE if it has no final answer.
+        invite = event.invite
+        if invite is None:
+            return self._reply(event.transaction, 481, now)
+        outputs = self._reply(event.transaction, 200, now)
+        if invite.last_response is None or invite.last_response.status < 200:
+            outputs.extend(self._reply(invite, 487, now))
+            outputs.append(SessionEnded("cancel", pending=invite))
+        return outputs
+
+    def _ack_timed_out(self, transaction: ServerTransaction) -> list[Output]:
+        response = transaction.last_response
+        if response is None:
+            return []
+        dialog_id = DialogId(response.call_id, response.to.tag or "", response.from_.tag or "")
+        if self.dialogs.get(dialog_id) is None:
+            return []
+        return [SessionEnded("timeout", dialog_id=dialog_id)]
+
+    def _reply(
+        self,
+        pending: ServerTransaction,
+        status: int,
+        now: float,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> list[Output]:
+        to_tag = new_tag() if pending.request.to.tag is None and status >= 200 else None
+        response = build_response(pending.request, status, to_tag=to_tag,
+                                  extra_headers=[*headers, ("User-Agent", USER_AGENT)])
+        return self._handle(self.transactions.send_response(pending, response, now), now)
+
+    def _error_response(self, request: SipRequest, error: PeerError) -> SipResponse:
+        headers: list[tuple[str, str]] = [("User-Agent", USER_AGENT)]
+        if isinstance(error, ServiceUnavailable):
+            headers.append(("Retry-After", str(error.retry_after_s)))
+        if isinstance(error, BadExtension):
+            headers.append(("Unsupported", ", ".join(error.unsupported)))
+        if error.status == 405:
+            headers.append(("Allow", ", ".join(ALLOW)))
+        if error.status in (415,):
+            headers.append(("Accept", ", ".join(ACCEPT)))
+        to_tag = new_tag() if request.to.tag is None else None
+        return build_response(request, error.status, error.reason, to_tag=to_tag,
+                              extra_headers=headers)
+
+    def _stateless(self, request: SipRequest, peer: object, status: int, reason: str) -> list[Output]:
+        """Answer a request the transaction layer refused (unreadable headers)."""
+        if request.method == "ACK":
+            return []
+        try:
+            response = build_response(request, status, reason)
+        except SipParseError:
+            return []  # not even enough headers to answer: dropped
+        return [self._transmit(response, peer)]
+
+    def _transmit(self, response: SipResponse, peer: object) -> Transmit:
+        host, port = response_destination(response, peer)
+        return Transmit(peer, bytes(response), host, port)
+
+
+class _MethodNotAllowed(Exception):
+    """Internal signal for 405; the answer carries Allow (RFC 3261 §8.2.1)."""
+
+
+def _check_require(request: SipRequest) -> None:
+    # RFC 3261 §8.2.2.3: option tags we do not support in Require -> 420 with Unsupported.
+    unsupported = tuple(tag for tag in request.require if tag.lower() not in SUPPORTED)
+    if unsupported:
+        raise BadExtension(unsupported)
+
+
+def _session_timer_headers(request: SipRequest) -> list[tuple[str, str]]:
+    """RFC 4028 §9: accept the offered interval; the recording client refreshes."""
+    value = request.headers.get("Session-Expires")
+    if value is None:
+        return []
+    try:
+        interval = int(value.split(";", 1)[0].strip())
+    except ValueError:
+        return []
+    interval = max(interval, MIN_SE_S)
+    headers = [("Session-Expires", f"{interval};refresher=uac")]
+    if "timer" in (tag.lower() for tag in request.supported):
+        headers.append(("Require", "timer"))
+    return headers
+
+
+def _stamp_via(request: SipRequest, peer: object) -> SipRequest:
+    """RFC 3261 §18.2.1 ``received`` and RFC 3581 §4 ``rport`` on the top Via."""
+    host = getattr(peer, "host", None)
+    port = getattr(peer, "port", None)
+    if host is None or port is None:
+        return request
+    try:
+        via = request.top_via
+    except SipParseError:
+        return request  # the transaction layer reports the missing Via
+    stamped = via
+    if via.host.strip("[]") != host:
+        stamped = stamped.with_param("received", host)
+    if via.rport is True:
+        stamped = stamped.with_param("received", host).with_param("rport", str(port))
+    return request if stamped is via else request.with_top_via(stamped)
+
+
+def response_destination(response: SipResponse, peer: object) -> tuple[str, int]:
+    """RFC 3261 §18.2.2 with RFC 3581 §4, for unreliable transports.
+
+    Over TCP/TLS the response goes back on the connection (the peer value says which); the
+    address returned is informational.  Over UDP: to ``received`` (the source address), at
+    the ``rport`` value when the client asked for it, else at the Via's sent-by port
+    (5060 when absent).
+    """
+    host = getattr(peer, "host", "")
+    port = getattr(peer, "port", 0)
+    if getattr(peer, "reliable", False):
+        return host, port
+    try:
+        via = response.top_via
+    except SipParseError:
+        return host, port
+    if isinstance(via.rport, int) and not isinstance(via.rport, bool):
+        return via.received or host, via.rport
+    return via.received or host, via.port or 5060
+
+
+def _next_hop(uri: SipUri, peer: object) -> tuple[str, int]:
+    """Where a request to ``uri`` goes (RFC 3263 without DNS): an IP-literal host with its
+    port, else back to the address the dialog's INVITE came from.  Twilio and SBCs put
+    IP literals in Record-Route; a host name would need DNS, which srs does not do."""
+    host = uri.host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return getattr(peer, "host", host), getattr(peer, "port", 5060)
+    default = 5061 if uri.scheme == "sips" or (uri.transport or "").lower() == "tls" else 5060
+    return host, uri.port or default
+
+
+def _uri_host(host: str) -> str:
+    try:
+        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+

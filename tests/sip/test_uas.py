@@ -1,0 +1,228 @@
+"""The UAS core's answers (issue: OPTIONS, CANCEL, 481, 405, 420, 403, 400), pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from srs.auth import Authenticator
+from srs.errors import NotAcceptableHere
+from srs.sip.parser import SipMessageError, parse_message
+from srs.sip.transaction import Source
+from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore, Transmit
+from srs.sip.uac import ClientTimedOut
+
+PEER = Source("udp", "192.0.2.10", 5062)
+LOCAL = Local("192.0.2.1", 5060, "udp")
+TOKEN = "s3cret-token"
+
+
+def core() -> SipCore:
+    return SipCore(authenticator=Authenticator.from_strings("X-Auth-Token", [TOKEN]))
+
+
+def request(method: str, *, branch: str = "z9hG4bKa1", cseq: int = 1, to_tag: str = "",
+            extra: str = "", body: str = "", cseq_method: str | None = None,
+            via: str = "SIP/2.0/UDP 192.0.2.10:5062") -> bytes:
+    to = "<sip:srs@192.0.2.1>" + (f";tag={to_tag}" if to_tag else "")
+    text = (
+        f"{method} sip:srs@192.0.2.1 SIP/2.0\r\n"
+        f"Via: {via};branch={branch}\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:src@192.0.2.10>;tag=abc\r\n"
+        f"To: {to}\r\n"
+        "Call-ID: call-1@0.0.0.0\r\n"
+        f"CSeq: {cseq} {cseq_method or method}\r\n"
+        "Contact: <sip:src@10.0.0.5:5062>\r\n"
+        f"{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    return text.encode()
+
+
+def sent(outputs: list) -> list:
+    return [parse_message(o.data) for o in outputs if isinstance(o, Transmit)]
+
+
+def feed(sip: SipCore, data: bytes, now: float = 0.0) -> list:
+    return sip.receive(parse_message(data), PEER, now)
+
+
+def test_options_out_of_dialog_is_200_with_allow_accept_supported() -> None:
+    [response] = sent(feed(core(), request("OPTIONS")))
+    assert response.status == 200
+    assert response.headers.get_all("Allow") == ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO"]
+    assert "application/sdp" in response.headers.get_all("Accept")
+    assert response.headers.get_all("Supported") == ["siprec", "timer"]
+    assert response.to.tag  # a final response to a request without To tag gets one
+
+
+def test_unknown_method_is_405_with_allow() -> None:
+    [response] = sent(feed(core(), request("PUBLISH")))
+    assert response.status == 405
+    assert "INVITE" in response.headers.get_all("Allow")
+
+
+@pytest.mark.parametrize("method", ["BYE", "UPDATE", "INFO"])
+def test_in_dialog_request_for_unknown_dialog_is_481(method: str) -> None:
+    [response] = sent(feed(core(), request(method, to_tag="nope")))
+    assert response.status == 481
+
+
+def test_bye_without_to_tag_is_481() -> None:
+    [response] = sent(feed(core(), request("BYE")))
+    assert response.status == 481
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [("", "Forbidden: missing X-Auth-Token"), ("X-Auth-Token: wrong\r\n", "Forbidden: bad X-Auth-Token")],
+)
+def test_invite_without_the_right_credential_is_403(extra: str, reason: str) -> None:
+    sip = core()
+    outputs = feed(sip, request("INVITE", extra=extra))
+    responses = sent(outputs)
+    assert [r.status for r in responses] == [100, 403]
+    assert responses[1].reason == reason
+    assert not any(isinstance(o, NewSession) for o in outputs)
+    assert sip.counters["auth_failures"] == 1
+    assert TOKEN.encode() not in b"".join(o.data for o in outputs)
+
+
+def test_source_outside_allow_list_is_403() -> None:
+    import ipaddress
+
+    sip = SipCore(authenticator=Authenticator.from_strings(
+        "X-Auth-Token", [TOKEN], [ipaddress.ip_network("10.0.0.0/8")]))
+    responses = sent(feed(sip, request("INVITE", extra=f"X-Auth-Token: {TOKEN}\r\n")))
+    assert responses[-1].status == 403
+    assert responses[-1].reason == "Forbidden: source address not allowed"
+
+
+def test_require_with_unknown_option_is_420_with_unsupported() -> None:
+    extra = f"X-Auth-Token: {TOKEN}\r\nRequire: siprec, 100rel, foo\r\n"
+    responses = sent(feed(core(), request("INVITE", extra=extra)))
+    assert responses[-1].status == 420
+    assert responses[-1].headers.get_all("Unsupported") == ["100rel", "foo"]
+
+
+def test_authenticated_invite_becomes_a_new_session_and_can_be_declined() -> None:
+    sip = core()
+    extra = f"X-Auth-Token: {TOKEN}\r\nRequire: siprec\r\n"
+    outputs = feed(sip, request("INVITE", extra=extra))
+    assert [r.status for r in sent(outputs)] == [100]
+    [event] = [o for o in outputs if isinstance(o, NewSession)]
+    responses = sent(sip.reject(event.pending, NotAcceptableHere("Not Acceptable Here: no codec"), 0.1))
+    assert [(r.status, r.reason) for r in responses] == [(488, "Not Acceptable Here: no codec")]
+
+
+def test_answered_invite_creates_dialog_then_reinvite_and_bye() -> None:
+    sip = core()
+    outputs = feed(sip, request("INVITE", extra=f"X-Auth-Token: {TOKEN}\r\n"
+                                "Session-Expires: 1800\r\nSupported: timer\r\n"))
+    [event] = [o for o in outputs if isinstance(o, NewSession)]
+    outputs, dialog_id = sip.answer(event.pending, 200, 0.1, local=LOCAL, body=b"v=0\r\n",
+                                    content_type="application/sdp")
+    [ok] = sent(outputs)
+    assert ok.status == 200 and dialog_id is not None
+    assert ok.to.tag == dialog_id.local_tag
+    assert str(ok.contact) == "<sip:srs@192.0.2.1:5060>;+sip.srs"
+    assert ok.headers.get("Session-Expires") == "1800;refresher=uac"
+    assert ok.headers.get("Require") == "timer"
+    assert ok.content_type is not None and ok.content_type.media_type == "application/sdp"
+    tag = dialog_id.local_tag
+    # ACK for the 2xx (new branch) stops retransmission: no timer output at 0.5 s.
+    assert sent(feed(sip, request("ACK", branch="z9hG4bKack", to_tag=tag, cseq_method="ACK"), 0.2)) == []
+    assert sent(sip.handle_timer(1.0)) == []
+    # In-dialog OPTIONS and a re-INVITE.
+    [opt] = sent(feed(sip, request("OPTIONS", branch="z9hG4bKo", cseq=2, to_tag=tag), 1.0))
+    assert opt.status == 200
+    outputs = feed(sip, request("INVITE", branch="z9hG4bKre", cseq=3, to_tag=tag), 2.0)
+    [update] = [o for o in outputs if isinstance(o, SessionUpdate)]
+    assert update.dialog_id == dialog_id
+    # An out-of-order CSeq is 500.
+    [stale] = sent(feed(sip, request("UPDATE", branch="z9hG4bKold", cseq=2, to_tag=tag), 2.1))
+    assert stale.status == 500
+    outputs = feed(sip, request("BYE", branch="z9hG4bKbye", cseq=4, to_tag=tag), 3.0)
+    assert [r.status for r in sent(outputs)] == [200]
+    assert SessionEnded("bye", dialog_id=dialog_id) in outputs
+    [gone] = sent(feed(sip, request("BYE", branch="z9hG4bKbye2", cseq=5, to_tag=tag), 3.1))
+    assert gone.status == 481
+
+
+def test_cancel_of_pending_invite_is_200_and_487() -> None:
+    sip = core()
+    outputs = feed(sip, request("INVITE", extra=f"X-Auth-Token: {TOKEN}\r\n"))
+    [event] = [o for o in outputs if isinstance(o, NewSession)]
+    outputs = feed(sip, request("CANCEL", extra=f"X-Auth-Token: {TOKEN}\r\n"), 0.5)
+    responses = sent(outputs)
+    assert sorted((r.status, r.cseq.method) for r in responses) == [(200, "CANCEL"), (487, "INVITE")]
+    assert SessionEnded("cancel", pending=event.pending) in outputs
+    # The session layer's late answer finds the transaction answered: nothing is sent.
+    late, dialog_id = sip.answer(event.pending, 200, 0.6, local=LOCAL)
+    assert sent(late) == [] and dialog_id is None
+
+
+def test_cancel_matching_nothing_is_481() -> None:
+    [response] = sent(feed(core(), request("CANCEL")))
+    assert response.status == 481
+
+
+def test_malformed_request_gets_400_naming_the_problem() -> None:
+    data = request("INVITE").replace(b"CSeq: 1 INVITE", b"CSeq: one INVITE")
+    with pytest.raises(SipMessageError) as info:
+        parse_message(data)
+    [transmit] = core().parse_failed(info.value, PEER, 0.0)
+    # The broken CSeq is echoed as received, so the answer is checked as bytes.
+    assert transmit.data.startswith(b"SIP/2.0 400 bad CSeq\r\n")
+    assert b"\r\nCSeq: one INVITE\r\n" in transmit.data
+    assert (transmit.host, transmit.port) == ("192.0.2.10", 5062)
+
+
+def test_udp_responses_follow_rport_and_via_port() -> None:
+    out = feed(core(), request("OPTIONS", via="SIP/2.0/UDP 10.9.9.9:5070;rport"))
+    [transmit] = [o for o in out if isinstance(o, Transmit)]
+    assert (transmit.host, transmit.port) == ("192.0.2.10", 5062)  # RFC 3581: source port
+    response = parse_message(transmit.data)
+    assert response.top_via.received == "192.0.2.10" and response.top_via.rport == 5062
+    out = feed(core(), request("OPTIONS", via="SIP/2.0/UDP 10.9.9.9:5070"))
+    [transmit] = [o for o in out if isinstance(o, Transmit)]
+    assert (transmit.host, transmit.port) == ("192.0.2.10", 5070)  # RFC 3261 §18.2.2
+
+
+def test_our_bye_follows_route_set_and_is_retransmitted_until_answered() -> None:
+    sip = core()
+    extra = (f"X-Auth-Token: {TOKEN}\r\nRecord-Route: <sip:198.51.100.7:5060;lr>\r\n"
+             "Record-Route: <sip:198.51.100.8;lr>\r\n")
+    [event] = [o for o in feed(sip, request("INVITE", extra=extra)) if isinstance(o, NewSession)]
+    _, dialog_id = sip.answer(event.pending, 200, 0.0, local=LOCAL)
+    assert dialog_id is not None
+    feed(sip, request("ACK", branch="z9hG4bKack", to_tag=dialog_id.local_tag, cseq_method="ACK"), 0.1)
+    [first] = sip.hang_up(dialog_id, 1.0, local=LOCAL)
+    assert (first.host, first.port) == ("198.51.100.7", 5060)
+    bye = parse_message(first.data)
+    assert bye.method == "BYE" and str(bye.uri) == "sip:src@10.0.0.5:5062"
+    assert [str(r.uri) for r in bye.route] == ["sip:198.51.100.7:5060;lr", "sip:198.51.100.8;lr"]
+    # Timer E: resent at +0.5, +1.5 (doubling), then a 200 stops it.
+    assert [o.data for o in sip.handle_timer(1.5)] == [first.data]
+    assert sip.handle_timer(2.0) == []
+    assert [o.data for o in sip.handle_timer(2.5)] == [first.data]
+    ok = bytes(bye).replace(b"BYE sip:src@10.0.0.5:5062 SIP/2.0", b"SIP/2.0 200 OK")
+    sip.receive(parse_message(ok), PEER, 2.6)
+    assert sip.handle_timer(10.0) == [] and len(sip.client) == 0
+
+
+def test_bye_to_a_vanished_peer_times_out() -> None:
+    sip = core()
+    [event] = [o for o in feed(sip, request("INVITE", extra=f"X-Auth-Token: {TOKEN}\r\n"))
+               if isinstance(o, NewSession)]
+    _, dialog_id = sip.answer(event.pending, 200, 0.0, local=LOCAL)
+    feed(sip, request("ACK", branch="z9hG4bKack", to_tag=dialog_id.local_tag, cseq_method="ACK"), 0.1)
+    sip.hang_up(dialog_id, 1.0, local=LOCAL)
+    outputs: list = []
+    now = 1.0
+    while (deadline := sip.next_timer()) is not None:
+        now = deadline
+        outputs.extend(sip.handle_timer(now))
+    assert now == pytest.approx(1.0 + 32.0)
+    assert outputs[-1] == ClientTimedOut("BYE", "call-1@0.0.0.0")
+    assert sum(isinstance(o, Transmit) for o in outputs) == 10  # 0.5,1,2,4,4,... up to 32 s
