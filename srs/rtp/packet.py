@@ -109,6 +109,10 @@ class RtpPacket:
         if length < RTP_HEADER_BYTES:
             raise RtpError("truncated", f"{length} bytes")
         first, second, sequence_number, timestamp, ssrc = _FIXED.unpack_from(data, 0)
+        if first == 0x80:
+            # The common case: version 2, no padding, no extension, no CSRC.
+            payload = bytes(data[RTP_HEADER_BYTES:])
+            return cls(second & 0x7F, sequence_number, timestamp, ssrc, payload, second > 0x7F)
         if first >> 6 != RTP_VERSION:
             raise RtpError("version", str(first >> 6))
         offset = RTP_HEADER_BYTES

@@ -148,6 +148,19 @@ class ReorderBuffer(Generic[T]):
     def push(self, sequence_number: int, item: T, now: float) -> list[tuple[T, float]]:
         """Take one packet; return whatever is now releasable, in sequence order."""
         self.received += 1
+        next_ext = self._next
+        if (
+            (sequence_number - next_ext) & 0xFFFF == 0
+            and self._releasing
+            and not self._held
+            and self._candidate is None
+        ):
+            # The common case, in order with nothing waiting (then next == max + 1).
+            self._unique += 1
+            self._max_ext = next_ext
+            self._next = next_ext + 1
+            self._seen_bits = ((self._seen_bits << 1) | 1) & _SEEN_MASK
+            return [(item, now)]
         out: list[tuple[T, float]] = []
         max_ext = self._max_ext
         if not self._started:
@@ -194,7 +207,7 @@ class ReorderBuffer(Generic[T]):
             if ext < self._min_ext:
                 self._min_ext = ext
         if releasing and ext == next_ext and not held:
-            # The in-order fast path: nothing waits, release at once.
+            # In order after a pending jump was dropped: release at once.
             out.append((item, now))
             self._next = ext + 1
             self._seen_bits = ((self._seen_bits << 1) | 1) & _SEEN_MASK

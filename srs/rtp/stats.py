@@ -33,8 +33,7 @@ class JitterEstimator:
         "discontinuities",
         "jitter_ts_units",
         "_discontinuity_ts_units",
-        "_last_arrival_s",
-        "_last_timestamp",
+        "_last_transit",
     )
 
     def __init__(self, clock_rate_hz: int, *, discontinuity_s: float = 1.0) -> None:
@@ -45,8 +44,7 @@ class JitterEstimator:
         self.discontinuities = 0
         self.jitter_ts_units = 0.0
         self._discontinuity_ts_units = discontinuity_s * clock_rate_hz
-        self._last_arrival_s = 0.0
-        self._last_timestamp = -1
+        self._last_transit: float | None = None
 
     @property
     def jitter_ms(self) -> float:
@@ -55,20 +53,21 @@ class JitterEstimator:
     def update(self, arrival_s: float, rtp_timestamp: int) -> None:
         """Account for one packet (RFC 3550 §A.8), in arrival order."""
         self.packets += 1
-        last_timestamp = self._last_timestamp
-        self._last_arrival_s, last_arrival_s = arrival_s, self._last_arrival_s
-        self._last_timestamp = rtp_timestamp
-        if last_timestamp < 0:
+        # RFC 3550 §A.8: transit = arrival - timestamp, both in timestamp units.
+        transit = arrival_s * self.clock_rate_hz - rtp_timestamp
+        last_transit = self._last_transit
+        self._last_transit = transit
+        if last_transit is None:
             return
-        # Sj - Si modulo 2**32, as a signed number (RFC 3550 §5.1 timestamp wrap).
-        timestamp_delta = ((rtp_timestamp - last_timestamp + 0x8000_0000) & 0xFFFF_FFFF)
-        timestamp_delta -= 0x8000_0000
-        d = (arrival_s - last_arrival_s) * self.clock_rate_hz - timestamp_delta
+        d = transit - last_transit
         if d < 0:
             d = -d
         if d > self._discontinuity_ts_units:
-            self.discontinuities += 1
-            return
+            # A timestamp wrap (RFC 3550 §5.1) moves transit by 2**32: not a jump.
+            d = abs(d - 0x1_0000_0000)
+            if d > self._discontinuity_ts_units:
+                self.discontinuities += 1
+                return
         self.jitter_ts_units += (d - self.jitter_ts_units) / 16.0
 
 

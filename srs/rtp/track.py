@@ -57,7 +57,7 @@ from srs.codecs import Codec
 from srs.errors import RtpError, UsageError
 from srs.rtp.packet import RTCP_RR, RTCP_SR, RtcpCompound, RtpPacket, is_rtcp
 from srs.rtp.reorder import MAX_DEPTH_PACKETS, ReorderBuffer, unwrap_timestamp
-from srs.rtp.stats import SsrcJitter
+from srs.rtp.stats import JitterEstimator, SsrcJitter
 
 __all__ = ["TimelineConfig", "Placed", "TrackStats", "TrackTimeline", "PcmAssembler"]
 
@@ -179,13 +179,14 @@ class TrackTimeline:
             max_ssrcs=config.max_tracked_ssrcs,
             discontinuity_s=config.resync_threshold_s,
         )
+        self._ssrc_jitter: JitterEstimator | None = None  # the current SSRC's
         self._received = 0
         self._drops: dict[str, int] = {}
         self._resyncs: dict[str, int] = {}
         self._rtcp = [0, 0, 0]  # packets, sender reports, receiver reports
-        # Anchor: position ``_anchor_offset`` is extended timestamp ``_anchor_ts``.
-        self._anchored = False
-        self._reanchor_reason: str | None = None
+        # Anchor: position ``_anchor_offset`` is extended timestamp ``_anchor_ts``.  The
+        # next audio packet re-anchors when a reason is set ("": the track's first anchor).
+        self._reanchor_reason: str | None = ""
         self._anchor_offset = 0
         self._anchor_ts = 0
         self._last_ts = 0  # extended timestamp of the last audio packet placed
@@ -228,23 +229,28 @@ class TrackTimeline:
         if self._finished:
             raise UsageError("push() after finish()")
         self._received += 1
-        out: list[Placed] = []
+        out: list[Placed] | None = None
         ssrc = packet.ssrc
         if ssrc != self._ssrc:
             if ssrc in self._ssrcs and now - self._last_arrival_s < self.config.ssrc_switch_back_s:
                 # In-flight packets of the SSRC the track just left: not a switch back.
                 self.count_drop("stale_ssrc")
-                return out
+                return []
+            out = []
             self._switch_ssrc(ssrc, out)
         self._last_arrival_s = now
         payload_type = packet.payload_type
         if payload_type not in self._payload_types and len(self._payload_types) < 128:
             self._payload_types[payload_type] = None
-        if payload_type not in self._event_pts:
-            self._jitter.update(ssrc, now, packet.timestamp)
+        jitter = self._ssrc_jitter
+        if jitter is not None and payload_type not in self._event_pts:
+            jitter.update(now, packet.timestamp)
         released = self._buffer.push(packet.sequence_number, packet, now)
-        if released:
-            self._place(released, out)
+        if out is None:
+            if len(released) == 1:
+                return [self._place_one(*released[0])]
+            out = []
+        self._place(released, out)
         return out
 
     def _switch_ssrc(self, ssrc: int, out: list[Placed]) -> None:
@@ -254,8 +260,10 @@ class TrackTimeline:
                 self._place(released, out)
             self._retired.add(self._buffer)
             self._buffer = self._new_buffer()
-            self._reanchor_reason = "ssrc_change"
+            if self._reanchor_reason is None:
+                self._reanchor_reason = "ssrc_change"
         self._ssrc = ssrc
+        self._ssrc_jitter = self._jitter.estimator(ssrc)
         if len(self._ssrcs) < self.config.max_tracked_ssrcs:
             self._ssrcs[ssrc] = None
 
@@ -266,63 +274,61 @@ class TrackTimeline:
         return round((now - self.origin_s) * self.clock_rate_hz)
 
     def _place(self, released: list[tuple[RtpPacket, float]], out: list[Placed]) -> None:
-        rate = self.clock_rate_hz
         for packet, arrival_s in released:
-            payload_type = packet.payload_type
-            if payload_type in self._event_pts:
-                out.append(self._place_event(packet, arrival_s))
-                continue
-            packet_rate = self._pt_rates.get(payload_type, rate)
-            wall = round((arrival_s - self.origin_s) * rate)
-            reason = self._reanchor_reason
-            if not self._anchored:
-                reason = ""
-            elif reason is None:
-                if packet_rate != self._anchor_rate_hz:
-                    reason = "clock_rate_change"
+            out.append(self._place_one(packet, arrival_s))
+
+    def _place_one(self, packet: RtpPacket, arrival_s: float) -> Placed:
+        payload_type = packet.payload_type
+        if payload_type in self._event_pts:
+            return self._place_event(packet, arrival_s)
+        rate = self.clock_rate_hz
+        packet_rate = self._pt_rates.get(payload_type, rate) if self._pt_rates else rate
+        reason = self._reanchor_reason
+        if reason is None:
+            if packet_rate != self._anchor_rate_hz:
+                reason = "clock_rate_change"
+            else:
+                last_ts = self._last_ts
+                # unwrap_timestamp(), inlined: this is the per-packet path.
+                ext = last_ts + ((packet.timestamp - last_ts + 0x8000_0000) & 0xFFFF_FFFF)
+                ext -= 0x8000_0000
+                if ext < last_ts:
+                    reason = "timestamp_backward"
                 else:
-                    ext = unwrap_timestamp(packet.timestamp, self._last_ts)
-                    if ext < self._last_ts:
-                        reason = "timestamp_backward"
-                    else:
-                        delta = ext - self._anchor_ts
-                        if packet_rate != rate:
-                            delta = delta * rate // packet_rate
-                        predicted = self._anchor_offset + delta
-                        skew = wall - predicted
-                        if -self._resync_samples <= skew <= self._resync_samples:
-                            self._last_ts = ext
-                            out.append(
-                                Placed(
-                                    predicted,
-                                    payload_type,
-                                    packet.payload,
-                                    packet.ssrc,
-                                    packet.timestamp,
-                                )
-                            )
-                            continue
-                        reason = "timestamp_jump"
-            if reason:
-                self._resyncs[reason] = self._resyncs.get(reason, 0) + 1
-            self._anchored = True
-            self._reanchor_reason = None
-            self._anchor_offset = offset = max(0, wall)
-            self._anchor_ts = self._last_ts = packet.timestamp
-            self._anchor_rate_hz = packet_rate
-            out.append(Placed(offset, payload_type, packet.payload, packet.ssrc, packet.timestamp))
+                    delta = ext - self._anchor_ts
+                    if packet_rate != rate:
+                        delta = delta * rate // packet_rate
+                    predicted = self._anchor_offset + delta
+                    skew = (arrival_s - self.origin_s) * rate - predicted
+                    if -self._resync_samples <= skew <= self._resync_samples:
+                        self._last_ts = ext
+                        return Placed(
+                            predicted, payload_type, packet.payload, packet.ssrc, packet.timestamp
+                        )
+                    reason = "timestamp_jump"
+        if reason:  # "" is the first anchor of the track: not a resync
+            self._resyncs[reason] = self._resyncs.get(reason, 0) + 1
+        self._reanchor_reason = None
+        self._anchor_offset = offset = max(0, self.wall_offset(arrival_s))
+        self._anchor_ts = self._last_ts = packet.timestamp
+        self._anchor_rate_hz = packet_rate
+        return Placed(offset, payload_type, packet.payload, packet.ssrc, packet.timestamp)
 
     def _place_event(self, packet: RtpPacket, arrival_s: float) -> Placed:
         rate = self.clock_rate_hz
         event_rate = self._pt_rates.get(packet.payload_type, rate)
-        if self._anchored and self._reanchor_reason is None and event_rate == self._anchor_rate_hz:
+        wall = self.wall_offset(arrival_s)
+        offset = wall  # without a timeline to read the timestamp against, arrival will do
+        if self._reanchor_reason is None and event_rate == self._anchor_rate_hz:
             delta = unwrap_timestamp(packet.timestamp, self._last_ts) - self._anchor_ts
             if event_rate != rate:
                 delta = delta * rate // event_rate
-            offset = self._anchor_offset + delta
-        else:
-            # No timeline to read the event's timestamp against: its arrival will do.
-            offset = self.wall_offset(arrival_s)
+            predicted = self._anchor_offset + delta
+            # An event starts at most 0xFFFF timestamp units (its longest duration, RFC 4733
+            # §2.5.1.3) before it arrives; a start outside that is a broken timestamp.
+            earliest = wall - self._resync_samples - 0xFFFF * rate // event_rate
+            if earliest <= predicted <= wall + self._resync_samples:
+                offset = predicted
         return Placed(
             max(0, offset), packet.payload_type, packet.payload, packet.ssrc, packet.timestamp, True
         )

@@ -413,3 +413,47 @@ def test_any_permutation_within_the_depth_places_like_in_order(
     assert placed == expected
     assert [p.payload[0] for p in placed] == [a.index % 256 for a in in_order]
     assert (timeline.stats().late, timeline.stats().lost) == (0, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 0xFFFF),  # sequence number
+            st.integers(0, 2**32 - 1),  # timestamp
+            st.sampled_from([1, 2, 3]),  # SSRC
+            st.sampled_from([0, 8, 13, 101]),  # payload type (101: events)
+            st.floats(0, 2.0),  # time since the previous packet
+        ),
+        max_size=60,
+    )
+)
+def test_hostile_streams_never_break_the_timeline(
+    packets: list[tuple[int, int, int, int, float]],
+) -> None:
+    timeline = TrackTimeline(ORIGIN, RATE, event_payload_types={101})
+    now = ORIGIN
+    placed: list[Placed] = []
+    for seq, ts, ssrc, payload_type, step in packets:
+        now += step
+        placed += timeline.push(RtpPacket(payload_type, seq, ts, ssrc, b"\x00\x00\x00\x00"), now)
+        placed += timeline.drain(now)
+    placed += timeline.flush()
+    total = timeline.finish(now)
+    stats = timeline.stats()
+    assert all(0 <= p.offset_samples for p in placed)
+    # Nothing is placed more than the resync bound ahead of when it arrived.
+    assert all(p.offset_samples <= total + RATE for p in placed)
+    assert stats.received == len(packets)
+    not_placed = sum(stats.dropped.values())
+    assert len(placed) + not_placed == len(packets)
+    assert min(stats.lost, stats.late, stats.duplicated, stats.reordered) >= 0
+
+
+def test_event_with_a_broken_timestamp_is_placed_by_arrival() -> None:
+    sender = Sender(start_s=ORIGIN)
+    sender.talk(10)
+    sender.send(bytes(TelephoneEvent(1, False, 10, 160)), payload_type=101, timestamp=10**9)
+    timeline = TrackTimeline(ORIGIN, RATE, event_payload_types={101})
+    _, placed = run(sender.arrivals, timeline)
+    assert [(p.offset_samples, p.is_event) for p in placed[-1:]] == [(1600, True)]

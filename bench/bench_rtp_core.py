@@ -1,0 +1,92 @@
+"""Per-packet cost of the pure media core: RtpPacket.parse + TrackTimeline.push.
+
+Run: ``.venv/bin/python bench/bench_rtp_core.py [packets]`` (default 100000).  Prints
+microseconds per packet for a clean 20 ms PCMU stream (the common case), for one with
+1 % reordering (the buffer's slow path), and for the per-second batch work that follows
+(G.711 decode and PCM layout), so a change to the hot path can be measured before and
+after (DESIGN.md rule 10).  No assertions: timing goals live here, not in tests.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from srs import codecs
+from srs.rtp.packet import RtpPacket
+from srs.rtp.track import PcmAssembler, Placed, TrackTimeline
+
+PAYLOAD_BYTES = 160  # 20 ms of G.711: a 172-byte RTP packet
+
+
+def datagrams(count: int, *, swap_every: int = 0) -> list[tuple[bytes, float]]:
+    """``count`` packets of one stream with arrival times; every ``swap_every``-th pair is
+    delivered in swapped order."""
+    payload = bytes(range(PAYLOAD_BYTES))
+    out = [
+        (
+            bytes(RtpPacket(0, (1000 + i) & 0xFFFF, (160 * i) & 0xFFFF_FFFF, 0xABCD, payload)),
+            i * 0.02,
+        )
+        for i in range(count)
+    ]
+    if swap_every:
+        for i in range(0, count - 1, swap_every):
+            (a, ta), (b, tb) = out[i], out[i + 1]
+            out[i], out[i + 1] = (b, ta), (a, tb)
+    return out
+
+
+def per_packet_us(label: str, packets: list[tuple[bytes, float]]) -> list[Placed]:
+    timeline = TrackTimeline(0.0, 8000)
+    parse = RtpPacket.parse
+    push = timeline.push
+    placed: list[Placed] = []
+    started = time.perf_counter()
+    for data, now in packets:
+        placed += push(parse(data), now)
+    elapsed = time.perf_counter() - started
+    placed += timeline.flush()
+    print(f"{label:<34} {elapsed / len(packets) * 1e6:6.2f} us/packet")
+    return placed
+
+
+def parse_only_us(packets: list[tuple[bytes, float]]) -> None:
+    parse = RtpPacket.parse
+    started = time.perf_counter()
+    for data, _ in packets:
+        parse(data)
+    elapsed = time.perf_counter() - started
+    print(f"{'parse only':<34} {elapsed / len(packets) * 1e6:6.2f} us/packet")
+
+
+def batch_us(placed: list[Placed]) -> None:
+    assembler = PcmAssembler({0: codecs.PCMU}, 8000)
+    per_second = 50
+    started = time.perf_counter()
+    for start in range(0, len(placed), per_second):
+        assembler.add(placed[start : start + per_second])
+        assembler.take(placed[min(start + per_second, len(placed)) - 1].offset_samples)
+    elapsed = time.perf_counter() - started
+    seconds = len(placed) / per_second
+    print(
+        f"{'decode + lay out, 1 s batches':<34} {elapsed / len(placed) * 1e6:6.2f} us/packet"
+        f" ({elapsed / seconds * 1e6:.0f} us per second of audio)"
+    )
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    clean = datagrams(count)
+    print(f"{count} packets of {len(clean[0][0])} bytes, Python {sys.version.split()[0]}")
+    parse_only_us(clean)
+    placed = per_packet_us("parse + push, in order", clean)
+    per_packet_us("parse + push, 1 % swapped pairs", datagrams(count, swap_every=100))
+    batch_us(placed)
+
+
+if __name__ == "__main__":
+    main()
