@@ -23,7 +23,8 @@ FULL = bytes.fromhex(
 def test_plain_packet_fields() -> None:
     packet = RtpPacket.parse(PLAIN)
     assert packet == RtpPacket(0, 1000, 50000, 0x12345678, b"abc")
-    assert (packet.version, packet.padding, packet.extension, packet.marker) == (2, False, False, False)
+    flags = (packet.version, packet.padding, packet.extension, packet.marker)
+    assert flags == (2, False, False, False)
     assert bytes(packet) == PLAIN
 
 
@@ -44,7 +45,8 @@ def test_full_packet_fields() -> None:
 
 
 def test_parse_accepts_memoryview_and_bytearray() -> None:
-    assert RtpPacket.parse(memoryview(FULL)) == RtpPacket.parse(bytearray(FULL)) == RtpPacket.parse(FULL)
+    expected = RtpPacket.parse(FULL)
+    assert RtpPacket.parse(memoryview(FULL)) == RtpPacket.parse(bytearray(FULL)) == expected
 
 
 def test_padding_may_fill_the_whole_payload() -> None:
@@ -59,19 +61,24 @@ def test_empty_extension_is_kept() -> None:
     assert (packet.extension_profile, packet.extension_data, packet.payload) == (0x1000, b"", b"x")
 
 
+HEADER = "000001 00000002 00000003 "  # the fixed header after its first octet
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
         pytest.param(PLAIN[:11], "truncated", id="under-12-bytes"),
         pytest.param(b"", "truncated", id="empty"),
-        pytest.param(bytes.fromhex("82000001 00000002 00000003 00000004"), "truncated", id="csrc-past-end"),
-        pytest.param(bytes.fromhex("90000001 00000002 00000003 bede"), "truncated", id="ext-header-past-end"),
-        pytest.param(bytes.fromhex("40000001 00000002 00000003"), "version", id="version-1"),
-        pytest.param(bytes.fromhex("00000001 00000002 00000003"), "version", id="version-0"),
-        pytest.param(bytes.fromhex("c0000001 00000002 00000003"), "version", id="version-3"),
-        pytest.param(bytes.fromhex("a0000001 00000002 00000003 aabb00"), "padding", id="padding-zero"),
-        pytest.param(bytes.fromhex("a0000001 00000002 00000003 aabb04"), "padding", id="padding-too-big"),
-        pytest.param(bytes.fromhex("90000001 00000002 00000003 bede0002 00000000"), "extension", id="ext-length"),
+        pytest.param(bytes.fromhex("82" + HEADER + "00000004"), "truncated", id="csrc-past-end"),
+        pytest.param(bytes.fromhex("90" + HEADER + "bede"), "truncated", id="ext-header-past-end"),
+        pytest.param(bytes.fromhex("40" + HEADER), "version", id="version-1"),
+        pytest.param(bytes.fromhex("00" + HEADER), "version", id="version-0"),
+        pytest.param(bytes.fromhex("c0" + HEADER), "version", id="version-3"),
+        pytest.param(bytes.fromhex("a0" + HEADER + "aabb00"), "padding", id="padding-zero"),
+        pytest.param(bytes.fromhex("a0" + HEADER + "aabb04"), "padding", id="padding-too-big"),
+        pytest.param(
+            bytes.fromhex("90" + HEADER + "bede0002 00000000"), "extension", id="ext-length"
+        ),
     ],
 )
 def test_parse_errors(data: bytes, reason: str) -> None:
@@ -110,7 +117,16 @@ def test_serialise_refuses_out_of_range_fields(packet: RtpPacket) -> None:
 
 @pytest.mark.parametrize(
     ("second_octet", "expected"),
-    [(200, True), (201, True), (192, True), (223, True), (191, False), (224, False), (0x80, False), (0x00, False)],
+    [
+        (200, True),
+        (201, True),
+        (192, True),
+        (223, True),
+        (191, False),
+        (224, False),
+        (0x80, False),
+        (0x00, False),
+    ],
 )
 def test_is_rtcp_by_second_octet(second_octet: int, expected: bool) -> None:
     assert is_rtcp(bytes([0x80, second_octet, 0, 1, 0, 0, 0, 0])) is expected
