@@ -1,0 +1,178 @@
+"""The srs application: SIP transports, the UAS core and the recording sessions, wired.
+
+Bytes arrive at :class:`~srs.sip.transport.SipTransports`, go through the pure
+:class:`~srs.sip.uas.SipCore`, and its outputs are executed here: ``Transmit`` is sent, and
+session events go to the :class:`~srs.recording.manager.SessionManager`.  The core's
+timers are served by one ``call_at`` handle, re-armed after every input (DESIGN.md rule 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from srs.auth import Authenticator
+from srs.config import Settings
+from srs.log import RateLimiter, get_logger
+from srs.recording.manager import SessionManager
+from srs.recording.repair import repair_recordings
+from srs.sip.parser import SipMessageError
+from srs.sip.transport import Peer, SipTransports
+from srs.sip.uas import Local, SessionEnded, SipCore, Transmit
+from srs.sip.uac import ClientTimedOut
+
+__all__ = ["Application"]
+
+
+class Application:
+    def __init__(
+        self, settings: Settings, *, tls_context: ssl.SSLContext | None, auth_enabled: bool = True
+    ) -> None:
+        self.settings = settings
+        self.tls_context = tls_context
+        self.log = get_logger()
+        tokens = settings.auth.tokens if auth_enabled else ()
+        self.core = SipCore(
+            authenticator=Authenticator.from_strings(
+                settings.auth.header, tokens, settings.auth.networks()
+            ),
+            max_dialogs=max(16, settings.server.max_sessions * 2),
+        )
+        self.transports = SipTransports(
+            host=settings.sip.host,
+            port=settings.sip.port,
+            tls_port=settings.sip.tls_port,
+            tls_context=tls_context,
+            on_message=self._on_message,
+            on_parse_error=self._on_parse_error,
+            max_message_bytes=settings.sip.max_message_bytes,
+            max_connections=settings.sip.max_connections,
+            idle_timeout_s=settings.sip.idle_timeout_s,
+        )
+        self.sessions: SessionManager | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._warnings = RateLimiter()
+        self._local_cache: dict[str, str] = {}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        started = time.time()
+        await asyncio.to_thread(self.settings.recordings.dir.mkdir, parents=True, exist_ok=True)
+        report = await asyncio.to_thread(
+            repair_recordings, self.settings.recordings.dir, started_before=None
+        )
+        for outcome in report.outcomes:
+            self.log.warning("session_repaired", dir=str(outcome.directory),
+                             repaired=outcome.repaired, problems=list(outcome.problems))
+        self.sessions = SessionManager(
+            self.settings, self.core, transmit=self._execute, local_for=self._local_for,
+            media_address_for=self._media_address_for, log=self.log,
+        )
+        await self.transports.start()
+        self.log.info(
+            "listening",
+            udp=self.transports.udp_port or None,
+            tcp=self.transports.tcp_port or None,
+            tls=self.transports.bound_tls_port or None,
+            host=self.settings.sip.host,
+            rtp=f"{self.settings.media.port_min}-{self.settings.media.port_max}",
+            auth=self.core.authenticator.enabled,
+            repair_s=round(time.time() - started, 3),
+        )
+
+    async def shutdown(self) -> None:
+        self.log.info("shutting_down", active=len(self.sessions.sessions) if self.sessions else 0)
+        if self.sessions is not None:
+            await self.sessions.shutdown()
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.transports.close()
+        self.log.info("stopped")
+
+    # -- inputs from the transports -----------------------------------------------------
+
+    def _on_message(self, message: Any, peer: Peer) -> None:
+        self._execute(self.core.receive(message, peer, self._loop.time()))
+
+    def _on_parse_error(self, error: SipMessageError, peer: Peer) -> None:
+        allowed, suppressed = self._warnings.allow(("parse", peer.host))
+        if allowed:
+            self.log.warning("sip_parse_error", src=f"{peer.host}:{peer.port}",
+                             transport=peer.transport, reason=error.reason,
+                             suppressed=suppressed)
+        self._execute(self.core.parse_failed(error, peer, self._loop.time()))
+
+    # -- outputs of the core -----------------------------------------------------------
+
+    def _execute(self, outputs: Iterable[Any]) -> None:
+        for output in outputs:
+            if isinstance(output, Transmit):
+                peer = output.peer if isinstance(output.peer, Peer) else None
+                if peer is None:
+                    continue
+                if not peer.reliable:
+                    peer = Peer("udp", output.host, output.port)
+                self.transports.send(peer, output.data)
+            elif isinstance(output, ClientTimedOut):
+                self.log.info("request_timed_out", method=output.method, call_id=output.call_id)
+            elif self.sessions is not None:
+                if isinstance(output, SessionEnded) and output.dialog_id is None:
+                    continue
+                self.sessions.dispatch(output)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.next_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._fire_timer)
+
+    def _fire_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._execute(self.core.handle_timer(self._loop.time()))
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def _local_for(self, peer: Peer) -> Local:
+        port = {"udp": self.transports.udp_port, "tcp": self.transports.tcp_port,
+                "tls": self.transports.bound_tls_port}[peer.transport]
+        host = self.settings.media.advertised_address or self._route_address(
+            self.settings.sip.host, peer.host)
+        return Local(host, port, peer.transport)
+
+    def _media_address_for(self, peer: Peer) -> str:
+        return self.settings.media.advertised_address or self._route_address(
+            self.settings.media.host, peer.host)
+
+    def _route_address(self, bound: str, remote: str) -> str:
+        """Our address as ``remote`` sees it: the bound address when specific, else the
+        address of the interface that routes to ``remote`` (a connected UDP socket's
+        local address: no packet is sent)."""
+        if not ipaddress.ip_address(bound).is_unspecified:
+            return bound
+        cached = self._local_cache.get(remote)
+        if cached is not None:
+            return cached
+        family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect((remote, 9))
+                address = probe.getsockname()[0]
+            except OSError:
+                address = "127.0.0.1" if family == socket.AF_INET else "::1"
+        if len(self._local_cache) < 1024:
+            self._local_cache[remote] = address
+        return address

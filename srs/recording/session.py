@@ -1,0 +1,418 @@
+"""A recording session: the one place where SIP, SDP, metadata and media meet.
+
+:class:`RecordingSession` holds what srs knows about one SIPREC session (RFC 7866): the
+call facts from the dialog-creating INVITE, the merged RFC 7865 metadata and every raw
+version of it, the negotiated streams, and each stream's track timeline.  It answers SDP
+offers (the INVITE's and every re-INVITE/UPDATE's) and turns all of it into the sidecar.
+It does no I/O and reads no clock: the asyncio shell (:mod:`srs.recording.manager`) binds
+the sockets, feeds packets to :meth:`StreamState.receive`, and writes files in a worker
+thread through :class:`StreamOutput`.
+
+Threading: a :class:`StreamState` (timeline, latching, pending placed payloads) belongs to
+the event loop; a :class:`StreamOutput` (decoder, WAV writer, DTMF detector) to the worker
+thread.  The shell hands batches from one to the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from srs import codecs
+from srs.codecs import Codec
+from srs.errors import SdpError
+from srs.metadata import RecordingMetadata
+from srs.metadata_state import MetadataState
+from srs.recording import sidecar as sc
+from srs.recording.layout import SessionLayout, unique_stream_stem
+from srs.recording.wav import WavWriter
+from srs.rtp.dtmf import DtmfDetector
+from srs.rtp.track import PcmAssembler, Placed, TrackTimeline
+from srs.sdp import SessionDescription
+from srs.sdp_answer import AnsweredStream, SdpAnswer, build_answer
+from srs.sip.message import SipRequest
+
+__all__ = [
+    "CallInfo",
+    "call_info_from_invite",
+    "StreamState",
+    "StreamOutput",
+    "RecordingSession",
+    "MAX_HEADER_PARAMETERS",
+    "RELATCH_AFTER_S",
+]
+
+# Custom parameters taken from X- headers: bounded in count and size (hostile input).
+MAX_HEADER_PARAMETERS = 64
+MAX_PARAMETER_CHARS = 1024
+# A latched media source silent this long is replaced by the next source that sends
+# (NAT rebinding, an SBC failing over), rather than dropping the rest of the call.
+RELATCH_AFTER_S = 2.0
+# RFC 4566 §5.2: our o= username; the session id is per session, the version counts up.
+ORIGIN_USERNAME = "srs"
+
+# RFC 4733 §3.2 events 0-16 that the sidecar records as key presses.
+_DTMF_DIGITS = frozenset("0123456789*#ABCD") | {"flash"}
+
+_TWILIO_CALL_SID = "x-twilio-callsid"
+_TWILIO_ACCOUNT_SID = "x-twilio-accountsid"
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Facts of the dialog-creating INVITE, for the sidecar."""
+
+    call_id: str
+    from_: str
+    to: str
+    request_uri: str
+    source: sc.Source
+    user_agent: str | None
+    twilio: sc.TwilioIds | None
+    header_parameters: Mapping[str, str]
+
+
+def call_info_from_invite(
+    request: SipRequest, host: str, port: int, transport: str, *, credential_header: str
+) -> CallInfo:
+    """Collect the call facts.  ``X-`` headers become custom parameters, except the
+    credential header, which is never stored."""
+    secret = credential_header.lower()
+    params: dict[str, str] = {}
+    call_sid = account_sid = None
+    for name, value in request.headers.items():
+        lowered = name.lower()
+        if lowered == secret or not lowered.startswith("x-"):
+            continue
+        if lowered == _TWILIO_CALL_SID:
+            call_sid = value[:MAX_PARAMETER_CHARS]
+        elif lowered == _TWILIO_ACCOUNT_SID:
+            account_sid = value[:MAX_PARAMETER_CHARS]
+        if len(params) < MAX_HEADER_PARAMETERS:
+            params[name[:MAX_PARAMETER_CHARS]] = value[:MAX_PARAMETER_CHARS]
+    twilio = sc.TwilioIds(call_sid, account_sid) if call_sid or account_sid else None
+    return CallInfo(
+        call_id=request.call_id,
+        from_=request.headers.get("From") or "",
+        to=request.headers.get("To") or "",
+        request_uri=str(request.uri),
+        source=sc.Source(host, port, transport),
+        user_agent=request.headers.get("User-Agent"),
+        twilio=twilio,
+        header_parameters=params,
+    )
+
+
+def _decoders(offer_line_rtpmaps: Mapping[int, tuple[str, int]]) -> dict[int, Codec]:
+    """Every payload type of an m-line that srs can decode: a sender may switch among the
+    offered codecs without a new offer (RFC 3264 §5.1)."""
+    out: dict[int, Codec] = {}
+    for payload_type, (name, rate) in offer_line_rtpmaps.items():
+        codec = codecs.lookup(name, rate)
+        if codec is not None:
+            out[payload_type] = codec
+    return out
+
+
+class StreamState:
+    """One m-line's media on the event loop: latching, timeline, pending payloads."""
+
+    __slots__ = (
+        "index",
+        "stem",
+        "label",
+        "port",
+        "answered",
+        "timeline",
+        "decoders",
+        "pending",
+        "latched",
+        "latched_last_s",
+        "other_source_packets",
+        "last_packet_s",
+        "expects_media",
+        "receiving",
+        "srtp",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        stem: str,
+        answered: AnsweredStream,
+        timeline: TrackTimeline,
+        decoders: dict[int, Codec],
+    ) -> None:
+        self.index = index
+        self.stem = stem
+        self.label = answered.label
+        self.port = answered.port
+        self.answered = answered
+        self.timeline = timeline
+        self.decoders = decoders
+        self.pending: list[Placed] = []
+        self.latched: tuple[str, int] | None = None
+        self.latched_last_s = 0.0
+        self.other_source_packets = 0
+        self.last_packet_s: float | None = None
+        self.expects_media = answered.direction.value != "inactive"
+        self.receiving = True
+        self.srtp: object | None = None
+
+    def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        """The per-packet path: latch, then hand the datagram to the timeline."""
+        latched = self.latched
+        if latched != source:
+            if latched is not None and now - self.latched_last_s < RELATCH_AFTER_S:
+                self.other_source_packets += 1
+                return
+            self.latched = source  # first packet, or the old source went quiet
+        self.latched_last_s = now
+        self.last_packet_s = now
+        placed = self.timeline.receive(data, now)
+        if placed:
+            self.pending.extend(placed)
+
+    def take_pending(self, now: float) -> list[Placed]:
+        batch = self.pending
+        self.pending = []
+        released = self.timeline.drain(now)
+        if released:
+            batch.extend(released)
+        return batch
+
+    def relatch(self) -> None:
+        """Forget the latched source (a re-INVITE may move the sender)."""
+        self.latched = None
+
+
+class StreamOutput:
+    """One stream's files, driven from the worker thread: decode, lay out, write."""
+
+    def __init__(self, path: Path, decoders: Mapping[int, Codec], clock_rate_hz: int,
+                 sample_rate_hz: int) -> None:
+        self.path = path
+        self.assembler = PcmAssembler(decoders, clock_rate_hz, sample_rate_hz)
+        self.writer = WavWriter(path, sample_rate_hz)
+        self.dtmf = DtmfDetector(clock_rate_hz)
+        self.dtmf_events: list[sc.DtmfEvent] = []
+        self.label: str | None = None
+
+    def write(self, placed: Sequence[Placed], settled_offset: int) -> None:
+        self._events(placed)
+        self.assembler.add(placed)
+        pcm = self.assembler.take(settled_offset)
+        if len(pcm):
+            self.writer.append(pcm)
+        self.writer.flush()
+
+    def finish(self, placed: Sequence[Placed], total_offset: int) -> None:
+        self._events(placed)
+        self.assembler.add(placed)
+        pcm = self.assembler.finish(total_offset)
+        if len(pcm):
+            self.writer.append(pcm)
+        for event in self.dtmf.finish():
+            self._record(event)
+        self.writer.close()
+
+    def _events(self, placed: Sequence[Placed]) -> None:
+        for item in placed:
+            if item.is_event:
+                for event in self.dtmf.push(item):
+                    self._record(event)
+
+    def _record(self, event: object) -> None:
+        digit = getattr(event, "digit")
+        if digit not in _DTMF_DIGITS:
+            return  # RFC 4733 events other than keys (tones, flash variants) are not DTMF
+        self.dtmf_events.append(sc.DtmfEvent(
+            digit=digit,
+            at_s=round(getattr(event, "start_s"), 3),
+            duration_ms=getattr(event, "duration_ms"),
+            label=self.label,
+        ))
+
+
+@dataclass
+class RecordingSession:
+    """What srs knows about one recording session (see module docstring)."""
+
+    info: CallInfo
+    layout: SessionLayout
+    started_at: datetime
+    origin_s: float
+    media_address: str
+    sdp_session_id: str
+    streams: list[StreamState] = field(default_factory=list)
+    metadata: MetadataState | None = None
+    metadata_updates: list[sc.MetadataUpdate] = field(default_factory=list)
+    answer_version: int = 0
+    last_answer: bytes = b""
+
+    @property
+    def session_id(self) -> str:
+        """The SIPREC session id from metadata (RFC 7865 §6.6), else the Call-ID."""
+        if self.metadata is not None and self.metadata.current.sessions:
+            return self.metadata.current.sessions[0].session_id
+        return self.info.call_id
+
+    # -- offer/answer -------------------------------------------------------------------
+
+    def acceptable(self, offer: SessionDescription) -> list[bool]:
+        """Which m-lines of ``offer`` srs can take (before any port is allocated)."""
+        probe = [9] * len(offer.media)  # any non-zero port: only acceptance is asked
+        for stream in self.streams:
+            if stream.index < len(probe):
+                probe[stream.index] = stream.port
+        try:
+            answer = self._build(offer, probe, version=self.answer_version)
+        except SdpError:
+            return [False] * len(offer.media)
+        return [s.accepted for s in answer.streams]
+
+    def answer_offer(
+        self, offer: SessionDescription, ports: Mapping[int, int], now: float
+    ) -> tuple[bytes, list[StreamState], list[StreamState]]:
+        """Answer ``offer`` with stable ports: existing streams keep theirs, new m-lines
+        take ``ports[index]``.  Returns the answer and the streams started and stopped.
+
+        Raises SdpError (488) when nothing is acceptable.
+        """
+        local_ports = [0] * len(offer.media)
+        by_index = {s.index: s for s in self.streams if s.receiving}
+        for index in range(len(offer.media)):
+            if index in by_index:
+                local_ports[index] = by_index[index].port
+            elif index in ports:
+                local_ports[index] = ports[index]
+        answer = self._build(offer, local_ports, version=self.answer_version + 1)
+        self.answer_version += 1
+        self.last_answer = bytes(answer)
+        started: list[StreamState] = []
+        stopped: list[StreamState] = []
+        for answered in answer.streams:
+            existing = by_index.get(answered.index)
+            if existing is not None and not answered.accepted:
+                existing.receiving = False
+                stopped.append(existing)
+            elif existing is not None:
+                self._update_stream(existing, offer, answered)
+            elif answered.accepted:
+                stream = self._new_stream(offer, answered)
+                self.streams.append(stream)
+                started.append(stream)
+        return self.last_answer, started, stopped
+
+    def _build(self, offer: SessionDescription, ports: Sequence[int], *, version: int) -> SdpAnswer:
+        return build_answer(
+            offer,
+            origin_username=ORIGIN_USERNAME,
+            origin_session_id=self.sdp_session_id,
+            origin_session_version=version,
+            media_address=self.media_address,
+            local_ports=ports,
+        )
+
+    def _new_stream(self, offer: SessionDescription, answered: AnsweredStream) -> StreamState:
+        taken = {s.stem for s in self.streams}
+        stem = unique_stream_stem(answered.label, answered.index + 1, taken)
+        clock = answered.clock_rate_hz or 8000
+        te = answered.telephone_event_payload_type
+        timeline = TrackTimeline(
+            self.origin_s, clock, event_payload_types=() if te is None else (te,)
+        )
+        return StreamState(answered.index, stem, answered, timeline,
+                           _decoders(_rtpmaps(offer, answered.index)))
+
+    def _update_stream(
+        self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
+    ) -> None:
+        """A new offer for an existing stream: direction, codec set; the port is stable."""
+        stream.answered = answered
+        stream.expects_media = answered.direction.value != "inactive"
+        stream.decoders.update(_decoders(_rtpmaps(offer, answered.index)))
+        stream.relatch()
+
+    # -- metadata -----------------------------------------------------------------------
+
+    def apply_metadata(self, raw: bytes, parsed: RecordingMetadata, received_at: datetime,
+                       method: str) -> int:
+        """Merge a metadata version (RFC 7865 §6.1); return its number N (metadata-N.xml)."""
+        base = self.metadata if self.metadata is not None else MetadataState()
+        self.metadata = base.apply(parsed)
+        n = len(self.metadata_updates) + 1
+        self.metadata_updates.append(sc.MetadataUpdate(
+            n=n, received_at=received_at, file=self.layout.metadata_xml(n).name, method=method
+        ))
+        return n
+
+    # -- sidecar ------------------------------------------------------------------------
+
+    def custom_parameters(self) -> dict[str, str]:
+        params = dict(self.info.header_parameters)
+        if self.metadata is not None:
+            params.update(self.metadata.custom_parameters())
+        return params
+
+    def participants(self) -> tuple[sc.Participant, ...]:
+        if self.metadata is None:
+            return ()
+        sends: dict[str, list[str]] = {}
+        for stream in self.streams:
+            if stream.label is None:
+                continue
+            for sender in self.metadata.parties_for_label(stream.label).senders:
+                sends.setdefault(sender.participant_id, []).append(stream.stem)
+        return tuple(
+            sc.Participant(id=p.participant_id, name=p.name, aor=p.aor,
+                           sends=tuple(sends.get(p.participant_id, ())))
+            for p in self.metadata.current.participants
+        )
+
+    def stream_participant(self, stream: StreamState) -> str | None:
+        if self.metadata is None or stream.label is None:
+            return None
+        senders = self.metadata.parties_for_label(stream.label).senders
+        return senders[0].participant_id if senders else None
+
+    def mix_order(self) -> tuple[StreamState, StreamState] | None:
+        """The two streams of ``mix.wav``, left then right, or None.
+
+        Twilio labels its forks by direction: the ``inbound`` track (audio from the
+        caller's side into Twilio) goes left, ``outbound`` right.  Without such labels the
+        offer's order decides: first m-line left.
+        """
+        streams = [s for s in self.streams]
+        if len(streams) != 2:
+            return None
+        def rank(stream: StreamState) -> int:
+            label = (stream.label or "").lower()
+            return 0 if "inbound" in label else 2 if "outbound" in label else 1
+        ranked = sorted(streams, key=lambda s: (rank(s), s.index))
+        return ranked[0], ranked[1]
+
+    def siprec_ids(self) -> sc.SiprecIds:
+        if self.metadata is None:
+            return sc.SiprecIds()
+        current = self.metadata.current
+        session_id = current.sessions[0].session_id if current.sessions else None
+        group_id = current.groups[0].group_id if current.groups else None
+        return sc.SiprecIds(session_id=session_id, group_id=group_id)
+
+
+def _rtpmaps(offer: SessionDescription, index: int) -> dict[int, tuple[str, int]]:
+    media = offer.media[index]
+    out: dict[int, tuple[str, int]] = {}
+    for payload_type in media.payload_types:
+        rtpmap = media.rtpmap(payload_type)
+        if rtpmap is not None:
+            out[payload_type] = (rtpmap.encoding_name, rtpmap.clock_rate_hz)
+        elif payload_type in codecs.STATIC_PAYLOAD_TYPES:  # RFC 3551 §6: no rtpmap needed
+            out[payload_type] = codecs.STATIC_PAYLOAD_TYPES[payload_type]
+    return out
+
