@@ -23,7 +23,7 @@ from srs.recording.manager import SessionManager
 from srs.recording.repair import repair_recordings
 from srs.sip.parser import SipMessageError
 from srs.sip.transport import Peer, SipTransports
-from srs.sip.uas import Local, SessionEnded, SipCore, Transmit
+from srs.sip.uas import Local, Refused, SessionEnded, SipCore, Transmit
 from srs.sip.uac import ClientTimedOut
 
 __all__ = ["Application"]
@@ -120,6 +120,8 @@ class Application:
                 if not peer.reliable:
                     peer = Peer("udp", output.host, output.port)
                 self.transports.send(peer, output.data)
+            elif isinstance(output, Refused):
+                self._refused(output)
             elif isinstance(output, ClientTimedOut):
                 self.log.info("request_timed_out", method=output.method, call_id=output.call_id)
             elif self.sessions is not None:
@@ -127,6 +129,16 @@ class Application:
                     continue
                 self.sessions.dispatch(output)
         self._arm_timer()
+
+    def _refused(self, refused: Refused) -> None:
+        peer = refused.peer
+        host = getattr(peer, "host", "?")
+        allowed, suppressed = self._warnings.allow(("refused", host, refused.status))
+        if allowed:
+            log = self.log.warning if refused.status == 403 else self.log.info
+            log("request_refused", method=refused.method, status=refused.status,
+                reason=refused.reason, call_id=refused.call_id,
+                src=f"{host}:{getattr(peer, 'port', '?')}", suppressed=suppressed)
 
     def _arm_timer(self) -> None:
         deadline = self.core.next_timer()

@@ -31,6 +31,7 @@ from srs.errors import (
     BadExtension,
     CallDoesNotExist,
     Forbidden,
+    MethodNotAllowed,
     PeerError,
     ServiceUnavailable,
     SipParseError,
@@ -67,6 +68,7 @@ __all__ = [
     "NewSession",
     "SessionUpdate",
     "SessionEnded",
+    "Refused",
     "Output",
     "SipCore",
 ]
@@ -136,7 +138,19 @@ class SessionEnded:
     pending: ServerTransaction | None = None
 
 
-Output = Transmit | NewSession | SessionUpdate | SessionEnded | ClientTimedOut
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The core itself refused a request (403, 420, 405, 481, ...): for logs and metrics.
+    ``reason`` is the reason phrase sent; it never holds a credential."""
+
+    method: str
+    status: int
+    reason: str
+    call_id: str
+    peer: object
+
+
+Output = Transmit | NewSession | SessionUpdate | SessionEnded | ClientTimedOut | Refused
 
 
 class SipCore:
@@ -290,7 +304,7 @@ class SipCore:
         method = request.method
         try:
             if method not in ALLOW:
-                raise _MethodNotAllowed()
+                raise MethodNotAllowed("Method Not Allowed")
             dialog_id = DialogId.of_request(request)
             if dialog_id is None:
                 return self._outside_dialog(request, peer, pending, now)
@@ -306,13 +320,12 @@ class SipCore:
                 _check_require(request)
                 return [SessionUpdate(pending, request, dialog.id, peer)]
             return self._reply(pending, 200, now)  # OPTIONS, INFO in a dialog
-        except _MethodNotAllowed:
-            return self._reply(pending, 405, now, headers=[("Allow", ", ".join(ALLOW))])
-        except BadExtension as exc:
-            return self._reply(pending, 420, now, headers=[("Unsupported", ", ".join(exc.unsupported))])
         except PeerError as exc:
-            return self._handle(self.transactions.send_response(
-                pending, self._error_response(request, exc), now), now)
+            error = exc
+        response = self._error_response(request, error)
+        outputs = self._handle(self.transactions.send_response(pending, response, now), now)
+        outputs.append(Refused(method, response.status, response.reason, request.call_id, peer))
+        return outputs
 
     def _outside_dialog(
         self, request: SipRequest, peer: object, pending: ServerTransaction, now: float
@@ -373,7 +386,7 @@ class SipCore:
             headers.append(("Retry-After", str(error.retry_after_s)))
         if isinstance(error, BadExtension):
             headers.append(("Unsupported", ", ".join(error.unsupported)))
-        if error.status == 405:
+        if error.status == 405:  # RFC 3261 §8.2.1: the answer lists what is allowed
             headers.append(("Allow", ", ".join(ALLOW)))
         if error.status in (415,):
             headers.append(("Accept", ", ".join(ACCEPT)))
@@ -394,10 +407,6 @@ class SipCore:
     def _transmit(self, response: SipResponse, peer: object) -> Transmit:
         host, port = response_destination(response, peer)
         return Transmit(peer, bytes(response), host, port)
-
-
-class _MethodNotAllowed(Exception):
-    """Internal signal for 405; the answer carries Allow (RFC 3261 §8.2.1)."""
 
 
 def _check_require(request: SipRequest) -> None:

@@ -8,7 +8,7 @@ from srs.auth import Authenticator
 from srs.errors import NotAcceptableHere
 from srs.sip.parser import SipMessageError, parse_message
 from srs.sip.transaction import Source
-from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore, Transmit
+from srs.sip.uas import Local, NewSession, Refused, SessionEnded, SessionUpdate, SipCore, Transmit
 from srs.sip.uac import ClientTimedOut
 
 PEER = Source("udp", "192.0.2.10", 5062)
@@ -84,8 +84,9 @@ def test_invite_without_the_right_credential_is_403(extra: str, reason: str) -> 
     assert [r.status for r in responses] == [100, 403]
     assert responses[1].reason == reason
     assert not any(isinstance(o, NewSession) for o in outputs)
+    assert [o.status for o in outputs if isinstance(o, Refused)] == [403]
     assert sip.counters["auth_failures"] == 1
-    assert TOKEN.encode() not in b"".join(o.data for o in outputs)
+    assert TOKEN.encode() not in b"".join(o.data for o in outputs if isinstance(o, Transmit))
 
 
 def test_source_outside_allow_list_is_403() -> None:

@@ -1,0 +1,146 @@
+"""Shared fixtures: an srs server running in-process on loopback, on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from srs.app import Application
+from srs.config import Settings, load_settings
+from srs.log import configure_logging
+from srs.tls import ensure_self_signed, server_context
+
+TOKEN = "test-token-1234"
+
+
+def free_port() -> int:
+    """A port free for UDP and TCP on 127.0.0.1 (SIP uses the same number for both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def rtp_range(size: int = 200) -> tuple[int, int]:
+    base = random.randrange(20000, 60000 - size, 2)
+    return base, base + size
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    app: Application
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    stop_event: asyncio.Event
+    log_path: Path
+
+    @property
+    def sip_port(self) -> int:
+        return self.app.transports.udp_port
+
+    @property
+    def tls_port(self) -> int:
+        return self.app.transports.bound_tls_port
+
+    @property
+    def recordings(self) -> Path:
+        return self.settings.recordings.dir
+
+    def sessions(self) -> list[Path]:
+        return sorted(p.parent for p in self.recordings.glob("*/*/*/*/session.json"))
+
+    def wait_sidecar(self, status: str = "complete", count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            docs = [json.loads((d / "session.json").read_text()) for d in self.sessions()]
+            done = [d for d in docs if d["status"] == status]
+            if len(done) >= count:
+                return done
+            time.sleep(0.1)
+        raise AssertionError(f"no {count} session(s) with status {status!r}; log:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+            self.thread.join(timeout=30)
+            assert not self.thread.is_alive(), "server did not stop"
+
+
+def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
+    port_min, port_max = rtp_range()
+    overrides: dict[str, dict[str, Any]] = {
+        "sip": {"host": "127.0.0.1", "port": free_port(), "tls_port": free_port()},
+        "auth": {"tokens": [TOKEN]},
+        "media": {"host": "127.0.0.1", "port_min": port_min, "port_max": port_max},
+        "recordings": {"dir": str(tmp_path / "recordings")},
+        "server": {"state_dir": str(tmp_path / "state")},
+        "log": {"format": "json", "level": "debug"},
+    }
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    settings = load_settings(None, {}, overrides)
+    log_path = tmp_path / "server.log"
+    log_file = log_path.open("w", buffering=1)
+    configure_logging("debug", "json", stream=log_file)
+    cert, key, _ = ensure_self_signed(settings.server.state_dir)
+    context = server_context(cert, key, settings.tls)
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        app = Application(settings, tls_context=context)
+        holder.update(app=app, loop=asyncio.get_running_loop(), stop=asyncio.Event())
+        try:
+            await app.start()
+        finally:
+            ready.set()
+        await holder["stop"].wait()
+        await app.shutdown()
+
+    def run() -> None:
+        import uvloop
+
+        try:
+            uvloop.run(main())
+        finally:
+            ready.set()
+            log_file.close()
+
+    thread = threading.Thread(target=run, name="srs-test-server", daemon=True)
+    thread.start()
+    assert ready.wait(15), "server did not start"
+    assert "app" in holder and holder["app"].transports.udp_port, f"server failed:\n{log_path.read_text()}"
+    return RunningServer(settings, holder["app"], holder["loop"], thread, holder["stop"], log_path)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
