@@ -1,0 +1,1 @@
+"""End-to-end tests: a real ``srs serve`` process driven by third-party peers on loopback."""
