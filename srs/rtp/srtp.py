@@ -396,6 +396,11 @@ class SrtpInbound:
     is ``srtp_replay`` if either saw its index before, else the newer context's reason.
     The previous context is released lazily, or by :meth:`handle_timer` at
     :meth:`next_deadline`.
+
+    The new context starts its rollover counter at 0 (RFC 3711 §3.3.1), as a libsrtp
+    sender that opens a new session for the new key does.  A sender that keeps its ROC
+    across the rekey of a stream that has already wrapped would fail authentication:
+    libsrtp can be told a stream's ROC, but pylibsrtp does not expose it.
     """
 
     __slots__ = ("_current", "_previous", "_previous_until", "_switched", "grace_s", "overlap_s")

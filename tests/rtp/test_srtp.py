@@ -349,6 +349,12 @@ def test_malformed_datagrams(name: str) -> None:
     _, protected = sender.rtp(b"x" * 160)
     for short in (b"", protected[:5], protected[:12]):
         assert drop_reason(receiver.unprotect, short) == "srtp_malformed"
+    # The boundary: a header and one octet less than a tag is malformed; a whole tag is
+    # checked (and fails).
+    header = protected[:12]
+    too_short = header + bytes(suite.srtp_auth_tag_bytes - 1)
+    assert drop_reason(receiver.unprotect, too_short) == "srtp_malformed"
+    assert drop_reason(receiver.unprotect, too_short + b"\0") == "srtp_auth"
     assert drop_reason(receiver.unprotect, protected + bytes(1500)) == "srtp_malformed"
     assert drop_reason(receiver.unprotect_rtcp, b"\x80\xc8\x00\x01") == "srtp_malformed"
     assert drop_reason(receiver.unprotect_rtcp, bytes(1501)) == "srtp_malformed"
