@@ -1,0 +1,101 @@
+"""The SIP listeners over real sockets: limits, framing errors, IPv6."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_server
+from tests.sipclient import Call, SipClient
+
+OPTIONS = (
+    b"OPTIONS sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKt1\r\n"
+    b"From: <sip:a@x>;tag=1\r\nTo: <sip:srs@x>\r\nCall-ID: t1\r\nCSeq: 1 OPTIONS\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65535):
+            pass
+    except (ConnectionResetError, socket.timeout):
+        return False
+    return True
+
+
+def test_connection_limit_and_idle_timeout(tmp_path: Path) -> None:
+    server = start_server(tmp_path, sip={"max_connections": 2, "idle_timeout_s": 1.0})
+    try:
+        first = socket.create_connection(("127.0.0.1", server.sip_port))
+        second = socket.create_connection(("127.0.0.1", server.sip_port))
+        time.sleep(0.2)
+        third = socket.create_connection(("127.0.0.1", server.sip_port))
+        assert closed_by_peer(third, 2.0)  # over the limit: refused at once
+        assert server.app.transports.counters["connections_refused"] == 1
+        # The first two stay usable, then go idle and are closed.
+        first.sendall(OPTIONS)
+        assert first.recv(65535).startswith(b"SIP/2.0 200 OK")
+        assert closed_by_peer(second, 8.0)
+        assert closed_by_peer(first, 8.0)
+        assert server.app.transports.counters["idle_closed"] == 2
+        for sock in (first, second, third):
+            sock.close()
+    finally:
+        server.stop()
+
+
+def test_unframeable_stream_gets_400_and_is_closed(server) -> None:  # type: ignore[no-untyped-def]
+    sock = socket.create_connection(("127.0.0.1", server.sip_port))
+    sock.sendall(OPTIONS.replace(b"Content-Length: 0", b"Content-Length: many"))
+    sock.settimeout(5)
+    data = sock.recv(65535)
+    assert data.startswith(b"SIP/2.0 400 ")
+    assert closed_by_peer(sock)
+    sock.close()
+    # The listener still serves.
+    client = SipClient("127.0.0.1", server.sip_port, "tcp")
+    client.request("OPTIONS", Call("after", "x"), auth=False)
+    assert client.final().status == 200
+    client.close()
+
+
+def test_garbage_datagrams_do_not_stop_the_server(server) -> None:  # type: ignore[no-untyped-def]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for junk in (b"\x00" * 10, b"INVITE\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n", bytes(range(256)) * 100):
+        sock.sendto(junk, ("127.0.0.1", server.sip_port))
+    sock.close()
+    client = SipClient("127.0.0.1", server.sip_port)
+    client.request("OPTIONS", Call("after-junk", "x"), auth=False)
+    assert client.final().status == 200
+    client.close()
+    assert "Traceback" not in server.log()
+
+
+def test_ipv6_listener_serves_ipv6_and_ipv4(tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no ::1 on this host")
+    server = start_server(tmp_path, sip={"host": "::"})
+    try:
+        for family, address in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.settimeout(5)
+            request = OPTIONS.replace(b"SIP/2.0/TCP", b"SIP/2.0/UDP").replace(
+                b"branch=z9hG4bKt1", f"branch=z9hG4bK{family};rport".encode()
+            )  # a new transaction each; rport: answer to our source port
+            sock.sendto(request, (address, server.sip_port))
+            data, _ = sock.recvfrom(65535)
+            assert data.startswith(b"SIP/2.0 200 OK"), address
+            sock.close()
+    finally:
+        server.stop()
