@@ -153,10 +153,11 @@ class CryptoAttribute:
         return text
 
     def __repr__(self) -> str:
+        # Session parameters are redacted too: FEC_KEY (RFC 4568 §6.3.6) carries a key.
         return (
             f"CryptoAttribute(tag={self.tag!r}, suite={self.suite!r}, "
             f"key_params=<{len(self.key_params)} redacted>, "
-            f"session_params={self.session_params!r})"
+            f"session_params=<{len(self.session_params)} redacted>)"
         )
 
     __str__ = __repr__

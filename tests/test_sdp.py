@@ -377,7 +377,7 @@ class TestCrypto:
             assert KEY_1 not in text and str(key) not in text and key.hex() not in text
         assert repr(crypto) == (
             "CryptoAttribute(tag=1, suite='AES_CM_128_HMAC_SHA1_80', "
-            "key_params=<1 redacted>, session_params=())"
+            "key_params=<1 redacted>, session_params=<0 redacted>)"
         )
         assert repr(offer.media[0].attributes[0]) == "Attribute(name='crypto', value='<redacted>')"
 
@@ -438,3 +438,15 @@ class TestCrypto:
         with pytest.raises(SdpError) as caught:
             CryptoAttribute.parse(value)
         assert caught.value.reason == reason
+
+
+def test_fec_key_session_parameter_never_shows_in_repr() -> None:
+    from srs.sdp_crypto import CryptoAttribute
+
+    key = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"
+    fec = "PS1uQCVeeCFCR0xGMDs1WVZOUGRUZWRBX0x4Wnll"
+    attribute = CryptoAttribute.parse(
+        f"1 AES_CM_128_HMAC_SHA1_80 inline:{key} FEC_KEY=inline:{fec}")
+    for text in (repr(attribute), str(attribute)):
+        assert key not in text and fec not in text
+    assert fec in bytes(attribute).decode()  # the wire form keeps it
