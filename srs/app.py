@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 import ssl
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from srs.auth import Authenticator
 from srs.config import Settings
+from srs.errors import ConfigError
 from srs.log import RateLimiter, get_logger
 from srs.recording.manager import SessionManager
 from srs.recording.repair import repair_recordings
@@ -64,7 +67,7 @@ class Application:
         loop = asyncio.get_running_loop()
         self._loop = loop
         started = time.time()
-        await asyncio.to_thread(self.settings.recordings.dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_usable_directory, self.settings.recordings.dir, "recordings.dir")
         report = await asyncio.to_thread(
             repair_recordings, self.settings.recordings.dir, started_before=None
         )
@@ -75,7 +78,13 @@ class Application:
             self.settings, self.core, transmit=self._execute, local_for=self._local_for,
             media_address_for=self._media_address_for, log=self.log,
         )
-        await self.transports.start()
+        try:
+            await self.transports.start()
+        except OSError as exc:
+            await self.transports.close()
+            raise ConfigError("sip.port", f"cannot listen on {self.settings.sip.host} port "
+                              f"{self.settings.sip.port}/{self.settings.sip.tls_port}: "
+                              f"{exc.strerror or exc}") from None
         self.log.info(
             "listening",
             udp=self.transports.udp_port or None,
@@ -188,3 +197,14 @@ class Application:
         if len(self._local_cache) < 1024:
             self._local_cache[remote] = address
         return address
+
+
+def _usable_directory(path: Path, key: str) -> None:
+    """Create ``path`` if needed and prove it writable, or raise ConfigError naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".srs-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot use {str(path)!r}: {exc.strerror or exc}") from None

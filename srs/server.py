@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from srs.app import Application
 from srs.config import Settings
+from srs.errors import ConfigError
 from srs.log import configure_logging, get_logger
 from srs.state import load_or_create_token
 from srs.tls import certificate_fingerprint, ensure_self_signed, server_context
@@ -50,7 +51,11 @@ def _print_new_token(settings: Settings, token: str) -> None:
 def run(settings: Settings, *, no_auth: bool) -> int:
     configure_logging(settings.log.level, settings.log.format)
     log = get_logger()
-    settings, created = resolve_tokens(settings, no_auth=no_auth)
+    try:
+        settings, created = resolve_tokens(settings, no_auth=no_auth)
+    except OSError as exc:
+        print(f"srs: cannot start: server.state_dir: {exc}", file=sys.stderr, flush=True)
+        return 2
     if created:
         _print_new_token(settings, settings.auth.tokens[0])
     tls_context = None
@@ -80,7 +85,11 @@ async def _main(settings: Settings, tls_context: object, *, auth_enabled: bool) 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await app.start()
+    try:
+        await app.start()
+    except ConfigError as exc:
+        print(f"srs: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 2
     try:
         await stop.wait()
     finally:

@@ -273,3 +273,69 @@ def test_shutdown_finalises_active_sessions(tmp_path: Path) -> None:
     [doc] = running.wait_sidecar(timeout=1)
     assert doc["end_reason"] == "shutdown"
     assert doc["streams"][0]["packets"]["received"] == 20
+
+
+def test_telephone_events_go_to_the_sidecar_not_the_audio(server: RunningServer) -> None:
+    client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
+    call, _ = client.invite(labels=("caller",), with_metadata=False)
+    sender = RtpSender(call.ports[0], ssrc=0x5151)
+    t0 = time.monotonic()
+    silence = pcmu_encode(np.zeros(160, dtype=np.int16))
+    for i in range(60):
+        if 20 <= i < 30:
+            # RFC 4733 §2.3: event 5, E bit on the last three (redundant end packets),
+            # all with the event's start timestamp 20*160.
+            end = 0x80 if i >= 27 else 0
+            payload = bytes([5, end | 10]) + ((i - 19) * 160).to_bytes(2, "big")
+            sender.send(rtp_packet(i, 20 * 160, 0x5151, payload, pt=101, marker=i == 20))
+        else:
+            sender.send(rtp_packet(i, i * 160, 0x5151, silence))
+        time.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
+    sender.close()
+    assert client.bye(call).status == 200
+    client.close()
+    [doc] = server.wait_sidecar()
+    [event] = doc["dtmf"]
+    assert event["digit"] == "5" and event["label"] == "caller"
+    assert event["duration_ms"] == 160  # the final duration field: 8 * 160 samples
+    track = read(server.sessions()[0] / "caller.wav")
+    assert (track == 0).all()  # events are never audio
+
+
+def test_unwritable_recordings_dir_fails_the_session_not_the_server(tmp_path: Path) -> None:
+    running = start_server(tmp_path)
+    try:
+        # The recordings directory goes away under the running server and a regular file
+        # takes its place (as with a lost mount): sessions cannot be stored.
+        running.recordings.rmdir()
+        running.recordings.write_text("not a directory")
+        client = SipClient("127.0.0.1", running.sip_port, token=TOKEN)
+        _, response = client.invite()
+        assert response.status == 503 and response.headers.get("Retry-After") == "30"
+        client.request("OPTIONS", Call("still-alive", "x"), auth=False)
+        assert client.final().status == 200
+        client.close()
+        assert any(e["event"] == "session_storage_failed" for e in running.events())
+    finally:
+        running.stop()
+
+
+def test_sender_restart_with_new_ssrc_keeps_the_timeline(server: RunningServer) -> None:
+    client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
+    call, _ = client.invite(labels=("caller",), with_metadata=False)
+    send_tones([call.ports[0]], [440.0], packets=50, ssrc_base=0x1111)
+    time.sleep(0.8)  # the sender restarts: new source port, new SSRC, new sequence
+    send_tones([call.ports[0]], [1000.0], packets=50, start_seq=9000, start_ts=123456, ssrc_base=0x2222)
+    assert client.bye(call).status == 200
+    client.close()
+    [doc] = server.wait_sidecar()
+    stream = doc["streams"][0]
+    assert stream["ssrcs"] == [0x1111, 0x2222]
+    assert stream["packets"]["received"] == 100 and stream["packets"]["lost"] == 0
+    track = read(server.sessions()[0] / "caller.wav")
+    voiced = np.flatnonzero(track)
+    first, last = voiced[0], voiced[-1]
+    # 2 s of audio with a ~0.8 s pause between the senders, placed by arrival time.
+    assert 2.7 * 8000 <= last - first <= 3.1 * 8000
+    assert dominant_hz(track[first : first + 4000]) == pytest.approx(440, abs=3)
+    assert dominant_hz(track[last - 4000 : last]) == pytest.approx(1000, abs=3)

@@ -74,6 +74,7 @@ class _Live:
     outputs: dict[int, StreamOutput] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
     ending: bool = False
     log: Any = None
 
@@ -345,9 +346,11 @@ class SessionManager:
         media = self.settings.media
         try:
             while not live.ending:
-                await asyncio.sleep(TICK_S)
-                if live.ending:
-                    return
+                try:
+                    await asyncio.wait_for(live.stop.wait(), TICK_S)
+                    return  # finish() asked us to stop: it writes the rest
+                except TimeoutError:
+                    pass
                 now = self._loop.time()
                 async with live.lock:
                     await self._write_batch(live, now)
@@ -401,9 +404,12 @@ class SessionManager:
         live.ending = True
         if live.dialog_id is not None:
             self.sessions.pop(live.dialog_id, None)
+        live.stop.set()
         task = live.task
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
+            # Let a write in progress complete: the worker thread cannot be interrupted,
+            # and the files must not be closed under it.
+            await asyncio.wait([task])
         async with live.lock:
             now = self._loop.time()
             self._unbind(live, list(live.ports))

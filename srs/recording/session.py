@@ -49,9 +49,12 @@ __all__ = [
 # Custom parameters taken from X- headers: bounded in count and size (hostile input).
 MAX_HEADER_PARAMETERS = 64
 MAX_PARAMETER_CHARS = 1024
-# A latched media source silent this long is replaced by the next source that sends
-# (NAT rebinding, an SBC failing over), rather than dropping the rest of the call.
-RELATCH_AFTER_S = 2.0
+# A latched media source silent this long is replaced by the next source that sends (a
+# restarted sender on a new port, NAT rebinding, an SBC failing over) rather than dropping
+# the rest of the call.  Above the gaps jitter makes (tens to a few hundred ms), below the
+# pause of a sender restart; while the latched source sends, other sources are counted
+# and dropped (``other_source``).
+RELATCH_AFTER_S = 0.5
 # RFC 4566 §5.2: our o= username; the session id is per session, the version counts up.
 ORIGIN_USERNAME = "srs"
 
