@@ -281,6 +281,18 @@ class SrsServer:
                 events.append(event)
         return events
 
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """Wait for a JSON log event that satisfies ``predicate``; returns it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for event in self.log_events():
+                if predicate(event):
+                    return event
+            time.sleep(0.05)
+        pytest.fail(f"no such log event within {timeout_s} s; log:\n{self.log_tail()}")
+
     def session_dirs(self) -> list[Path]:
         """Session directories: <recordings>/YYYY/MM/DD/<start>_<id>/."""
         return sorted(p for p in self.recordings_dir.glob("*/*/*/*") if p.is_dir())

@@ -259,6 +259,22 @@ class RawSiprecCall:
     def ack(self) -> None:
         self.sock.sendto(self._in_dialog("ACK", 1), (self.host, self.server_port))
 
+    def bye(self, timeout_s: float = 5.0) -> SipResponse:
+        """Send a BYE (CSeq 2), retransmitting every 0.5 s, until its final response."""
+        data = self._in_dialog("BYE", 2)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.sock.sendto(data, (self.host, self.server_port))
+            self.sock.settimeout(0.5)
+            try:
+                while True:
+                    response = parse_response(self.sock.recv(65535))
+                    if response.status >= 200 and "BYE" in (response.header("cseq") or ""):
+                        return response
+            except TimeoutError:
+                continue
+        raise TimeoutError(f"no final response to the BYE within {timeout_s} s")
+
 
 def answer_audio_ports(sdp: bytes) -> list[int]:
     """The ports of the m=audio lines of an SDP body, in order."""
