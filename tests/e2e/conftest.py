@@ -2,11 +2,14 @@
 
 * ``free_udp_tcp_port()`` -- a port free for both UDP and TCP on 127.0.0.1;
 * ``rtp_range`` -- ``(port_min, port_max)``: 200 ports at a random even offset, some checked free;
-* ``srs_server`` -- a started server (see :class:`SrsServer`), stopped and killed at teardown;
-  ``srs_server_factory(**config)`` makes more, or ones with other settings;
+* ``srs_server`` -- a started server (see :class:`SrsServer`: ``stop()`` is SIGTERM and a
+  clean exit, ``kill()`` a crash), its process group killed at teardown;
+  ``srs_server_factory(**config)`` makes more, or ones with other settings, and
+  :class:`ServerPool` does the same for module-scoped fixtures;
 * ``tone_wav(freq_hz, seconds)`` -- a mono 16-bit 8 kHz sine WAV;
 * ``two_tone_pcap`` -- (once per test session) a pcap of two G.711 µ-law RTP streams sent by
-  ffmpeg in real time, 440 Hz to port B and 1000 Hz to port B+2, captured by dumpcap.
+  ffmpeg in real time, 440 Hz to port B and 1000 Hz to port B+2, captured by dumpcap;
+* :func:`run_sipp` -- one sipp call from a scenario in ``scenarios/``.
 
 Every process started here runs in its own process group, and the group is killed at
 teardown whatever the outcome of the test.
@@ -90,15 +93,6 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
             pass
     if sig == signal.SIGKILL:
         proc.wait()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """A list to put started peer processes in; each group is killed at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        kill_group(proc)
 
 
 # --------------------------------------------------------------------------- ports
@@ -444,6 +438,7 @@ def _last_count(dumpcap_stderr: str) -> int:
 def two_tone_pcap(tmp_path_factory: pytest.TempPathFactory) -> TwoTonePcap:
     """ffmpeg sends 440 Hz to B and 1000 Hz to B+2 in real time; dumpcap captures it."""
     require_tools("ffmpeg", "dumpcap", "editcap")
+    require_root("capturing on the loopback interface with dumpcap")
     work = tmp_path_factory.mktemp("two_tone_pcap")
     freqs = (440.0, 1000.0)
     wavs = [write_tone(work / f"{int(f)}.wav", f, TONE_SECONDS) for f in freqs]
