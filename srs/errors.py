@@ -22,6 +22,8 @@ __all__ = [
     "SipParseError",
     "Forbidden",
     "MethodNotAllowed",
+    "NotAcceptable",
+    "UnsupportedUriScheme",
     "UnsupportedMediaType",
     "BadExtension",
     "CallDoesNotExist",
@@ -81,6 +83,18 @@ class MethodNotAllowed(PeerError):
     """RFC 3261 §21.4.6: the method is understood but not allowed here."""
 
     status = 405
+
+
+class NotAcceptable(PeerError):
+    """RFC 3261 §21.4.7: the answer we would send is of a type the request's Accept excludes."""
+
+    status = 406
+
+
+class UnsupportedUriScheme(PeerError):
+    """RFC 3261 §21.4.14 / §8.2.2.1: a Request-URI scheme we do not serve."""
+
+    status = 416
 
 
 class UnsupportedMediaType(PeerError):

@@ -403,6 +403,13 @@ def _parse_session(data: bytes) -> SessionDescription:
     )
 
 
+def _lenient(parse: Callable[[str], _T], value: str) -> _T | None:
+    try:
+        return parse(value)
+    except SdpError:
+        return None
+
+
 def _named(parse: Callable[[str], _T], value: str, line: str) -> _T:
     """Run ``parse``; re-raise its error with the offending line named."""
     try:
@@ -470,14 +477,22 @@ def _parse_media(section: list[str], session_direction: Direction | None) -> Med
             rtcp_mux = True  # RFC 5761 §5.1.1
         elif name == "ptime" and value is not None:
             ptime_ms = _named(_ptime_ms, value, line)
+        # A malformed rtpmap, fmtp or crypto line is skipped (it stays in ``attributes``),
+        # not fatal: offers from old gateways carry lines such as "a=rtpmap:31 LPC" for
+        # formats srs would never choose (RFC 4475 §3.4), and RFC 4568 §7.1.2 declines an
+        # unusable crypto line while the others are still considered.
         elif name == "rtpmap" and value is not None:
-            rtpmap = _named(RtpMap.parse, value, line)
-            explicit.setdefault(rtpmap.payload_type, rtpmap)
+            rtpmap = _lenient(RtpMap.parse, value)
+            if rtpmap is not None:
+                explicit.setdefault(rtpmap.payload_type, rtpmap)
         elif name == "fmtp" and value is not None:
-            fmtp = _named(Fmtp.parse, value, line)
-            fmtps.setdefault(fmtp.payload_type, fmtp)
+            fmtp = _lenient(Fmtp.parse, value)
+            if fmtp is not None:
+                fmtps.setdefault(fmtp.payload_type, fmtp)
         elif name == "crypto" and value is not None:
-            crypto.append(_named(CryptoAttribute.parse, value, line))
+            attribute_crypto = _lenient(CryptoAttribute.parse, value)
+            if attribute_crypto is not None:
+                crypto.append(attribute_crypto)
     rtpmaps = tuple(
         explicit.get(pt) or STATIC_PAYLOAD_TYPES[pt]
         for pt in payload_types

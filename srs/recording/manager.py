@@ -42,6 +42,16 @@ from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 __all__ = ["SessionManager", "TICK_S"]
 
 TICK_S = 1.0
+# Audio is written up to this long before now.  Each tick first releases what the reorder
+# buffer held longer than its hold time (0.1 s); a released packet is placed by its RTP
+# timestamp, which may put it somewhat before its arrival.  Audio placed more than the
+# remaining 0.3 s before its arrival, behind what is already written, is cut (counted by
+# the assembler) rather than rewinding the file.  So a recording in progress is on disk
+# up to about WRITE_LAG_S + TICK_S before now.
+WRITE_LAG_S = 0.4
+# The sidecar is rewritten with the current counters this often while recording, so a
+# crash leaves recent numbers (it is also rewritten on every signalling change).
+SIDECAR_EVERY_TICKS = 5
 _BIND_ATTEMPTS = 8
 _RTP_RCVBUF_BYTES = 256 * 1024
 
@@ -99,6 +109,7 @@ class SessionManager:
         self.ports = PortPool(settings.media.port_min, settings.media.port_max)
         self.sessions: dict[DialogId, _Live] = {}
         self.setting_up = 0
+        self.setups: set[asyncio.Task[Any]] = set()
         self.draining = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.finished: dict[str, int] = {}
@@ -110,7 +121,8 @@ class SessionManager:
         """Start the coroutine for a session event; the task is kept and its failure
         logged (DESIGN.md rule 7)."""
         if isinstance(event, NewSession):
-            coro = self._new_session(event)
+            self.setups.add(self._keep(self._new_session(event)))
+            return
         elif isinstance(event, SessionUpdate):
             coro = self._update(event)
         elif isinstance(event, SessionEnded):
@@ -127,6 +139,7 @@ class SessionManager:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
+        self.setups.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.log.error("task_failed", exc_info=task.exception())
 
@@ -159,12 +172,13 @@ class SessionManager:
                 info=info, layout=layout, started_at=started_at, origin_s=now,
                 media_address=self.media_address_for(peer),
                 sdp_session_id=str(secrets.randbelow(2**62)),
+                srtp_policy=self.settings.media.srtp,
             )
             live = _Live(session, None, self.local_for(peer), log=log)
             if metadata is not None and body.metadata is not None:
                 await self._metadata(live, body.metadata, metadata, "INVITE")
             answer = await self._negotiate(live, offer)
-            await asyncio.to_thread(self._write_sidecar, live, sc.SessionStatus.RECORDING)
+            await self._save_sidecar(live)
             outputs, dialog_id = self.core.answer(
                 pending, 200, self._loop.time(), local=live.local, body=answer,
                 content_type="application/sdp")
@@ -197,7 +211,7 @@ class SessionManager:
     async def _negotiate(self, live: _Live, offer: SessionDescription) -> bytes:
         """Answer an offer: bind sockets for new m-lines, start their files."""
         session = live.session
-        acceptable = session.acceptable(offer)
+        acceptable = session.acceptable(offer)  # 488 when nothing can be taken
         known = {s.index for s in session.streams if s.receiving}
         wanted = [i for i, ok in enumerate(acceptable) if ok and i not in known]
         ports = await self._bind(live, len(wanted))
@@ -313,7 +327,7 @@ class SessionManager:
                     # RFC 3311 §5.2 / RFC 3261 §14.2: no offer; a re-INVITE without one
                     # gets our current description as the offer.
                     answer = live.session.last_answer if request.method == "INVITE" else None
-                await asyncio.to_thread(self._write_sidecar, live, sc.SessionStatus.RECORDING)
+                await self._save_sidecar(live)
         except PeerError as exc:
             live.log.warning("update_rejected", method=request.method, status=exc.status,
                              reason=exc.reason)
@@ -344,6 +358,7 @@ class SessionManager:
     async def _run(self, live: _Live) -> None:
         """Once a second: write what arrived; end the session on inactivity or length."""
         media = self.settings.media
+        ticks = 0
         try:
             while not live.ending:
                 try:
@@ -352,8 +367,9 @@ class SessionManager:
                 except TimeoutError:
                     pass
                 now = self._loop.time()
+                ticks += 1
                 async with live.lock:
-                    await self._write_batch(live, now)
+                    await self._write_batch(live, now, sidecar=ticks % SIDECAR_EVERY_TICKS == 0)
                 reason = self._expired(live, now, media.rtp_timeout_s, media.max_session_s)
                 if reason is not None:
                     live.log.info("session_expired", why=reason)
@@ -370,17 +386,33 @@ class SessionManager:
             self.transmit(self.core.hang_up(live.dialog_id, self._loop.time(), local=live.local))  # type: ignore[arg-type]
             self._keep(self.finish(live, sc.EndReason.ERROR, error="internal error"))
 
-    async def _write_batch(self, live: _Live, now: float) -> None:
+    async def _write_batch(self, live: _Live, now: float, *, sidecar: bool = False) -> None:
         jobs = []
         for stream in live.session.streams:
+            if stream.srtp is not None:
+                stream.srtp.handle_timer(now)  # ends a rekey's grace period for the old key
             output = live.outputs.get(stream.index)
             if output is None:
                 continue
             batch = stream.take_pending(now)
-            settled = stream.timeline.settled_offset(now - TICK_S)
-            jobs.append((output, batch, settled))
-        if jobs:
-            await asyncio.to_thread(_write_jobs, jobs)
+            jobs.append((output, batch, max(0, stream.timeline.wall_offset(now - WRITE_LAG_S))))
+        record = self._sidecar(live, sc.SessionStatus.RECORDING) if sidecar else None
+        if jobs or record is not None:
+            await asyncio.to_thread(self._write_jobs, live, jobs, record)
+
+    @staticmethod
+    def _write_jobs(live: _Live, jobs: list[tuple[StreamOutput, list[Any], int]],
+                    record: sc.SessionSidecar | None) -> None:
+        for output, batch, settled in jobs:
+            output.write(batch, settled)
+        if record is not None:
+            sc.write_sidecar(live.session.layout.sidecar, record)
+
+    async def _save_sidecar(self, live: _Live) -> None:
+        """Rewrite session.json: the record is built here, on the event loop that owns the
+        track counters; only the file write goes to the worker thread."""
+        record = self._sidecar(live, sc.SessionStatus.RECORDING)
+        await asyncio.to_thread(sc.write_sidecar, live.session.layout.sidecar, record)
 
     @staticmethod
     def _expired(live: _Live, now: float, rtp_timeout_s: float, max_session_s: float) -> str | None:
@@ -452,13 +484,15 @@ class SessionManager:
                                    sha256=sc.sha256_file(result.path))
             else:
                 skipped = result.reason
-        self._write_sidecar(live, status, ended_at=ended_at, end_reason=reason, mix=mix,
-                            mix_skipped=skipped, error=error, final=True)
+        # The sockets are closed: nothing touches the track counters any more.
+        record = self._sidecar(live, status, ended_at=ended_at, end_reason=reason, mix=mix,
+                               mix_skipped=skipped, error=error, final=True)
+        sc.write_sidecar(live.session.layout.sidecar, record)
 
-    def _write_sidecar(self, live: _Live, status: sc.SessionStatus, *,
-                       ended_at: datetime | None = None, end_reason: sc.EndReason | None = None,
-                       mix: sc.MixRecord | None = None, mix_skipped: str | None = None,
-                       error: str | None = None, final: bool = False) -> None:
+    def _sidecar(self, live: _Live, status: sc.SessionStatus, *,
+                 ended_at: datetime | None = None, end_reason: sc.EndReason | None = None,
+                 mix: sc.MixRecord | None = None, mix_skipped: str | None = None,
+                 error: str | None = None, final: bool = False) -> sc.SessionSidecar:
         session = live.session
         streams = []
         dtmf: list[sc.DtmfEvent] = []
@@ -475,7 +509,8 @@ class SessionManager:
                 label=stream.stem, file=output.path.name,
                 codec=stream.answered.encoding_name or "unknown",
                 clock_rate=stream.timeline.clock_rate_hz,
-                srtp=None, participant=session.stream_participant(stream),
+                srtp=stream.crypto.suite.name if stream.crypto is not None else None,
+                participant=session.stream_participant(stream),
                 ssrcs=stats.ssrcs,
                 packets=sc.PacketCounts(received=stats.received, lost=stats.lost,
                                         duplicated=stats.duplicated, reordered=stats.reordered,
@@ -496,7 +531,7 @@ class SessionManager:
             end_reason=end_reason, metadata_updates=tuple(session.metadata_updates),
             dtmf=tuple(sorted(dtmf, key=lambda d: d.at_s)), error=error,
         )
-        sc.write_sidecar(session.layout.sidecar, record)
+        return record
 
     async def _fail_files(self, live: _Live, error: str, *,
                           reason: sc.EndReason = sc.EndReason.ERROR) -> None:
@@ -508,11 +543,12 @@ class SessionManager:
                 except (RecordingIOError, OSError):
                     continue  # the disk is the problem; the other files may still close
             try:
-                self._write_sidecar(live, sc.SessionStatus.FAILED, ended_at=datetime.now(timezone.utc),
-                                    end_reason=reason, error=error)
+                sc.write_sidecar(live.session.layout.sidecar, record)
             except (RecordingIOError, OSError) as exc:
                 live.log.error("sidecar_write_failed", error=str(exc))
-        self._unbind(live, list(live.ports))
+        self._unbind(live, list(live.ports))  # no packet reaches the counters after this
+        record = self._sidecar(live, sc.SessionStatus.FAILED, ended_at=datetime.now(timezone.utc),
+                               end_reason=reason, error=error)
         await asyncio.to_thread(work)
 
     async def _discard(self, live: _Live) -> None:
@@ -527,6 +563,10 @@ class SessionManager:
     async def shutdown(self) -> None:
         """Stop taking sessions; BYE and finalise every active one."""
         self.draining = True
+        # INVITEs being set up finish first (answered, or refused with 503), so that no
+        # half-made session directory is left behind.
+        if self.setups:
+            await asyncio.wait(list(self.setups))
         now = self._loop.time()
         for live in list(self.sessions.values()):
             if live.dialog_id is not None:
@@ -537,11 +577,6 @@ class SessionManager:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _write_jobs(jobs: list[tuple[StreamOutput, list[Any], int]]) -> None:
-    for output, batch, settled in jobs:
-        output.write(batch, settled)
 
 
 def _gone() -> PeerError:

@@ -30,7 +30,18 @@ from srs.metadata_state import MetadataState
 from srs.recording import sidecar as sc
 from srs.recording.layout import SessionLayout, unique_stream_stem
 from srs.recording.wav import WavWriter
+from srs.errors import RtpError
 from srs.rtp.dtmf import DtmfDetector
+from srs.rtp.packet import is_rtcp
+from srs.rtp.srtp import (
+    AcceptedCrypto,
+    NoAcceptableCrypto,
+    SrtpInbound,
+    SrtpPolicy,
+    SrtpReceiver,
+    choose_answer_crypto,
+    policy_decline_reason,
+)
 from srs.rtp.track import PcmAssembler, Placed, TrackTimeline
 from srs.sdp import SessionDescription
 from srs.sdp_answer import AnsweredStream, SdpAnswer, build_answer
@@ -140,6 +151,7 @@ class StreamState:
         "expects_media",
         "receiving",
         "srtp",
+        "crypto",
     )
 
     def __init__(
@@ -164,16 +176,30 @@ class StreamState:
         self.last_packet_s: float | None = None
         self.expects_media = answered.direction.value != "inactive"
         self.receiving = True
-        self.srtp: object | None = None
+        self.srtp: SrtpInbound | None = None
+        self.crypto: AcceptedCrypto | None = None
 
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
-        """The per-packet path: latch, then hand the datagram to the timeline."""
+        """The per-packet path: latch, decrypt (SRTP), hand the datagram to the timeline."""
         latched = self.latched
         if latched != source:
             if latched is not None and now - self.latched_last_s < RELATCH_AFTER_S:
                 self.other_source_packets += 1
                 return
             self.latched = source  # first packet, or the old source went quiet
+        srtp = self.srtp
+        if srtp is not None:
+            try:
+                # RFC 5761 §4 tells SRTCP from SRTP by the (unencrypted) packet type.
+                if is_rtcp(data):
+                    data = srtp.unprotect_rtcp(data, now)
+                else:
+                    data = srtp.unprotect(data, now)
+            except RtpError as error:
+                # Failed authentication or replay: dropped and counted, never written
+                # (RFC 3711 §3.3); it does not refresh the latch either.
+                self.timeline.count_drop(error.drop_reason)
+                return
         self.latched_last_s = now
         self.last_packet_s = now
         placed = self.timeline.receive(data, now)
@@ -191,6 +217,22 @@ class StreamState:
     def relatch(self) -> None:
         """Forget the latched source (a re-INVITE may move the sender)."""
         self.latched = None
+
+    def use_crypto(self, accepted: AcceptedCrypto | None, now: float) -> None:
+        """Key this stream for the crypto an answer accepted (RFC 4568 §7.1.4: a changed key
+        takes over without a gap; an unchanged one keeps the context and its rollover
+        counter)."""
+        if accepted is None:
+            self.srtp, self.crypto = None, None
+            return
+        if accepted is self.crypto:
+            return
+        receiver = SrtpReceiver.from_accepted(accepted)
+        if self.srtp is None:
+            self.srtp = SrtpInbound(receiver)
+        else:
+            self.srtp.rekey(receiver, now)
+        self.crypto = accepted
 
 
 class StreamOutput:
@@ -251,6 +293,7 @@ class RecordingSession:
     origin_s: float
     media_address: str
     sdp_session_id: str
+    srtp_policy: SrtpPolicy = "allow"
     streams: list[StreamState] = field(default_factory=list)
     metadata: MetadataState | None = None
     metadata_updates: list[sc.MetadataUpdate] = field(default_factory=list)
@@ -267,16 +310,41 @@ class RecordingSession:
     # -- offer/answer -------------------------------------------------------------------
 
     def acceptable(self, offer: SessionDescription) -> list[bool]:
-        """Which m-lines of ``offer`` srs can take (before any port is allocated)."""
+        """Which m-lines of ``offer`` srs can take (before any port is allocated).
+
+        Raises SdpError / NoAcceptableCrypto (488) when none can be taken.
+        """
         probe = [9] * len(offer.media)  # any non-zero port: only acceptance is asked
         for stream in self.streams:
             if stream.index < len(probe):
                 probe[stream.index] = stream.port
-        try:
-            answer = self._build(offer, probe, version=self.answer_version)
-        except SdpError:
-            return [False] * len(offer.media)
+        crypto = self._crypto_plan(offer, probe)
+        answer = self._build(offer, probe, crypto, version=self.answer_version)
         return [s.accepted for s in answer.streams]
+
+    def _crypto_plan(self, offer: SessionDescription, ports: list[int]) -> list[AcceptedCrypto | None]:
+        """Per m-line: the SDES crypto srs accepts (RFC 4568 §7.1.2), or None.  Lines the
+        SRTP policy (``media.srtp``) refuses get port 0 in ``ports``.  When nothing at all
+        is left, raises the most telling 488: the crypto or the policy problem."""
+        plan: list[AcceptedCrypto | None] = []
+        problems: list[Exception] = []
+        previous = {s.index: s.crypto for s in self.streams}
+        for index, media in enumerate(offer.media):
+            accepted = None
+            refused = policy_decline_reason(media.is_secure, self.srtp_policy)
+            if refused is not None:
+                ports[index] = 0
+                problems.append(SdpError(f"Not Acceptable Here: {refused}"))
+            elif media.is_secure:
+                try:
+                    accepted = choose_answer_crypto(media.crypto, previous=previous.get(index))
+                except NoAcceptableCrypto as exc:
+                    problems.append(exc)
+            plan.append(accepted)
+        if problems and not any(ports[i] and (plan[i] or not m.is_secure)
+                                for i, m in enumerate(offer.media)):
+            raise problems[0]
+        return plan
 
     def answer_offer(
         self, offer: SessionDescription, ports: Mapping[int, int], now: float
@@ -293,7 +361,8 @@ class RecordingSession:
                 local_ports[index] = by_index[index].port
             elif index in ports:
                 local_ports[index] = ports[index]
-        answer = self._build(offer, local_ports, version=self.answer_version + 1)
+        crypto = self._crypto_plan(offer, local_ports)
+        answer = self._build(offer, local_ports, crypto, version=self.answer_version + 1)
         self.answer_version += 1
         self.last_answer = bytes(answer)
         started: list[StreamState] = []
@@ -305,13 +374,16 @@ class RecordingSession:
                 stopped.append(existing)
             elif existing is not None:
                 self._update_stream(existing, offer, answered)
+                existing.use_crypto(crypto[answered.index], now)
             elif answered.accepted:
                 stream = self._new_stream(offer, answered)
+                stream.use_crypto(crypto[answered.index], now)
                 self.streams.append(stream)
                 started.append(stream)
         return self.last_answer, started, stopped
 
-    def _build(self, offer: SessionDescription, ports: Sequence[int], *, version: int) -> SdpAnswer:
+    def _build(self, offer: SessionDescription, ports: Sequence[int],
+               crypto: Sequence[AcceptedCrypto | None], *, version: int) -> SdpAnswer:
         return build_answer(
             offer,
             origin_username=ORIGIN_USERNAME,
@@ -319,6 +391,7 @@ class RecordingSession:
             origin_session_version=version,
             media_address=self.media_address,
             local_ports=ports,
+            answer_crypto=[c.answer if c is not None else None for c in crypto],
         )
 
     def _new_stream(self, offer: SessionDescription, answered: AnsweredStream) -> StreamState:

@@ -148,7 +148,12 @@ class Dialog:
         secure = secure_transport and isinstance(invite.uri, SipUri) and invite.uri.scheme == "sips"
         remote_target = _contact_uri(invite)
         if remote_target is None:
-            raise SipParseError("missing Contact")  # RFC 3261 §8.1.1.8: MUST be present
+            # RFC 3261 §8.1.1.8 makes Contact mandatory, but RFC 2543 clients omit it
+            # (RFC 4475 §3.4.1): their From URI is the only address we have to reach them.
+            from_uri = remote.uri
+            if not isinstance(from_uri, SipUri):
+                raise SipParseError("missing Contact")
+            remote_target = from_uri
         return cls(
             dialog_id,
             local=to.with_param("tag", local_tag),

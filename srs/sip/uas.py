@@ -32,9 +32,11 @@ from srs.errors import (
     CallDoesNotExist,
     Forbidden,
     MethodNotAllowed,
+    NotAcceptable,
     PeerError,
     ServiceUnavailable,
     SipParseError,
+    UnsupportedUriScheme,
     UsageError,
 )
 from srs.sip.dialog import Dialog, DialogId, DialogSet, new_tag
@@ -55,7 +57,7 @@ from srs.sip.transaction import (
     TransportFailed,
 )
 from srs.sip.uac import ClientTimedOut, ClientTransactions, Transmit
-from srs.sip.uri import NameAddr, SipUri
+from srs.sip.uri import AbsoluteUri, NameAddr, SipUri
 
 __all__ = [
     "ALLOW",
@@ -306,8 +308,11 @@ class SipCore:
             if method not in ALLOW:
                 raise MethodNotAllowed("Method Not Allowed")
             dialog_id = DialogId.of_request(request)
+            if dialog_id is None and method == "INVITE":
+                return self._new_invite(request, peer, pending)
+            _check_headers(request)
             if dialog_id is None:
-                return self._outside_dialog(request, peer, pending, now)
+                return self._outside_dialog(request, pending, now)
             dialog = self.dialogs.match(request)  # 481 when unknown (RFC 3261 §12.2.2)
             dialog.receive_request(request)  # 500 when out of order
             if method == "BYE":
@@ -317,7 +322,6 @@ class SipCore:
                 outputs.append(SessionEnded("bye", dialog_id=dialog.id))
                 return outputs
             if method in ("INVITE", "UPDATE"):
-                _check_require(request)
                 return [SessionUpdate(pending, request, dialog.id, peer)]
             return self._reply(pending, 200, now)  # OPTIONS, INFO in a dialog
         except PeerError as exc:
@@ -328,7 +332,7 @@ class SipCore:
         return outputs
 
     def _outside_dialog(
-        self, request: SipRequest, peer: object, pending: ServerTransaction, now: float
+        self, request: SipRequest, pending: ServerTransaction, now: float
     ) -> list[Output]:
         if request.method == "OPTIONS":
             return self._reply(pending, 200, now, headers=[
@@ -336,15 +340,18 @@ class SipCore:
                 ("Accept", ", ".join(ACCEPT)),
                 ("Supported", ", ".join(SUPPORTED)),
             ])
-        if request.method != "INVITE":
-            raise CallDoesNotExist("Call/Transaction Does Not Exist")  # RFC 3261 §12.2.2
+        raise CallDoesNotExist("Call/Transaction Does Not Exist")  # RFC 3261 §12.2.2
+
+    def _new_invite(self, request: SipRequest, peer: object, pending: ServerTransaction) -> list[Output]:
+        """A dialog-creating INVITE: authenticated before anything else is looked at."""
         host = getattr(peer, "host", "")
         try:
             self.authenticator.check(request.headers.get(self.authenticator.header), host)
         except Forbidden:
             self.counters["auth_failures"] += 1
             raise
-        _check_require(request)
+        _check_headers(request)
+        _check_accept(request)
         return [NewSession(pending, request, peer)]
 
     def _cancel(self, event: CancelReceived, now: float) -> list[Output]:
@@ -409,11 +416,28 @@ class SipCore:
         return Transmit(peer, bytes(response), host, port)
 
 
-def _check_require(request: SipRequest) -> None:
-    # RFC 3261 §8.2.2.3: option tags we do not support in Require -> 420 with Unsupported.
+def _check_headers(request: SipRequest) -> None:
+    """RFC 3261 §8.2.2: Request-URI scheme (416) and Require (420), in that order."""
+    if isinstance(request.uri, AbsoluteUri):
+        raise UnsupportedUriScheme("Unsupported URI Scheme")  # §8.2.2.1: tel:, urn:, ...
+    if request.method in ("ACK", "CANCEL"):
+        return  # §8.2.2.3: never rejected for Require
     unsupported = tuple(tag for tag in request.require if tag.lower() not in SUPPORTED)
     if unsupported:
         raise BadExtension(unsupported)
+
+
+_SDP_RANGES = frozenset({"application/sdp", "application/*", "*/*"})
+
+
+def _check_accept(request: SipRequest) -> None:
+    """RFC 3261 §8.2.3, §21.4.7: our answer is application/sdp; an INVITE whose Accept
+    excludes it gets 406 (an empty Accept header means no body is acceptable at all)."""
+    if "Accept" not in request.headers:
+        return
+    ranges = {value.split(";", 1)[0].strip().lower() for value in request.headers.get_all("Accept")}
+    if not ranges & _SDP_RANGES:
+        raise NotAcceptable("Not Acceptable: the answer is application/sdp")
 
 
 def _session_timer_headers(request: SipRequest) -> list[tuple[str, str]]:

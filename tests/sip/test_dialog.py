@@ -233,7 +233,6 @@ def test_rfc2543_peer_without_from_tag() -> None:
 @pytest.mark.parametrize(
     ("invite", "reason"),
     [
-        (invite_with(remove="Contact"), "missing Contact"),
         (
             invite_with(remove="Contact", add=(("Contact", "<tel:+15550100>"),)),
             "Contact is not a SIP URI",
@@ -255,6 +254,12 @@ def test_invalid_invites_are_400(invite: SipRequest, reason: str) -> None:
         Dialog.from_invite(invite, LOCAL_TAG)
     assert info.value.reason == reason
     assert info.value.status == 400
+
+
+def test_rfc2543_invite_without_contact_targets_the_from_uri() -> None:
+    # RFC 4475 §3.4.1: RFC 2543 clients send no Contact; their From URI is all we have.
+    dialog = Dialog.from_invite(invite_with(remove="Contact"), LOCAL_TAG)
+    assert dialog.remote_target == dialog.remote.uri
 
 
 def test_misuse_of_from_invite() -> None:

@@ -227,3 +227,32 @@ def test_bye_to_a_vanished_peer_times_out() -> None:
     assert now == pytest.approx(1.0 + 32.0)
     assert outputs[-1] == ClientTimedOut("BYE", "call-1@0.0.0.0")
     assert sum(isinstance(o, Transmit) for o in outputs) == 10  # 0.5,1,2,4,4,... up to 32 s
+
+
+def test_options_with_unsupported_require_is_420() -> None:
+    # RFC 3261 §8.2.2.3 applies to every request but ACK and CANCEL (RFC 4475 bext01).
+    [response] = sent(feed(core(), request("OPTIONS", extra="Require: nothingyet\r\n")))
+    assert response.status == 420
+    assert response.headers.get_all("Unsupported") == ["nothingyet"]
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "INVITE"])
+def test_non_sip_request_uri_is_416(method: str) -> None:
+    # RFC 3261 §8.2.2.1 (RFC 4475 unkscm, novelsc): after authentication for INVITE.
+    data = request(method, extra=f"X-Auth-Token: {TOKEN}\r\n").replace(
+        f"{method} sip:srs@192.0.2.1 SIP/2.0".encode(), f"{method} nobodyknows:thisscheme SIP/2.0".encode())
+    responses = sent(feed(core(), data))
+    assert responses[-1].status == 416
+
+
+def test_invite_whose_accept_excludes_sdp_is_406() -> None:
+    extra = f"X-Auth-Token: {TOKEN}\r\nAccept: text/nobodyknowsthis\r\n"
+    responses = sent(feed(core(), request("INVITE", extra=extra)))
+    assert responses[-1].status == 406
+
+
+def test_invite_accepting_sdp_or_wildcards_is_taken() -> None:
+    for accept in ("application/sdp", "application/*;q=0.5", "*/*"):
+        extra = f"X-Auth-Token: {TOKEN}\r\nAccept: {accept}\r\n"
+        outputs = feed(core(), request("INVITE", extra=extra))
+        assert any(isinstance(o, NewSession) for o in outputs), accept
