@@ -1,7 +1,9 @@
 #!/bin/sh
 # Debian packages the end-to-end tests drive as real peers (see tests/README.md):
-# sipp (sip-tester), ffmpeg, tshark/dumpcap, sox.  Installed only when missing, and only
-# when running as root; otherwise the tests that need them are skipped with a reason.
+# sipp (sip-tester), ffmpeg, tshark/dumpcap, sox; and what checks deploy/ (tests/deploy):
+# nft (nftables), kamailio, Debian's python3 with python3-yaml to parse the YAML files.
+# Installed only when missing, and only when running as root; otherwise the tests that
+# need them are skipped with a reason.
 set -eu
 missing=""
 command -v sipp >/dev/null || missing="$missing sip-tester"
@@ -9,6 +11,9 @@ command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
 command -v tshark >/dev/null || missing="$missing tshark"
 command -v sox >/dev/null || missing="$missing sox"
 command -v gcc >/dev/null || missing="$missing gcc libc6-dev"
+command -v nft >/dev/null || missing="$missing nftables"
+command -v kamailio >/dev/null || missing="$missing kamailio"
+/usr/bin/python3 -c "import yaml" 2>/dev/null || missing="$missing python3-yaml"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "not root or no apt-get: tests needing$missing will be skipped" >&2
