@@ -1,0 +1,13 @@
+"""``srs call``'s engine: a SIPREC recording client (SRC, RFC 7866) shaped like Twilio's.
+
+Layers, pure first:
+
+* :mod:`srs.client.offer` -- the INVITE body (SDP offer, RFC 7865 metadata, multipart) and
+  reading the answer;
+* :mod:`srs.client.uac` -- client transactions (RFC 3261 §17.1) and the dialog, sans-IO;
+* :mod:`srs.client.media` -- tracks at 8 kHz, G.711 RTP/SRTP packets, real-time pacing;
+* :mod:`srs.client.connection` -- the sockets of one call (asyncio);
+* :mod:`srs.client.call` -- one call from INVITE to BYE (asyncio);
+* :mod:`srs.client.load` -- many calls at a rate with bounded concurrency.
+"""
+
