@@ -11,3 +11,7 @@ Layers, pure first:
 * :mod:`srs.client.load` -- many calls at a rate with bounded concurrency.
 """
 
+from srs.client.call import CallPlan, CallResult, Target, place_call
+from srs.client.load import Progress, run_calls
+
+__all__ = ["CallPlan", "CallResult", "Progress", "Target", "place_call", "run_calls"]
