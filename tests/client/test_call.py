@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,23 @@ def test_the_command_with_wav_files_pcma_and_tls(server: RunningServer,
     assert_tone(track(directory, "agent"), 600)
     assert_tone(track(directory, "customer"), 1500)
     assert len(track(directory, "agent")) == pytest.approx(1.5 * RATE_HZ, abs=800)
+
+
+def test_a_bye_from_the_server_ends_the_call_as_failed(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """srs serve sends BYE on shutdown; the client answers it 200 and reports the end."""
+    outcome: list[int] = []
+    runner = threading.Thread(target=lambda: outcome.append(
+        main(["call", target(server, "udp"), "--token", TOKEN, "--duration", "20"])))
+    runner.start()
+    try:
+        server.wait_sidecar("recording")
+    finally:
+        server.stop()  # BYE on every active session, then finalise
+        runner.join(timeout=30)
+    _, err = capsys.readouterr()
+    assert outcome == [1]
+    assert "failed: the server ended the call with a BYE" in err
+    ((doc, _),) = recordings(server)
+    assert doc["end_reason"] == "shutdown"
