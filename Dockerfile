@@ -17,7 +17,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libsndfile1 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home-dir /var/lib/srs --create-home srs \
+ && groupadd --system --gid 999 srs \
+ && useradd --system --uid 999 --gid 999 --home-dir /var/lib/srs --create-home srs \
  && mkdir -p /var/lib/srs/recordings /var/lib/srs/state \
  && chown -R srs:srs /var/lib/srs
 COPY --from=build /opt/srs /opt/srs

@@ -14,10 +14,10 @@ import typing
 
 from srs import config
 
-__all__ = ["config_reference"]
+__all__ = ["config_reference", "field_docs"]
 
 
-def _field_docs(cls: type) -> dict[str, str]:
+def field_docs(cls: type) -> dict[str, str]:
     """The string literal under each field of a dataclass body (its attribute docstring)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
@@ -48,7 +48,7 @@ def config_reference() -> str:
         "| --- | --- | --- | --- |",
     ]
     for section, cls in typing.get_type_hints(config.Settings).items():
-        docs = _field_docs(cls)
+        docs = field_docs(cls)
         defaults = cls()
         for f in dataclasses.fields(cls):
             env = f"SRS_{section.upper()}_{f.name.upper()}"

@@ -9,8 +9,11 @@ sessions and finalise every active one before exiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
+import ssl
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 from srs.app import Application
@@ -76,15 +79,41 @@ def run(settings: Settings, *, no_auth: bool) -> int:
         runner = uvloop.run
     except ImportError:  # uvloop is not built for every platform
         runner = asyncio.run
-    return runner(_main(settings, tls_context, auth_enabled=not no_auth))
+    reload = None
+    if tls_context is not None and settings.tls.cert is not None and settings.tls.key is not None:
+        reload = functools.partial(reload_tls, tls_context, settings, log)
+    return runner(_main(settings, tls_context, auth_enabled=not no_auth, reload=reload))
 
 
-async def _main(settings: Settings, tls_context: object, *, auth_enabled: bool) -> int:
+def reload_tls(context: ssl.SSLContext, settings: Settings, log: object) -> None:
+    """SIGHUP: load the configured certificate, key and CA again into the live context.
+
+    New TLS connections get the new material; established ones (and the sessions on
+    them) are untouched.  A broken file keeps the old material and is logged.
+    """
+    cert, key = settings.tls.cert, settings.tls.key
+    if cert is None or key is None:
+        return
+    try:
+        context.load_cert_chain(cert, key)
+        if settings.tls.ca is not None:
+            context.load_verify_locations(cafile=str(settings.tls.ca))
+    except (OSError, ssl.SSLError) as exc:
+        log.error("tls_reload_failed", cert=str(cert), error=str(exc))  # type: ignore[attr-defined]
+        return
+    log.info("tls_reloaded", cert=str(cert),  # type: ignore[attr-defined]
+             sha256_fingerprint=certificate_fingerprint(cert))
+
+
+async def _main(settings: Settings, tls_context: object, *, auth_enabled: bool,
+                reload: Callable[[], None] | None = None) -> int:
     app = Application(settings, tls_context=tls_context, auth_enabled=auth_enabled)  # type: ignore[arg-type]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await app.start()
     except ConfigError as exc:

@@ -39,7 +39,9 @@ def free_port() -> int:
 
 
 def rtp_range(size: int = 200) -> tuple[int, int]:
-    base = random.randrange(20000, 60000 - size, 2)
+    """A random even RTP range below Linux's ephemeral ports (32768-60999), where client
+    sockets bound to port 0 would collide with it."""
+    base = random.randrange(20000, 32768 - size, 2)
     return base, base + size
 
 

@@ -52,7 +52,8 @@ WRITE_LAG_S = 0.4
 # The sidecar is rewritten with the current counters this often while recording, so a
 # crash leaves recent numbers (it is also rewritten on every signalling change).
 SIDECAR_EVERY_TICKS = 5
-_BIND_ATTEMPTS = 8
+# Ports of the range another process holds are skipped; this many in a row give 503.
+_BIND_ATTEMPTS = 32
 _RTP_RCVBUF_BYTES = 256 * 1024
 
 

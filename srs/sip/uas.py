@@ -98,11 +98,17 @@ class Local:
     def via(self) -> Via:
         return Via(self.transport.upper(), _uri_host(self.host), self.port)
 
-    def contact(self) -> NameAddr:
+    def contact(self, *, sips: bool = False) -> NameAddr:
+        """Our Contact.  Over TLS: ``sips:`` when the peer addressed us with a ``sips:``
+        URI (RFC 3261 §19.1.2), else ``sip:`` with ``;transport=tls``, so in-dialog
+        requests come back over TLS either way."""
         params: tuple[tuple[str, str | None], ...] = ()
         if self.transport != "udp":
             params = (("transport", self.transport),)
-        uri = SipUri("sip", _uri_host(self.host), user="srs", port=self.port, params=params)
+        scheme = "sips" if sips and self.transport == "tls" else "sip"
+        if scheme == "sips":
+            params = ()
+        uri = SipUri(scheme, _uri_host(self.host), user="srs", port=self.port, params=params)
         # RFC 7866 §6.1.2: an SRS marks its Contact with the +sip.srs feature tag.
         return NameAddr(uri, params=(("+sip.srs", None),))
 
@@ -218,7 +224,8 @@ class SipCore:
         dialog_id = DialogId.of_request(request)
         to_tag = None
         if 200 <= status < 300 and request.method == "INVITE":
-            headers.append(("Contact", str(local.contact())))
+            sips = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
+            headers.append(("Contact", str(local.contact(sips=sips))))
             headers.extend(_session_timer_headers(request))
         if dialog_id is None and 200 <= status < 300:
             to_tag = new_tag()

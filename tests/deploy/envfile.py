@@ -11,7 +11,7 @@ import textwrap
 import typing
 
 from srs import config
-from srs.docs import _field_docs  # the attribute docstrings the README table is built from
+from srs.docs import field_docs  # the attribute docstrings the README table is built from
 
 __all__ = ["env_example"]
 
@@ -39,7 +39,7 @@ def _value(value: object) -> str:
 def env_example() -> str:
     parts = [HEADER]
     for section, cls in typing.get_type_hints(config.Settings).items():
-        docs = _field_docs(cls)
+        docs = field_docs(cls)
         defaults = cls()
         parts.append(f"\n# [{section}]\n")
         for f in dataclasses.fields(cls):

@@ -120,7 +120,7 @@ def free_udp_tcp_port() -> int:
     raise RuntimeError("no port free for both UDP and TCP")
 
 
-def free_even_udp_block(count: int, low: int = 20000, high: int = 40000) -> int:
+def free_even_udp_block(count: int, low: int = 20000, high: int = 32768) -> int:
     """An even port B with B..B+count-1 free for UDP on 127.0.0.1."""
     for _ in range(200):
         base = random.randrange(low, high - count, 2)
@@ -136,7 +136,7 @@ def free_udp_tcp_port_fixture() -> Callable[[], int]:
 
 def pick_rtp_range(size: int = 200) -> tuple[int, int]:
     for _ in range(100):
-        low = random.randrange(20000, 40000 - size, 2)
+        low = random.randrange(20000, 32768 - size, 2)  # below the ephemeral ports
         # The server allocates from the bottom of its range: check the first blocks.
         if all(_bindable(low + n, socket.SOCK_DGRAM) for n in range(8)):
             return low, low + size - 1
