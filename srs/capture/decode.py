@@ -60,7 +60,7 @@ class PacketDecoder:
             if ip is None:
                 return []
             if ip.protocol == IPPROTO_UDP:
-                sport, dport, payload = parse_udp(ip.src, ip.dst, ip.payload)
+                sport, dport, payload = parse_udp(ip.payload)
                 return [Datagram(timestamp, ip.src, sport, ip.dst, dport, payload)]
             if ip.protocol == IPPROTO_TCP:
                 return self._tcp.segment(timestamp, parse_tcp(ip.src, ip.dst, ip.payload))

@@ -115,7 +115,7 @@ class TcpSegment:
     payload: bytes
 
 
-def parse_udp(src: str, dst: str, segment: bytes) -> tuple[int, int, bytes]:
+def parse_udp(segment: bytes) -> tuple[int, int, bytes]:
     """RFC 768: (source port, destination port, payload); the checksum is not verified."""
     if len(segment) < _UDP_HEADER_BYTES:
         raise PacketDecodeError("udp-truncated", f"{len(segment)} bytes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -59,7 +60,6 @@ def dumpcap(
         family = socket.AF_INET6 if ":" in probe[0] else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as sender:
             deadline = time.monotonic() + 20
-            import os
             os.set_blocking(proc.stderr.fileno(), False)
             while not re.search(rb"Packets: [1-9]", text):
                 if time.monotonic() > deadline or proc.poll() is not None:
