@@ -1,0 +1,151 @@
+"""The management listener on a real socket, spoken to by the stdlib's HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from srs.management import ManagementServer, readiness_problem
+from srs.metrics import Metrics
+from srs.retention import StorageGuard
+
+
+def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+async def raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+def serve(tmp_path: Path, body: Callable[[ManagementServer, list[str | None]], Awaitable[None]],
+          **kwargs: object) -> None:
+    guard = StorageGuard(tmp_path, 0)
+    metrics = Metrics(free_bytes=guard.free_bytes)
+    state: list[str | None] = [None]
+
+    async def main() -> None:
+        server = ManagementServer(host="127.0.0.1", port=0, metrics=metrics,
+                                  readiness=lambda: state[0], log=structlog.get_logger(),
+                                  **kwargs)  # type: ignore[arg-type]
+        await server.start()
+        try:
+            await body(server, state)
+        finally:
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_health_ready_and_metrics(tmp_path: Path) -> None:
+    async def body(server: ManagementServer, state: list[str | None]) -> None:
+        status, _, payload = await asyncio.to_thread(get, server.port, "/healthz")
+        assert status == 200 and json.loads(payload)["status"] == "ok"
+        status, _, payload = await asyncio.to_thread(get, server.port, "/readyz")
+        assert (status, payload) == (200, b"ready\n")
+        state[0] = "draining: shutting down"
+        status, _, payload = await asyncio.to_thread(get, server.port, "/readyz?verbose=1")
+        assert (status, payload) == (503, b"not ready: draining: shutting down\n")
+        server.metrics.sip_request("INVITE")
+        await asyncio.sleep(0.05)  # a few lag measurements
+        status, headers, payload = await asyncio.to_thread(get, server.port, "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
+        families = {f.name: f for f in text_string_to_metric_families(payload.decode())}
+        assert families["srs_sip_requests"].samples[0].labels == {"method": "INVITE"}
+        assert families["srs_recordings_free_bytes"].samples[0].value > 0
+        lag = [s for s in families["srs_event_loop_lag_observed_seconds"].samples
+               if s.name.endswith("_count")]
+        assert lag[0].value >= 1
+
+    serve(tmp_path, body, lag_interval_s=0.005)
+
+
+def test_refusals(tmp_path: Path) -> None:
+    async def body(server: ManagementServer, state: list[str | None]) -> None:
+        status, headers, _ = await asyncio.to_thread(get, server.port, "/metrics", "POST")
+        assert status == 405 and headers["Allow"] == "GET"
+        status, _, _ = await asyncio.to_thread(get, server.port, "/nope")
+        assert status == 404
+        huge = b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n"
+        assert (await raw(server.port, huge)).startswith(b"HTTP/1.1 431 ")
+        assert (await raw(server.port, b"GARBAGE\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+        started = time.monotonic()
+        assert (await raw(server.port, b"GET /healthz HTTP/1.1\r\n")).startswith(
+            b"HTTP/1.1 408 ")
+        assert time.monotonic() - started < 2
+
+    serve(tmp_path, body, max_head_bytes=1024, request_timeout_s=0.2)
+
+
+def test_connections_are_bounded(tmp_path: Path) -> None:
+    async def body(server: ManagementServer, state: list[str | None]) -> None:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await asyncio.sleep(0.05)  # let the server take them
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+        try:
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed unanswered
+        except ConnectionResetError:
+            pass  # closed with our request unread: the kernel says so with a reset
+        writer.close()
+        for _, w in idle:
+            w.close()
+        await asyncio.sleep(0.05)
+        assert (await raw(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")).startswith(
+            b"HTTP/1.1 200 ")
+        # A connection left idle does not hold up close() for request_timeout_s.
+        await asyncio.open_connection("127.0.0.1", server.port)
+        await asyncio.sleep(0.05)
+
+    started = time.monotonic()
+    serve(tmp_path, body, max_connections=2, request_timeout_s=5.0)
+    assert time.monotonic() - started < 4
+
+
+def test_loop_lag_is_measured(tmp_path: Path) -> None:
+    async def body(server: ManagementServer, state: list[str | None]) -> None:
+        await asyncio.sleep(0.02)
+        time.sleep(0.2)  # block the loop, as an overloaded server would
+        await asyncio.sleep(0.02)
+        value = server.metrics.registry.get_sample_value("srs_event_loop_lag_seconds")
+        histogram_max = server.metrics.registry.get_sample_value(
+            "srs_event_loop_lag_observed_seconds_bucket", {"le": "0.1"})
+        count = server.metrics.registry.get_sample_value(
+            "srs_event_loop_lag_observed_seconds_count")
+        assert value is not None and histogram_max is not None and count is not None
+        assert count - histogram_max >= 1  # one observation above 100 ms
+        assert server.last_lag_s is not None
+
+    serve(tmp_path, body, lag_interval_s=0.01)
+
+
+@pytest.mark.parametrize(
+    ("draining", "active", "storage", "expected"),
+    [(False, 0, None, None), (True, 0, None, "draining: shutting down"),
+     (False, 5, None, "session limit reached (5 of 5)"),
+     (False, 1, "low disk space: 1 bytes free", "low disk space: 1 bytes free")],
+)
+def test_readiness_problem(draining: bool, active: int, storage: str | None,
+                           expected: str | None) -> None:
+    assert readiness_problem(draining=draining, active=active, max_sessions=5,
+                             storage_problem=storage) == expected
