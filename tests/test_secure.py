@@ -167,6 +167,9 @@ def test_tampered_replayed_and_wrong_key_packets_are_dropped(server: RunningServ
     sock.sendto(good[5], ("127.0.0.1", port))  # replay
     wrong = sender_session(suite, bytes(30)).protect(rtp_packet(21, 21 * 160, 0x7777, b"\x00" * 160))
     sock.sendto(wrong, ("127.0.0.1", port))
+    # SRTCP (RFC 3711 §3.4) on the same port (RFC 5761): decrypted, counted, never audio.
+    receiver_report = bytes([0x80, 201, 0, 1]) + (0x7777).to_bytes(4, "big")
+    sock.sendto(sender_session(suite, KEY_30).protect_rtcp(receiver_report), ("127.0.0.1", port))
     sock.close()
     time.sleep(0.2)
     assert client.bye(call).status == 200
@@ -174,6 +177,7 @@ def test_tampered_replayed_and_wrong_key_packets_are_dropped(server: RunningServ
     stream = stream_doc(server)
     assert stream["packets"]["received"] == 20
     assert stream["packets"]["dropped"] == {"srtp_auth": 2, "srtp_replay": 1}
+    assert stream["packets"]["rtcp"] == 1
     track = read(server.sessions()[0] / "caller.wav")
     assert dominant_hz(track[np.flatnonzero(track)[0]:][:3200]) == pytest.approx(440, abs=3)
 

@@ -147,9 +147,11 @@ class PacketCounts:
     reordered: int = 0
     late: int = 0
     dropped: Mapping[str, int] = field(default_factory=dict)
+    rtcp: int = 0
+    """RTCP (or SRTCP) packets received on the stream's port: counted, never audio."""
 
     def __post_init__(self) -> None:
-        counts = (self.received, self.lost, self.duplicated, self.reordered, self.late)
+        counts = (self.received, self.lost, self.duplicated, self.reordered, self.late, self.rtcp)
         if min(counts) < 0 or any(n < 0 for n in self.dropped.values()):
             raise UsageError(f"packet counts must not be negative: {self}")
 
@@ -441,6 +443,7 @@ def _stream_from(s: _Obj) -> StreamRecord:
             reordered=packets.integer("reordered"),
             late=packets.integer("late"),
             dropped={reason: dropped.integer(reason) for reason in dropped.keys()},
+            rtcp=packets.integer("rtcp") if "rtcp" in packets.keys() else 0,
         ),
         jitter_ms=s.number("jitter_ms"),
         duration_s=s.number("duration_s"),
