@@ -42,6 +42,7 @@ __all__ = [
     "RemovedSession",
     "RetentionReport",
     "remove_expired",
+    "directory_bytes",
     "run_retention",
     "MAX_REMOVALS",
     "MAX_SCANNED",
@@ -214,7 +215,7 @@ def _expire(root: Path, directory: Path, cutoff: datetime) -> RemovedSession | s
         return f"{directory}: outside {root} after resolving links; kept"
     if not shutil.rmtree.avoids_symlink_attacks:
         return f"{directory}: this platform's rmtree may follow symlinks; kept"
-    size = _size(resolved)
+    size = directory_bytes(resolved)
     try:
         shutil.rmtree(resolved)
     except OSError as exc:
@@ -222,7 +223,9 @@ def _expire(root: Path, directory: Path, cutoff: datetime) -> RemovedSession | s
     return RemovedSession(directory, record.status.value, record.ended_at, size)
 
 
-def _size(directory: Path) -> int:
+def directory_bytes(directory: Path) -> int:
+    """Bytes in the regular files directly in ``directory`` (a session's files; at most
+    the first 1000 are counted), without following links."""
     total = 0
     try:
         with os.scandir(directory) as entries:

@@ -120,6 +120,7 @@ class WebhookSender:
         self.clock = clock
         self.jitter = jitter
         self._due: list[tuple[float, str]] = []
+        self._scheduled: set[str] = set()  # the ids in _due: one entry per delivery
         self._inflight: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -129,7 +130,8 @@ class WebhookSender:
         return len(self._due) + len(self._inflight)
 
     async def start(self) -> None:
-        """Resume the deliveries a previous run left in the outbox, then start sending."""
+        """Resume the deliveries a previous run left in the outbox, then start sending.
+        ``submit()`` may be called before (e.g. for sessions repaired at start-up)."""
         if self._task is not None:
             raise UsageError("WebhookSender.start() called twice")
         try:
@@ -182,6 +184,10 @@ class WebhookSender:
                                delivery_id=delivery_id)
 
     def _schedule(self, due: float, delivery_id: str) -> None:
+        # submit() before start() stores a file that start() then finds: keep one entry.
+        if delivery_id in self._scheduled or delivery_id in self._inflight:
+            return
+        self._scheduled.add(delivery_id)
         heapq.heappush(self._due, (due, delivery_id))
         self._wake.set()
         if self.metrics is not None:
@@ -198,8 +204,7 @@ class WebhookSender:
                 while (self._due and self._due[0][0] <= now
                        and len(self._inflight) < self.config.concurrency):
                     _, delivery_id = heapq.heappop(self._due)
-                    if delivery_id in self._inflight:
-                        continue
+                    self._scheduled.discard(delivery_id)
                     self._inflight.add(delivery_id)
                     group.create_task(self._attempt(delivery_id))
                 wait_s: float | None = None
@@ -219,6 +224,7 @@ class WebhookSender:
             # A bug, not a network failure: loud, with its traceback; the delivery stays
             # in the outbox and is tried again after the longest delay.
             self.log.exception("webhook_attempt_bug", delivery_id=delivery_id)
+            self._inflight.discard(delivery_id)
             self._schedule(self.clock() + self.config.max_delay_s, delivery_id)
         finally:
             self._inflight.discard(delivery_id)
@@ -263,6 +269,7 @@ class WebhookSender:
             log.warning("webhook_retry", attempts=attempt, error=detail,
                         retry_in_s=round(delay_s, 3))
             self._result("retry")
+            self._inflight.discard(delivery_id)
             self._schedule(due, delivery_id)
 
     async def _send(self, record: DeliveryRecord, body: bytes) -> tuple[str, str, float | None]:

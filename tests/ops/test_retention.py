@@ -13,7 +13,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from srs.errors import ServiceUnavailable
-from srs.retention import StorageGuard, remove_expired, run_retention
+from srs.retention import StorageGuard, directory_bytes, remove_expired, run_retention
 from tests.ops.sessions import make_session
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -136,3 +136,12 @@ def test_run_retention_logs_each_removal(tmp_path: Path) -> None:
         assert len(expired) == 1 and expired[0]["status"] == "complete"
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_directory_bytes_counts_files_not_links(tmp_path: Path) -> None:
+    (tmp_path / "a.wav").write_bytes(b"x" * 300)
+    (tmp_path / "session.json").write_bytes(b"y" * 20)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep").write_bytes(b"z" * 1000)
+    (tmp_path / "link").symlink_to(tmp_path / "a.wav")
+    assert directory_bytes(tmp_path) == 320

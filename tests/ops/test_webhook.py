@@ -277,3 +277,23 @@ def test_a_session_without_sidecar_is_logged_not_raised(tmp_path: Path) -> None:
         assert [e["event"] for e in logs] == ["webhook_enqueue_failed"]
 
     run(main)
+
+
+def test_submit_before_start_is_sent_once(tmp_path: Path) -> None:
+    # The start-up order of the server: repaired sessions are submitted, then start().
+    session = make_session(tmp_path / "rec", STARTED, status="interrupted")
+    script = Script()
+
+    async def main() -> None:
+        with receiver(script) as url:
+            sender = sender_for(tmp_path, config(url))
+            delivery_id = await sender.submit(session)
+            await sender.start()
+            await asyncio.to_thread(script.wait_for, 1)
+            await until(lambda: not outbox_files(tmp_path) and sender.pending == 0)
+            await asyncio.sleep(0.1)
+            await sender.close()
+        assert [s.headers["X-Srs-Delivery"] for s in script.requests] == [delivery_id]
+        assert json.loads(script.requests[0].body)["session"]["status"] == "interrupted"
+
+    run(main)
