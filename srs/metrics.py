@@ -54,11 +54,20 @@ class _FreeSpace(Collector):
     def __init__(self, free_bytes: Callable[[], float | None]) -> None:
         self._free_bytes = free_bytes
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        value = self._free_bytes()
-        family = GaugeMetricFamily(
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
             "srs_recordings_free_bytes",
             "Free bytes (for unprivileged users) on the file system of recordings.dir.")
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registration asks for the names: give them without measuring (the directory
+        # may not exist yet, and the measurement belongs to scrape time).
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        value = self._free_bytes()
         if value is not None:
             family.add_metric([], value)
         yield family

@@ -69,11 +69,19 @@ def test_drop_reasons_are_capped() -> None:
 
 def test_free_space_is_read_at_scrape_time_and_lag_is_kept() -> None:
     free = [10.0]
-    m = Metrics(free_bytes=lambda: free[0])
+    calls: list[float] = []
+
+    def free_bytes() -> float:
+        calls.append(free[0])
+        return free[0]
+
+    m = Metrics(free_bytes=free_bytes)
+    assert calls == []  # registering measures nothing: the directory may not exist yet
     assert value(m, "srs_recordings_free_bytes") == 10
     free[0] = 5.0
     assert value(m, "srs_recordings_free_bytes") == 5
     free[0] = None  # type: ignore[call-overload]
+    assert len(calls) == 2
     assert value(m, "srs_recordings_free_bytes") is None
     m.observe_loop_lag(0.3)
     m.observe_loop_lag(-0.001)  # a timer can fire a hair early: never negative
