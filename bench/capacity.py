@@ -1,0 +1,812 @@
+"""Capacity benchmark of the recording server: N concurrent two-stream SIPREC calls.
+
+Run: ``.venv/bin/python bench/capacity.py --calls 300 --seconds 20`` (``--calls 50,150,300``
+runs several sizes one after the other and prints one row each; ``--json`` prints the
+results as JSON instead of the table).
+
+For each N it
+
+1. builds ``rtp_sender.c`` and ``floor_receiver.c`` with gcc into a temporary directory;
+2. starts ``srs serve`` in its own process group, pinned to core 0 (``taskset -c 0``), on
+   free ports of 127.0.0.1, with JSON logs to a file and recordings in the temporary
+   directory;
+3. sets up N calls from this process (pinned to core 1), each a multipart INVITE with
+   metadata and two m-lines, and collects the 2N RTP ports of the answers;
+4. runs the C sender on core 1 for SECONDS at 50 packets/s per stream (172-byte PCMU
+   packets carrying a 1 kHz tone) and measures the server's CPU time (utime + stime of all
+   its threads, from /proc/PID/stat) over the sending window only, the sender's own CPU,
+   the kernel's UDP receive-buffer drops, and the server's SIP response time (an OPTIONS
+   every 200 ms: it waits behind whatever the event loop is doing, so it shows loop lag);
+5. sends BYE for every call, waits for every session.json to say ``complete`` and checks
+   the packets received per stream against those sent, and every WAV: its length against
+   the session's, the amount of tone in it against the packets sent, and for a few an FFT
+   that finds the 1 kHz tone;
+6. measures the floor: the C receiver (epoll + recvmmsg, pinned to core 0) on 2N ports
+   with the same sender for the same SECONDS.
+
+Loss is a result and is printed; the exit status is non-zero only when a server died or
+the run could not be done (build failure, refused INVITE, ...).  Every process started
+here runs in its own process group and is stopped in a ``finally`` block, also on Ctrl-C.
+Traffic goes only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import wave
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout: the test client lives in tests/
+
+from srs.sip.message import SipResponse  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.sipclient import Call, SipClient, metadata, multipart, sdp_offer  # noqa: E402
+
+PACKETS_PER_S = 50  # 20 ms of G.711 per packet
+SAMPLE_RATE_HZ = 8000
+TONE_HZ = 1000
+# The sender's tone is 8000*sin(2*pi*1000*i/8000): of every 8 samples 2 are zero, so each
+# 160-sample packet puts exactly 120 samples of magnitude > TONE_THRESHOLD into a WAV.
+TONE_SAMPLES_PER_PACKET = 120
+TONE_THRESHOLD = 1000
+SERVER_CORE, LOAD_CORE = 0, 1
+TOKEN = "bench-capacity-token"
+DRAIN_S = 0.5  # after the sender stops, time for the receiver to empty its sockets
+IDLE_CORE_SHARE = 0.15  # a server below this share of a core has caught up with its backlog
+MAX_DRAIN_S = 30.0
+PROBE_INTERVAL_S = 0.2
+LENGTH_TOLERANCE_S = 0.25
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class RunFailed(Exception):
+    """The run could not be done (as opposed to a result such as loss)."""
+
+
+# -- processes -------------------------------------------------------------------------
+
+
+class Processes:
+    """Every child in its own process group, stopped by :meth:`stop_all` in a finally."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[Any]] = []
+
+    def start(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(list(argv), start_new_session=True, **kwargs)
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[Any], timeout_s: float = 30.0) -> None:
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.running)):
+            self.stop(proc, timeout_s=10.0)
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of the whole thread group, in seconds (proc(5), fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
+    """utime + stime of each thread of ``pid``: {tid: (name, seconds)}."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return out
+
+
+def core_busy_s() -> dict[int, float]:
+    """Busy time of each core (everything but idle and iowait), in seconds."""
+    busy = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(v) for v in values[:8]]
+            busy[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    return busy
+
+
+def udp_counters() -> dict[str, int]:
+    lines = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines() if l.startswith("Udp:")]
+    return dict(zip(lines[0][1:], (int(v) for v in lines[1][1:])))
+
+
+@dataclass
+class Window:
+    """CPU and kernel counters over one sending window."""
+
+    pid: int
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    core_busy_s: dict[int, float] = field(default_factory=dict)
+    udp: dict[str, int] = field(default_factory=dict)
+    per_second_cpu: list[float] = field(default_factory=list)
+    main_thread_cpu_s: float = 0.0  # the thread that runs the event loop (tid == pid)
+
+    def __enter__(self) -> Window:
+        self._t0 = time.monotonic()
+        self._threads0 = thread_cpu_s(self.pid)
+        self._cpu0 = process_cpu_s(self.pid)
+        self._cores0 = core_busy_s()
+        self._udp0 = udp_counters()
+        self._last = (self._t0, self._cpu0)
+        return self
+
+    def sample(self) -> None:
+        now, cpu = time.monotonic(), process_cpu_s(self.pid)
+        if now - self._last[0] > 0:
+            self.per_second_cpu.append((cpu - self._last[1]) / (now - self._last[0]))
+        self._last = (now, cpu)
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s = time.monotonic() - self._t0
+        self.cpu_s = process_cpu_s(self.pid) - self._cpu0
+        threads1 = thread_cpu_s(self.pid)
+        self.main_thread_cpu_s = threads1[self.pid][1] - self._threads0[self.pid][1]
+        cores1 = core_busy_s()
+        self.core_busy_s = {c: cores1[c] - self._cores0.get(c, 0.0) for c in cores1}
+        udp1 = udp_counters()
+        self.udp = {k: udp1[k] - self._udp0.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
+
+
+# -- building and sending ----------------------------------------------------------------
+
+
+def build(work: Path) -> tuple[Path, Path]:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise RunFailed("gcc not found: the sender and the floor receiver are built with it")
+    out = []
+    for name, libs in (("rtp_sender", ["-lm"]), ("floor_receiver", [])):
+        binary = work / name
+        result = subprocess.run([gcc, "-O2", "-Wall", "-o", str(binary),
+                                 str(ROOT / "bench" / f"{name}.c"), *libs],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RunFailed(f"gcc {name}.c failed:\n{result.stderr}")
+        out.append(binary)
+    return out[0], out[1]
+
+
+def run_sender(procs: Processes, sender: Path, ports: Sequence[int], seconds: float,
+               window: Window) -> dict[str, Any]:
+    """Send for ``seconds`` to ``ports``; sample ``window`` once a second meanwhile."""
+    proc = procs.start(["taskset", "-c", str(LOAD_CORE), str(sender), f"{seconds:g}"],
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("".join(f"127.0.0.1 {p}\n" for p in ports))
+    proc.stdin.close()
+    deadline = time.monotonic() + seconds + 60
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            procs.stop(proc)
+            raise RunFailed("the RTP sender did not finish")
+        time.sleep(1.0)
+        window.sample()
+    output = proc.stdout.read()
+    procs.stop(proc)
+    if proc.returncode != 0:
+        raise RunFailed(f"the RTP sender exited with {proc.returncode}")
+    return json.loads(output.strip().splitlines()[-1])
+
+
+# -- signalling ---------------------------------------------------------------------------
+
+
+class Signalling:
+    """One UDP SIP client; responses are matched by Call-ID and CSeq method."""
+
+    def __init__(self, port: int) -> None:
+        self.client = SipClient("127.0.0.1", port, "udp", token=TOKEN)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def response(self, call_id: str, method: str, timeout_s: float = 10.0) -> SipResponse:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no final response to {method}")
+            try:
+                message = self.client.receive(left)
+            except (TimeoutError, socket.timeout):
+                raise TimeoutError(f"no final response to {method}") from None
+            if (isinstance(message, SipResponse) and message.status >= 200
+                    and message.call_id == call_id and message.cseq.method == method):
+                return message
+
+    def invite(self, n: int) -> Call:
+        call = Call(f"{uuid.uuid4().hex}@bench", uuid.uuid4().hex[:8])
+        labels = ("inbound", "outbound")
+        # The offer's ports are not used: srs latches on the source of the first packet.
+        content_type, body = multipart(sdp_offer([40000, 40002], labels),
+                                       metadata(labels, session_id=f"bench-{n:05d}"))
+        self.client.request("INVITE", call, body=body, content_type=content_type,
+                            headers=[("Require", "siprec")])
+        response = self.response(call.call_id, "INVITE")
+        if response.status != 200:
+            raise RunFailed(f"INVITE {n} answered {response.status} {response.reason}")
+        call.to_tag = response.to.tag
+        call.answer = response
+        self.client.ack(call)
+        if len(call.ports) != 2:
+            raise RunFailed(f"INVITE {n}: the answer has {len(call.ports)} m-lines, not 2")
+        return call
+
+    def bye(self, call: Call) -> int:
+        call.cseq += 1
+        self.client.request("BYE", call)
+        return self.response(call.call_id, "BYE").status
+
+    def options(self, timeout_s: float = 5.0) -> float | None:
+        """Round-trip time of one OPTIONS, or None when no answer came."""
+        call = Call(f"{uuid.uuid4().hex}@probe", uuid.uuid4().hex[:8])
+        t0 = time.monotonic()
+        self.client.request("OPTIONS", call)
+        try:
+            self.response(call.call_id, "OPTIONS", timeout_s)
+        except TimeoutError:
+            return None
+        return time.monotonic() - t0
+
+
+class Prober(threading.Thread):
+    """OPTIONS every PROBE_INTERVAL_S: the server's SIP response time under load."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(name="options-probe", daemon=True)
+        self.signalling = Signalling(port)
+        self.stop_event = threading.Event()
+        self.rtts: list[float] = []
+        self.series: list[tuple[float, float | None]] = []  # (seconds into the window, rtt)
+        self.unanswered = 0
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        try:
+            while not self.stop_event.wait(PROBE_INTERVAL_S):
+                sent_at = time.monotonic() - t0
+                rtt = self.signalling.options()
+                self.series.append((round(sent_at, 2), None if rtt is None else round(rtt * 1000, 1)))
+                if rtt is None:
+                    self.unanswered += 1
+                else:
+                    self.rtts.append(rtt)
+        finally:
+            self.signalling.close()
+
+    def summary(self) -> dict[str, Any]:
+        rtts = np.array(self.rtts or [float("nan")]) * 1000
+        return {"probes": len(self.rtts), "unanswered": self.unanswered,
+                "p50_ms": round(float(np.median(rtts)), 2),
+                "p99_ms": round(float(np.percentile(rtts, 99)), 2),
+                "max_ms": round(float(np.max(rtts)), 2),
+                "over_1s": int(np.count_nonzero(rtts > 1000)),
+                "series_ms": self.series}
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+def wait_idle(pid: int) -> float:
+    """After the sender stops: wait until the server has drained what its sockets hold
+    (its CPU falls below IDLE_CORE_SHARE over DRAIN_S), so that the window's CPU covers
+    every packet even when the server ran behind.  Returns the time waited."""
+    t0 = time.monotonic()
+    while True:
+        cpu0 = process_cpu_s(pid)
+        time.sleep(DRAIN_S)
+        if (process_cpu_s(pid) - cpu0) / DRAIN_S < IDLE_CORE_SHARE or time.monotonic() - t0 > MAX_DRAIN_S:
+            return time.monotonic() - t0
+
+
+def rtp_base(span: int) -> int:
+    """An even base port with ``span`` ports above it, below the ephemeral range so that
+    no client socket takes one of them."""
+    low, _ = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    top = min(low, 65536) - span - 2
+    if top <= 10000:
+        raise RunFailed(f"no room for {span} RTP ports below the ephemeral range")
+    return random.randrange(10000, top, 2)
+
+
+def write_config(work: Path, calls: int, seconds: float) -> tuple[Path, int]:
+    sip_port = free_port()
+    span = 4 * calls + 200  # 2N even ports and room for the pool's cool-down
+    base = rtp_base(span)
+    config = work / "srs.toml"
+    config.write_text(f"""\
+[sip]
+host = "127.0.0.1"
+port = {sip_port}
+tls_port = 0
+[auth]
+tokens = ["{TOKEN}"]
+[media]
+host = "127.0.0.1"
+port_min = {base}
+port_max = {base + span}
+rtp_timeout_s = {max(600.0, 4 * seconds + 300):.0f}
+[recordings]
+dir = "{work / 'recordings'}"
+[server]
+state_dir = "{work / 'state'}"
+max_sessions = {calls + 10}
+[log]
+level = "info"
+format = "json"
+""")
+    return config, sip_port
+
+
+def start_server(procs: Processes, work: Path, config: Path,
+                 sip_port: int) -> subprocess.Popen[Any]:
+    log = (work / "server.log").open("w")
+    err = (work / "server.stderr").open("w")
+    proc = procs.start(["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "srs",
+                        "serve", "--config", str(config)], stdout=log, stderr=err, cwd=work)
+    log.close()
+    err.close()
+    probe = Signalling(sip_port)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            check_alive(proc, work)
+            if probe.options(timeout_s=0.5) is not None:
+                return proc
+        raise RunFailed("the server did not answer OPTIONS within 30 s")
+    finally:
+        probe.close()
+
+
+def check_alive(proc: subprocess.Popen[Any], work: Path) -> None:
+    if proc.poll() is not None:
+        tail = (work / "server.stderr").read_text()[-3000:]
+        raise RunFailed(f"the server exited with {proc.returncode}:\n{tail}")
+
+
+def log_levels(work: Path) -> dict[str, int]:
+    levels: Counter[str] = Counter()
+    path = work / "server.log"
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
+        if line.startswith("{"):
+            try:
+                levels[json.loads(line).get("level", "?")] += 1
+            except json.JSONDecodeError:
+                levels["unparsed"] += 1
+    return dict(levels)
+
+
+# -- checking the recordings --------------------------------------------------------------
+
+
+def wait_complete(recordings: Path, count: int, timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    docs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        docs = []
+        for path in sorted(recordings.glob("*/*/*/*/session.json")):
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # replaced atomically, but the glob may race a finished session
+            doc["_dir"] = str(path.parent)
+            docs.append(doc)
+        if sum(d["status"] == "complete" for d in docs) >= count:
+            return docs
+        time.sleep(0.25)
+    return docs
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int, int]:
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{w.getsampwidth() * 8}-bit samples")
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return data, w.getnchannels(), w.getframerate()
+
+
+def tone_peak_hz(samples: np.ndarray) -> tuple[float, float]:
+    """Frequency of the strongest FFT bin of one second of tone, and its share of energy."""
+    loud = np.flatnonzero(np.abs(samples) > TONE_THRESHOLD)
+    if loud.size < SAMPLE_RATE_HZ:
+        return 0.0, 0.0
+    middle = (loud[0] + loud[-1]) // 2
+    chunk = samples[middle - SAMPLE_RATE_HZ // 2: middle + SAMPLE_RATE_HZ // 2].astype(np.float64)
+    power = np.abs(np.fft.rfft(chunk * np.hanning(chunk.size))) ** 2
+    peak = int(np.argmax(power))
+    share = float(power[max(0, peak - 2): peak + 3].sum() / power.sum())
+    return peak * SAMPLE_RATE_HZ / chunk.size, share
+
+
+def seconds_between(start: str, end: str) -> float:
+    parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def check_recordings(docs: list[dict[str, Any]], calls: int, per_stream: int,
+                     fft_checks: int) -> dict[str, Any]:
+    """Loss per stream and the state of every WAV; see the README for the definitions."""
+    problems: Counter[str] = Counter()
+    examples: list[str] = []
+    received = lost_streams = tone_checked = 0
+    counted: Counter[str] = Counter()  # the server's own per-stream counters, summed
+    loss = 0
+    streams = 0
+
+    def bad(kind: str, where: str) -> None:
+        problems[kind] += 1
+        if len(examples) < 10:
+            examples.append(f"{kind}: {where}")
+
+    complete = [d for d in docs if d["status"] == "complete"]
+    for _ in range(calls - len(complete)):
+        bad("session not complete", "(missing or still recording)")
+    fft_every = max(1, len(complete) * 2 // max(1, fft_checks))
+    for doc in complete:
+        directory = Path(doc["_dir"])
+        session_s = seconds_between(doc["started_at"], doc["ended_at"])
+        if len(doc["streams"]) != 2:
+            bad("streams != 2", directory.name)
+        for stream in doc["streams"]:
+            name = f"{directory.name}/{stream['file']}"
+            count = stream["packets"]["received"]
+            received += count
+            for key in ("lost", "duplicated", "reordered", "late"):
+                counted[key] += stream["packets"][key]
+            for key, value in stream["packets"]["dropped"].items():
+                counted[f"dropped {key}"] += value
+            streams += 1
+            if count < per_stream:
+                loss += per_stream - count
+                lost_streams += 1
+            try:
+                samples, channels, rate = read_wav(directory / stream["file"])
+            except (OSError, EOFError, ValueError, wave.Error) as exc:
+                bad("WAV unreadable", f"{name}: {exc}")
+                continue
+            length_s = samples.size / channels / rate
+            if channels != 1 or rate != SAMPLE_RATE_HZ:
+                bad("WAV format", f"{name}: {channels} ch {rate} Hz")
+            if abs(length_s - session_s) > LENGTH_TOLERANCE_S:
+                bad("WAV length != session", f"{name}: {length_s:.3f} s vs {session_s:.3f} s")
+            if abs(length_s - stream["duration_s"]) > 0.01:
+                bad("WAV length != session.json", f"{name}: {length_s:.3f} vs {stream['duration_s']}")
+            tone = int(np.count_nonzero(np.abs(samples) > TONE_THRESHOLD))
+            if tone < TONE_SAMPLES_PER_PACKET * count:
+                bad("received audio missing from WAV", f"{name}: {tone} tone samples "
+                    f"for {count} packets")
+            elif tone < TONE_SAMPLES_PER_PACKET * per_stream:
+                bad("sent audio missing (loss)", f"{name}: {tone} tone samples")
+            elif tone > TONE_SAMPLES_PER_PACKET * per_stream:
+                bad("more tone than sent", f"{name}: {tone} tone samples")
+            if streams % fft_every == 1 or fft_every == 1:
+                tone_checked += 1
+                peak, share = tone_peak_hz(samples)
+                if abs(peak - TONE_HZ) > 2 or share < 0.9:
+                    bad("no 1 kHz tone", f"{name}: peak {peak:.1f} Hz, {share:.0%} of energy")
+        mix = doc.get("mix")
+        if mix is None:
+            bad("no mix", directory.name)
+        else:
+            try:
+                samples, channels, _ = read_wav(directory / mix["file"])
+                if channels != 2 or abs(samples.size / 2 / SAMPLE_RATE_HZ - session_s) > LENGTH_TOLERANCE_S:
+                    bad("mix format or length", f"{directory.name}: {channels} ch")
+            except (OSError, EOFError, ValueError, wave.Error) as exc:
+                bad("mix unreadable", f"{directory.name}: {exc}")
+    expected = calls * 2 * per_stream
+    incomplete = sum(v for k, v in problems.items() if k not in ("no mix", "mix format or length",
+                                                                   "mix unreadable"))
+    return {
+        "sessions_complete": len(complete),
+        "streams": streams,
+        "packets_expected": expected,
+        "packets_received": received,
+        "loss_packets": loss + (calls * 2 - streams) * per_stream,
+        "loss_pct": round(100 * (loss + (calls * 2 - streams) * per_stream) / expected, 4),
+        "streams_with_loss": lost_streams,
+        "server_counters": dict(counted),
+        "incomplete_wavs": incomplete,
+        "tone_fft_checked": tone_checked,
+        "problems": dict(problems),
+        "problem_examples": examples,
+    }
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+def profile_start(procs: Processes, pid: int, seconds: float, out: Path) -> subprocess.Popen[Any]:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        raise RunFailed("--profile needs py-spy (pip install py-spy into the venv)")
+    return procs.start(["taskset", "-c", str(LOAD_CORE), py_spy, "record", "--pid", str(pid),
+                        "--duration", f"{max(1, int(seconds))}", "--rate", "200",
+                        "--nonblocking", "--threads", "--format", "raw", "-o", str(out)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_summary(path: Path, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """Self and inclusive shares of the samples, by function, from py-spy's raw output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines() if path.exists() else ():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if not f.startswith("thread (") and not f.startswith("process ")]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    share = lambda c: [(f, round(100 * n / total, 1)) for f, n in c.most_common(top)]  # noqa: E731
+    return {"samples": [("total", total)], "self_pct": share(own), "inclusive_pct": share(inclusive)}
+
+
+def run_server(procs: Processes, work: Path, sender: Path, calls: int, seconds: float,
+               fft_checks: int, profile: Path | None) -> dict[str, Any]:
+    config, sip_port = write_config(work, calls, seconds)
+    server = start_server(procs, work, config, sip_port)
+    signalling = Signalling(sip_port)
+    try:
+        t0 = time.monotonic()
+        active = [signalling.invite(n) for n in range(calls)]
+        setup_s = time.monotonic() - t0
+        ports = [p for call in active for p in call.ports]
+        check_alive(server, work)
+        prober = Prober(sip_port)
+        spy = profile_start(procs, server.pid, seconds, profile) if profile else None
+        prober.start()
+        try:
+            with Window(server.pid) as window:
+                sent = run_sender(procs, sender, ports, seconds, window)
+                drain_s = wait_idle(server.pid)
+        finally:
+            prober.stop_event.set()
+            prober.join()
+        if spy is not None:
+            spy.wait(30)
+        check_alive(server, work)
+        t0 = time.monotonic()
+        bye_status = Counter(signalling.bye(call) for call in active)
+        docs = wait_complete(work / "recordings", calls, timeout_s=60 + 0.2 * calls)
+        finish_s = time.monotonic() - t0
+        check_alive(server, work)
+    except TimeoutError as exc:
+        check_alive(server, work)
+        raise RunFailed(f"the server did not answer: {exc}") from exc
+    finally:
+        signalling.close()
+        procs.stop(server)
+    per_stream = round(seconds * PACKETS_PER_S)
+    checks = check_recordings(docs, calls, per_stream, fft_checks)
+    received = checks["packets_received"]
+    return {
+        "setup_s": round(setup_s, 2),
+        "finish_s": round(finish_s, 2),
+        "bye": {str(k): v for k, v in bye_status.items()},
+        "server_exit": server.returncode,
+        "window_s": round(window.wall_s, 3),
+        "drain_s": round(drain_s, 2),
+        "cpu_s": round(window.cpu_s, 3),
+        "core_pct": round(100 * window.cpu_s / window.wall_s, 1),
+        "core_pct_max_1s": round(100 * max(window.per_second_cpu, default=0.0), 1),
+        "us_per_packet": round(1e6 * window.cpu_s / max(1, received), 2),
+        # The event loop's thread alone; the rest is the worker threads (decode, writes).
+        "loop_thread_pct": round(100 * window.main_thread_cpu_s / window.wall_s, 1),
+        "loop_us_per_packet": round(1e6 * window.main_thread_cpu_s / max(1, received), 2),
+        "cores_busy_pct": {str(c): round(100 * b / window.wall_s, 1)
+                           for c, b in window.core_busy_s.items()},
+        "udp": window.udp,
+        "sender": sent,
+        "sip_rtt": prober.summary(),
+        "log_levels": log_levels(work),
+        **checks,
+        **({"profile": profile_summary(profile)} if profile else {}),
+    }
+
+
+def run_floor(procs: Processes, work: Path, sender: Path, floor: Path, streams: int,
+              seconds: float) -> dict[str, Any]:
+    for _ in range(5):
+        base = rtp_base(2 * streams + 2)
+        proc = procs.start(["taskset", "-c", str(SERVER_CORE), str(floor), "127.0.0.1", str(base),
+                            str(streams), f"{seconds + 120:g}"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        line = proc.stdout.readline() if ready else ""
+        if '"ready"' in line:
+            break
+        procs.stop(proc)  # a port in use: try another base
+    else:
+        raise RunFailed("the floor receiver could not bind its ports")
+    try:
+        ports = [base + 2 * i for i in range(streams)]
+        with Window(proc.pid) as window:
+            sent = run_sender(procs, sender, ports, seconds, window)
+            time.sleep(DRAIN_S)
+        _signal_group(proc, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        procs.stop(proc)
+    report = json.loads(out.strip().splitlines()[-1])
+    return {
+        "packets": report["packets"],
+        "loss_packets": sent["sent"] - report["packets"],
+        "window_s": round(window.wall_s, 3),
+        "cpu_s": round(window.cpu_s, 3),
+        "core_pct": round(100 * window.cpu_s / window.wall_s, 1),
+        "us_per_packet": round(1e6 * window.cpu_s / max(1, report["packets"]), 2),
+        "udp": window.udp,
+        "sender": sent,
+    }
+
+
+def run_one(procs: Processes, work: Path, binaries: tuple[Path, Path], calls: int,
+            seconds: float, fft_checks: int, profile_dir: Path | None) -> dict[str, Any]:
+    sender, floor = binaries
+    streams = 2 * calls
+    run_dir = work / f"n{calls}"
+    run_dir.mkdir()
+    profile = profile_dir / f"capacity-{calls}.txt" if profile_dir else None
+    server = run_server(procs, run_dir, sender, calls, seconds, fft_checks, profile)
+    floor_result = run_floor(procs, run_dir, sender, floor, streams, seconds)
+    return {
+        "calls": calls,
+        "streams": streams,
+        "seconds": seconds,
+        "packets_per_s": streams * PACKETS_PER_S,
+        "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+        "server": server,
+        "floor": floor_result,
+        "ratio": round(server["us_per_packet"] / max(1e-9, floor_result["us_per_packet"]), 2),
+    }
+
+
+# -- output -------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("calls", lambda r: r["calls"]),
+    ("streams", lambda r: r["streams"]),
+    ("pkt/s", lambda r: r["packets_per_s"]),
+    ("srv us/pkt", lambda r: f"{r['server']['us_per_packet']:.1f}"),
+    ("srv %core", lambda r: f"{r['server']['core_pct']:.0f} (max {r['server']['core_pct_max_1s']:.0f})"),
+    ("loop %core", lambda r: f"{r['server']['loop_thread_pct']:.0f}"),
+    ("loss pkts", lambda r: f"{r['server']['loss_packets']} ({r['server']['loss_pct']:.3g}%)"),
+    ("rcvbuf drops", lambda r: r["server"]["udp"]["RcvbufErrors"]),
+    ("late pkts", lambda r: r["server"]["server_counters"].get("late", 0)),
+    ("bad WAVs", lambda r: f"{r['server']['incomplete_wavs']}/{r['streams']}"),
+    ("floor us/pkt", lambda r: f"{r['floor']['us_per_packet']:.1f}"),
+    ("ratio", lambda r: f"{r['ratio']:.1f}x"),
+    ("sender us/pkt", lambda r: f"{1e6 * r['server']['sender']['cpu_s'] / max(1, r['server']['sender']['sent']):.1f}"),
+    ("SIP rtt p50/max ms", lambda r: f"{r['server']['sip_rtt']['p50_ms']:.1f}/{r['server']['sip_rtt']['max_ms']:.0f}"),
+]
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [[name for name, _ in COLUMNS]] + [[str(get(r)) for _, get in COLUMNS] for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [" | ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    notes = []
+    for r in results:
+        s = r["server"]
+        other = s["cores_busy_pct"]
+        foreign = other.get(str(SERVER_CORE), 0.0) - s["core_pct"]
+        notes.append(
+            f"N={r['calls']}: {r['seconds']:g} s of sending + {s['drain_s']} s drain; set-up "
+            f"{s['setup_s']} s, finish {s['finish_s']} s; cores busy % {other} (other load on "
+            f"core {SERVER_CORE}: {foreign:.0f}%); SIP rtt p99 {s['sip_rtt']['p99_ms']} ms, "
+            f"{s['sip_rtt']['over_1s']} over 1 s; floor loss {r['floor']['loss_packets']}; "
+            f"server log levels {s['log_levels']}")
+        for example in s["problem_examples"][:5]:
+            notes.append(f"    {example}")
+        if "profile" in s:
+            notes.append("    py-spy self %: " + ", ".join(f"{f} {p}" for f, p in s["profile"]["self_pct"][:8]))
+    return "\n".join(lines + [""] + notes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="300",
+                        help="concurrent two-stream calls; a comma-separated list runs each (default 300)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="sending window (default 20)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--fft-checks", type=int, default=8,
+                        help="WAVs checked for the 1 kHz tone by FFT (all are checked for content)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record the server with py-spy during the window into DIR")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = parser.parse_args(argv)
+    try:
+        counts = [int(c) for c in args.calls.split(",")]
+    except ValueError:
+        parser.error("--calls takes integers, comma-separated")
+    if any(c < 1 for c in counts) or args.seconds < 2:
+        parser.error("--calls must be >= 1 and --seconds >= 2")
+    if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
+        print("capacity: needs two cores (server on 0, load on 1)", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {LOAD_CORE})  # the signalling client and probes share core 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the finally
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    procs = Processes()
+    work = Path(tempfile.mkdtemp(prefix="srs-capacity-"))
+    results = []
+    try:
+        binaries = build(work)
+        for calls in counts:
+            print(f"capacity: {calls} calls for {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            results.append(run_one(procs, work, binaries, calls, args.seconds, args.fft_checks,
+                                   args.profile))
+    except RunFailed as exc:
+        print(f"capacity: run failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+        if args.keep:
+            print(f"capacity: kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        if results:
+            print(json.dumps(results, indent=2) if args.json else table(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
