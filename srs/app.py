@@ -23,7 +23,9 @@ from srs.config import Settings
 from srs.errors import ConfigError
 from srs.log import RateLimiter, get_logger
 from srs.recording.manager import SessionManager
+from srs.recording.media import SocketMedia, quantize_s
 from srs.recording.repair import repair_recordings
+from srs.errors import SipParseError
 from srs.sip.parser import SipMessageError
 from srs.sip.transport import Peer, SipTransports
 from srs.sip.uas import Local, Refused, SessionEnded, SipCore, Transmit
@@ -74,9 +76,15 @@ class Application:
         for outcome in report.outcomes:
             self.log.warning("session_repaired", dir=str(outcome.directory),
                              repaired=outcome.repaired, problems=list(outcome.problems))
+        # One fixed offset turns the session clock into Unix time for the sidecar, so
+        # every time a session records comes from the same clock as its packets.
+        self.epoch_offset_s = quantize_s(time.time() - self.now())
+        media = SocketMedia(self.settings.media.host, self.settings.media.port_min,
+                            self.settings.media.port_max, self.now)
         self.sessions = SessionManager(
             self.settings, self.core, transmit=self._execute, local_for=self._local_for,
-            media_address_for=self._media_address_for, log=self.log,
+            media_address_for=self._media_address_for, log=self.log, media=media,
+            clock=self.now, epoch_offset_s=self.epoch_offset_s,
         )
         try:
             await self.transports.start()
@@ -107,8 +115,27 @@ class Application:
 
     # -- inputs from the transports -----------------------------------------------------
 
+    def now(self) -> float:
+        """The session clock: the event loop's monotonic time in whole microseconds."""
+        return quantize_s(self._loop.time())
+
     def _on_message(self, message: Any, peer: Peer) -> None:
-        self._execute(self.core.receive(message, peer, self._loop.time()))
+        now = self.now()
+        if self.sessions is not None and self.sessions.capturing:
+            self._capture(message, peer, now)
+        self._execute(self.core.receive(message, peer, now))
+
+    def _capture(self, message: Any, peer: Peer, now: float) -> None:
+        """An incoming SIP message of a captured session (``recordings.capture``)."""
+        try:
+            call_id = message.call_id
+        except SipParseError:
+            return
+        assert self.sessions is not None
+        if call_id in self.sessions.capturing:
+            local = self._local_for(peer)
+            self.sessions.capture_sip(call_id, now, peer.host, peer.port, local.host, local.port,
+                                      peer.transport, bytes(message))
 
     def _on_parse_error(self, error: SipMessageError, peer: Peer) -> None:
         allowed, suppressed = self._warnings.allow(("parse", peer.host))
@@ -116,7 +143,7 @@ class Application:
             self.log.warning("sip_parse_error", src=f"{peer.host}:{peer.port}",
                              transport=peer.transport, reason=error.reason,
                              suppressed=suppressed)
-        self._execute(self.core.parse_failed(error, peer, self._loop.time()))
+        self._execute(self.core.parse_failed(error, peer, self.now()))
 
     # -- outputs of the core -----------------------------------------------------------
 
@@ -129,6 +156,10 @@ class Application:
                 if not peer.reliable:
                     peer = Peer("udp", output.host, output.port)
                 self.transports.send(peer, output.data)
+                if self.sessions is not None and output.call_id in self.sessions.capturing:
+                    local = self._local_for(peer)
+                    self.sessions.capture_sip(output.call_id, self.now(), local.host, local.port,
+                                              output.host, output.port, peer.transport, output.data)
             elif isinstance(output, Refused):
                 self._refused(output)
             elif isinstance(output, ClientTimedOut):
@@ -163,7 +194,7 @@ class Application:
     def _fire_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._execute(self.core.handle_timer(self._loop.time()))
+        self._execute(self.core.handle_timer(self.now()))
 
     # -- addresses ---------------------------------------------------------------------
 

@@ -190,6 +190,10 @@ class MediaSettings:
 class RecordingsSettings:
     dir: Path = Path("./recordings")
     """Where recordings are written: one directory per session under YYYY/MM/DD/."""
+    capture: bool = False
+    """Also write each session's SIP and RTP, as received, to capture.pcap in its directory
+    (for srs replay and debugging). SIP over TLS is written decrypted and the SDP carries
+    the SRTP keys: treat captures as secret."""
 
     def validate(self) -> None:
         if str(self.dir) == "":

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -90,6 +91,8 @@ class RunningServer:
             self.loop.call_soon_threadsafe(self.stop_event.set)
             self.thread.join(timeout=30)
             assert not self.thread.is_alive(), "server did not stop"
+        # The server's log file is closed now: later code in the test logs to stderr.
+        configure_logging("debug", "console", stream=sys.stderr)
 
 
 def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:

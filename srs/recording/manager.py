@@ -11,35 +11,34 @@ is still finalised).  Every task is kept and awaited; none is fire-and-forget.
 from __future__ import annotations
 
 import asyncio
-import errno
 import secrets
 import shutil
-import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from srs.config import Settings
 from srs.errors import MetadataError, PeerError, ServiceUnavailable, SipParseError
 from srs.metadata import RecordingMetadata
 from srs.multipart import split_siprec_body
 from srs.recording import sidecar as sc
+from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture
 from srs.recording.layout import create_session_dir, write_metadata
+from srs.recording.media import MediaPorts
 from srs.recording.mix import MixResult, mix_stereo
-from srs.recording.session import (
-    RecordingSession,
-    StreamOutput,
-    StreamState,
-    call_info_from_invite,
-)
+from srs.recording.session import RecordingSession, StreamOutput, call_info_from_invite
 from srs.recording.wav import RecordingIOError
-from srs.rtp.ports import PortPool
 from srs.sdp import SessionDescription
 from srs.sip.dialog import DialogId
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 
-__all__ = ["SessionManager", "TICK_S"]
+__all__ = ["SessionManager", "TICK_S", "Blocking"]
+
+_T = TypeVar("_T")
+# Runs blocking file work: asyncio.to_thread live (off the event loop), a plain call in
+# a replay (which owns no event loop time worth protecting).
+Blocking = Callable[..., Awaitable[Any]]
 
 TICK_S = 1.0
 # Audio is written up to this long before now.  Each tick first releases what the reorder
@@ -52,25 +51,6 @@ WRITE_LAG_S = 0.4
 # The sidecar is rewritten with the current counters this often while recording, so a
 # crash leaves recent numbers (it is also rewritten on every signalling change).
 SIDECAR_EVERY_TICKS = 5
-# Ports of the range another process holds are skipped; this many in a row give 503.
-_BIND_ATTEMPTS = 32
-_RTP_RCVBUF_BYTES = 256 * 1024
-
-
-class _RtpProtocol(asyncio.DatagramProtocol):
-    """The per-packet path: one call into the stream, nothing else."""
-
-    __slots__ = ("stream", "clock")
-
-    def __init__(self, stream: StreamState, clock: Callable[[], float]) -> None:
-        self.stream = stream
-        self.clock = clock
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.stream.receive(data, (addr[0], addr[1]), self.clock())
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP for a datagram we never sent: nothing to do
 
 
 @dataclass(eq=False)
@@ -81,11 +61,12 @@ class _Live:
     dialog_id: DialogId | None
     local: Local
     ports: list[int] = field(default_factory=list)
-    transports: dict[int, asyncio.DatagramTransport] = field(default_factory=dict)
     outputs: dict[int, StreamOutput] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ticks: int = 0
+    capture: SessionCapture | None = None
     ending: bool = False
     log: Any = None
 
@@ -100,21 +81,39 @@ class SessionManager:
         local_for: Callable[[Any], Local],
         media_address_for: Callable[[Any], str],
         log: Any,
+        media: MediaPorts,
+        clock: Callable[[], float],
+        epoch_offset_s: float,
+        blocking: Blocking = asyncio.to_thread,
+        autotick: bool = True,
     ) -> None:
+        """``clock`` is the session clock (monotonic seconds, microsecond-quantized);
+        ``epoch_offset_s`` turns it into Unix time for the sidecar.  With ``autotick``
+        each session writes once a second on its own; without, the caller calls
+        :meth:`tick` (a replay, driven by packet time)."""
         self.settings = settings
         self.core = core
         self.transmit = transmit
         self.local_for = local_for
         self.media_address_for = media_address_for
         self.log = log
-        self.ports = PortPool(settings.media.port_min, settings.media.port_max)
+        self.media = media
+        self.clock = clock
+        self.epoch_offset_s = epoch_offset_s
+        self.blocking = blocking
+        self.autotick = autotick
         self.sessions: dict[DialogId, _Live] = {}
         self.setting_up = 0
         self.setups: set[asyncio.Task[Any]] = set()
         self.draining = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.finished: dict[str, int] = {}
+        self.capturing: dict[str, _Live] = {}  # Call-ID -> captured session
         self._loop = asyncio.get_running_loop()
+
+    def wall(self, now: float) -> datetime:
+        """The Unix time of a session-clock reading, for the sidecar."""
+        return datetime.fromtimestamp(now + self.epoch_offset_s, timezone.utc)
 
     # -- event dispatch -----------------------------------------------------------------
 
@@ -148,7 +147,7 @@ class SessionManager:
 
     async def _new_session(self, event: NewSession) -> None:
         request, peer, pending = event.request, event.peer, event.pending
-        now = self._loop.time()
+        now = event.received_at
         log = self.log.bind(call_id=request.call_id, src=f"{peer.host}:{peer.port}")
         if self.draining or len(self.sessions) + self.setting_up >= self.settings.server.max_sessions:
             reason = "shutting down" if self.draining else "session limit reached"
@@ -164,10 +163,10 @@ class SessionManager:
             metadata = RecordingMetadata.parse(body.metadata) if body.metadata else None
             info = call_info_from_invite(request, peer.host, peer.port, peer.transport,
                                          credential_header=self.settings.auth.header)
-            started_at = datetime.now(timezone.utc)
+            started_at = self.wall(now)
             session_id = (metadata.sessions[0].session_id if metadata and metadata.sessions
                           else info.call_id)
-            layout = await asyncio.to_thread(
+            layout = await self.blocking(
                 create_session_dir, self.settings.recordings.dir, started_at, session_id)
             session = RecordingSession(
                 info=info, layout=layout, started_at=started_at, origin_s=now,
@@ -176,12 +175,17 @@ class SessionManager:
                 srtp_policy=self.settings.media.srtp,
             )
             live = _Live(session, None, self.local_for(peer), log=log)
+            if self.settings.recordings.capture:
+                live.capture = SessionCapture(layout.directory / CAPTURE_FILE, self.epoch_offset_s)
+                self.capturing[info.call_id] = live
+                self.capture_sip(info.call_id, now, peer.host, peer.port, live.local.host,
+                                 live.local.port, peer.transport, bytes(request))
             if metadata is not None and body.metadata is not None:
-                await self._metadata(live, body.metadata, metadata, "INVITE")
+                await self._metadata(live, body.metadata, metadata, "INVITE", now)
             answer = await self._negotiate(live, offer)
             await self._save_sidecar(live)
             outputs, dialog_id = self.core.answer(
-                pending, 200, self._loop.time(), local=live.local, body=answer,
+                pending, 200, self.clock(), local=live.local, body=answer,
                 content_type="application/sdp")
             self.transmit(outputs)
             if dialog_id is None:
@@ -191,19 +195,20 @@ class SessionManager:
             live.dialog_id = dialog_id
             self.sessions[dialog_id] = live
             live.log = log = log.bind(session_id=session.session_id, dir=str(layout.directory))
-            live.task = self._keep(self._run(live))
+            if self.autotick:
+                live.task = self._keep(self._run(live))
             log.info("session_started", streams=[s.stem for s in session.streams],
                      ports=live.ports, transport=peer.transport)
         except PeerError as exc:
             log.warning("invite_rejected", status=exc.status, reason=exc.reason)
-            self.transmit(self.core.reject(pending, exc, self._loop.time()))
+            self.transmit(self.core.reject(pending, exc, self.clock()))
             if live is not None:
                 await self._discard(live)
         except RecordingIOError as exc:
             log.error("session_storage_failed", error=str(exc))
             self.transmit(self.core.reject(pending, ServiceUnavailable(
                 "Service Unavailable: recording storage failed", retry_after_s=30),
-                self._loop.time()))
+                self.clock()))
             if live is not None:
                 await self._fail_files(live, str(exc))
         finally:
@@ -215,19 +220,21 @@ class SessionManager:
         acceptable = session.acceptable(offer)  # 488 when nothing can be taken
         known = {s.index for s in session.streams if s.receiving}
         wanted = [i for i, ok in enumerate(acceptable) if ok and i not in known]
-        ports = await self._bind(live, len(wanted))
+        ports = await self.media.open(len(wanted), live.ports[-1] if live.ports else None)
+        live.ports.extend(ports)
         try:
             answer, started, stopped = session.answer_offer(
-                offer, dict(zip(wanted, ports)), self._loop.time())
+                offer, dict(zip(wanted, ports)), self.clock())
         except PeerError:
             self._unbind(live, ports)
             raise
         used = {s.port for s in started}
         self._unbind(live, [p for p in ports if p not in used])
         for stream in started:
-            transport = live.transports[stream.port]
-            transport.set_protocol(_RtpProtocol(stream, self._loop.time))
-            output = await asyncio.to_thread(
+            if live.capture is not None:
+                stream.capture = []
+            self.media.attach(stream.port, stream)
+            output = await self.blocking(
                 StreamOutput, session.layout.stream_wav(stream.stem), stream.decoders,
                 stream.timeline.clock_rate_hz, stream.timeline.clock_rate_hz)
             output.label = stream.stem
@@ -236,80 +243,23 @@ class SessionManager:
             self._unbind(live, [stream.port])
         return answer
 
-    async def _bind(self, live: _Live, count: int) -> list[int]:
-        """Take ``count`` ports from the pool and bind a UDP socket on each."""
-        if count == 0:
-            return []
-        skip: set[int] = set()
-        for _ in range(_BIND_ATTEMPTS):
-            now = self._loop.time()
-            if live.ports:
-                ports = [self.ports.allocate_near(live.ports[-1], now, skip=frozenset(skip))]
-                while len(ports) < count:
-                    ports.append(self.ports.allocate_near(ports[-1], now, skip=frozenset(skip)))
-            else:
-                ports = self.ports.allocate(count, now, skip=frozenset(skip))
-            bound: dict[int, asyncio.DatagramTransport] = {}
-            failed = None
-            for port in ports:
-                try:
-                    bound[port] = await self._open_rtp(port)
-                except OSError as exc:
-                    if exc.errno != errno.EADDRINUSE:
-                        raise
-                    failed = port
-                    break
-            if failed is None:
-                live.ports.extend(ports)
-                live.transports.update(bound)
-                return ports
-            for transport in bound.values():
-                transport.close()
-            self.ports.release(ports, self._loop.time() - self.ports.cooldown_s)
-            skip.add(failed)
-        raise ServiceUnavailable("Service Unavailable: RTP ports busy", retry_after_s=10)
-
-    async def _open_rtp(self, port: int) -> asyncio.DatagramTransport:
-        host = self.settings.media.host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RTP_RCVBUF_BYTES)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind((host, port))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        # A placeholder protocol until the stream exists (the client learns the port only
-        # from our answer, so nothing of value arrives before set_protocol).
-        transport, _ = await self._loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, sock=sock)
-        return transport
-
     def _unbind(self, live: _Live, ports: list[int]) -> None:
-        released = []
-        for port in ports:
-            transport = live.transports.pop(port, None)
-            if transport is not None:
-                transport.close()
-            if port in live.ports:
-                live.ports.remove(port)
-                released.append(port)
-        if released:
-            self.ports.release(released, self._loop.time())
+        mine = [port for port in ports if port in live.ports]
+        for port in mine:
+            live.ports.remove(port)
+        if mine:
+            self.media.close(mine)
 
     async def _metadata(self, live: _Live, raw: bytes, parsed: RecordingMetadata,
-                        method: str) -> None:
-        n = live.session.apply_metadata(raw, parsed, datetime.now(timezone.utc), method)
-        await asyncio.to_thread(write_metadata, live.session.layout, n, raw)
+                        method: str, received_at: float) -> None:
+        n = live.session.apply_metadata(raw, parsed, self.wall(received_at), method)
+        await self.blocking(write_metadata, live.session.layout, n, raw)
 
     # -- mid-call -----------------------------------------------------------------------
 
     async def _update(self, event: SessionUpdate) -> None:
         live = self.sessions.get(event.dialog_id)
-        now = self._loop.time()
+        now = self.clock()
         if live is None or live.ending:
             self.transmit(self.core.reject(event.pending, _gone(), now))
             return
@@ -319,8 +269,8 @@ class SessionManager:
                                      require_sdp=False) if request.body else None
             async with live.lock:
                 if body is not None and body.metadata is not None:
-                    await self._metadata(live, body.metadata,
-                                         RecordingMetadata.parse(body.metadata), request.method)
+                    await self._metadata(live, body.metadata, RecordingMetadata.parse(body.metadata),
+                                         request.method, event.received_at)
                 if body is not None and body.sdp is not None:
                     answer: bytes | None = await self._negotiate(
                         live, SessionDescription.parse(body.sdp))
@@ -332,10 +282,10 @@ class SessionManager:
         except PeerError as exc:
             live.log.warning("update_rejected", method=request.method, status=exc.status,
                              reason=exc.reason)
-            self.transmit(self.core.reject(event.pending, exc, self._loop.time()))
+            self.transmit(self.core.reject(event.pending, exc, self.clock()))
             return
         outputs, _ = self.core.answer(
-            event.pending, 200, self._loop.time(), local=live.local, body=answer or b"",
+            event.pending, 200, self.clock(), local=live.local, body=answer or b"",
             content_type="application/sdp" if answer else None)
         self.transmit(outputs)
         live.log.info("session_updated", method=request.method,
@@ -349,17 +299,15 @@ class SessionManager:
             return
         if event.reason == "timeout":
             # No ACK for our 2xx (RFC 3261 §13.3.1.4): end with a BYE.
-            self.transmit(self.core.hang_up(event.dialog_id, self._loop.time(), local=live.local))
-            await self.finish(live, sc.EndReason.TIMEOUT)
+            self.transmit(self.core.hang_up(event.dialog_id, event.at, local=live.local))
+            await self.finish(live, sc.EndReason.TIMEOUT, at=event.at)
         else:
-            await self.finish(live, sc.EndReason.BYE)
+            await self.finish(live, sc.EndReason.BYE, at=event.at)
 
     # -- the running session ------------------------------------------------------------
 
     async def _run(self, live: _Live) -> None:
-        """Once a second: write what arrived; end the session on inactivity or length."""
-        media = self.settings.media
-        ticks = 0
+        """Once a second: :meth:`tick`, until the session ends."""
         try:
             while not live.ending:
                 try:
@@ -367,25 +315,37 @@ class SessionManager:
                     return  # finish() asked us to stop: it writes the rest
                 except TimeoutError:
                     pass
-                now = self._loop.time()
-                ticks += 1
-                async with live.lock:
-                    await self._write_batch(live, now, sidecar=ticks % SIDECAR_EVERY_TICKS == 0)
-                reason = self._expired(live, now, media.rtp_timeout_s, media.max_session_s)
-                if reason is not None:
-                    live.log.info("session_expired", why=reason)
-                    self.transmit(self.core.hang_up(live.dialog_id, now, local=live.local))  # type: ignore[arg-type]
-                    self._keep(self.finish(live, sc.EndReason.TIMEOUT))
+                if await self.tick(live, self.clock()):
                     return
         except RecordingIOError as exc:
             live.log.error("session_storage_failed", error=str(exc))
-            self.transmit(self.core.hang_up(live.dialog_id, self._loop.time(), local=live.local))  # type: ignore[arg-type]
-            self._keep(self.finish(live, sc.EndReason.ERROR, error=str(exc)))
+            self._end_from_our_side(live, sc.EndReason.ERROR, error=str(exc))
         except Exception:
             # A bug: surface it loudly, and still finalise what was recorded.
             live.log.exception("session_failed")
-            self.transmit(self.core.hang_up(live.dialog_id, self._loop.time(), local=live.local))  # type: ignore[arg-type]
-            self._keep(self.finish(live, sc.EndReason.ERROR, error="internal error"))
+            self._end_from_our_side(live, sc.EndReason.ERROR, error="internal error")
+
+    async def tick(self, live: _Live, now: float) -> bool:
+        """Write what arrived up to ``now``; end the session when it expired (inactivity,
+        maximum length).  Returns True when the session was ended."""
+        live.ticks += 1
+        async with live.lock:
+            await self._write_batch(live, now, sidecar=live.ticks % SIDECAR_EVERY_TICKS == 0)
+        media = self.settings.media
+        reason = self._expired(live, now, media.rtp_timeout_s, media.max_session_s)
+        if reason is None:
+            return False
+        live.log.info("session_expired", why=reason)
+        self._end_from_our_side(live, sc.EndReason.TIMEOUT, at=now)
+        return True
+
+    def _end_from_our_side(self, live: _Live, reason: sc.EndReason, *, error: str | None = None,
+                           at: float | None = None) -> None:
+        """BYE to the recording client (RFC 3261 §15.1.1), then finalise."""
+        now = self.clock() if at is None else at
+        if live.dialog_id is not None:
+            self.transmit(self.core.hang_up(live.dialog_id, now, local=live.local))
+        self._keep(self.finish(live, reason, error=error, at=now))
 
     async def _write_batch(self, live: _Live, now: float, *, sidecar: bool = False) -> None:
         jobs = []
@@ -398,22 +358,48 @@ class SessionManager:
             batch = stream.take_pending(now)
             jobs.append((output, batch, max(0, stream.timeline.wall_offset(now - WRITE_LAG_S))))
         record = self._sidecar(live, sc.SessionStatus.RECORDING) if sidecar else None
-        if jobs or record is not None:
-            await asyncio.to_thread(self._write_jobs, live, jobs, record)
+        captured = self._take_capture(live)
+        if jobs or record is not None or captured:
+            await self.blocking(self._write_jobs, live, jobs, record, captured)
 
     @staticmethod
     def _write_jobs(live: _Live, jobs: list[tuple[StreamOutput, list[Any], int]],
-                    record: sc.SessionSidecar | None) -> None:
+                    record: sc.SessionSidecar | None, captured: list[CaptureRecord]) -> None:
         for output, batch, settled in jobs:
             output.write(batch, settled)
+        if captured and live.capture is not None:
+            live.capture.write(captured)
         if record is not None:
             sc.write_sidecar(live.session.layout.sidecar, record)
+
+    # -- capture ------------------------------------------------------------------------
+
+    def capture_sip(self, call_id: str, now: float, src: str, sport: int, dst: str, dport: int,
+                    transport: str, data: bytes) -> None:
+        """A SIP message to or from a captured session (event loop)."""
+        live = self.capturing.get(call_id)
+        if live is not None and live.capture is not None:
+            live.capture.add(CaptureRecord(now, src, sport, dst, dport, data, transport != "udp"))
+
+    def _take_capture(self, live: _Live) -> list[CaptureRecord]:
+        """Everything captured since the last write, in the order srs saw it."""
+        if live.capture is None:
+            return []
+        records = live.capture.take()
+        address = live.session.media_address
+        for stream in live.session.streams:
+            if stream.capture:
+                packets, stream.capture = stream.capture, []
+                records.extend(CaptureRecord(now, src[0], src[1], address, stream.port, data, False)
+                               for now, src, data in packets)
+        records.sort(key=lambda r: r.now)
+        return records
 
     async def _save_sidecar(self, live: _Live) -> None:
         """Rewrite session.json: the record is built here, on the event loop that owns the
         track counters; only the file write goes to the worker thread."""
         record = self._sidecar(live, sc.SessionStatus.RECORDING)
-        await asyncio.to_thread(sc.write_sidecar, live.session.layout.sidecar, record)
+        await self.blocking(sc.write_sidecar, live.session.layout.sidecar, record)
 
     @staticmethod
     def _expired(live: _Live, now: float, rtp_timeout_s: float, max_session_s: float) -> str | None:
@@ -429,7 +415,8 @@ class SessionManager:
 
     # -- the end ------------------------------------------------------------------------
 
-    async def finish(self, live: _Live, reason: sc.EndReason, *, error: str | None = None) -> None:
+    async def finish(self, live: _Live, reason: sc.EndReason, *, error: str | None = None,
+                     at: float | None = None) -> None:
         """Finalise a session: flush every track to the session's length, close the
         files, build the mix, write the final sidecar."""
         if live.ending:
@@ -444,7 +431,7 @@ class SessionManager:
             # and the files must not be closed under it.
             await asyncio.wait([task])
         async with live.lock:
-            now = self._loop.time()
+            now = self.clock() if at is None else at
             self._unbind(live, list(live.ports))
             jobs = []
             for stream in live.session.streams:
@@ -453,10 +440,13 @@ class SessionManager:
                     continue
                 batch = stream.take_pending(now) + stream.timeline.flush()
                 jobs.append((output, batch, stream.timeline.finish(now)))
-            ended_at = datetime.now(timezone.utc)
+            captured = self._take_capture(live)
+            self.capturing.pop(live.session.info.call_id, None)
+            ended_at = self.wall(now)
             status = sc.SessionStatus.COMPLETE if reason is not sc.EndReason.ERROR else sc.SessionStatus.FAILED
             try:
-                await asyncio.to_thread(self._finish_files, live, jobs, status, ended_at, reason, error)
+                await self.blocking(self._finish_files, live, jobs, status, ended_at, reason, error,
+                                    captured)
             except RecordingIOError as exc:
                 live.log.error("session_storage_failed", error=str(exc))
                 await self._fail_files(live, str(exc), reason=reason)
@@ -472,9 +462,12 @@ class SessionManager:
 
     def _finish_files(self, live: _Live, jobs: list[tuple[StreamOutput, list[Any], int]],
                       status: sc.SessionStatus, ended_at: datetime, reason: sc.EndReason,
-                      error: str | None) -> None:
+                      error: str | None, captured: list[CaptureRecord]) -> None:
         for output, batch, total in jobs:
             output.finish(batch, total)
+        if live.capture is not None:
+            live.capture.write(captured)
+            live.capture.close()
         mix, skipped = None, None
         order = live.session.mix_order()
         if order is not None and all(s.index in live.outputs for s in order):
@@ -548,19 +541,21 @@ class SessionManager:
                 sc.write_sidecar(live.session.layout.sidecar, record)
             except (RecordingIOError, OSError) as exc:
                 live.log.error("sidecar_write_failed", error=str(exc))
+        self.capturing.pop(live.session.info.call_id, None)
         self._unbind(live, list(live.ports))  # no packet reaches the counters after this
-        record = self._sidecar(live, sc.SessionStatus.FAILED, ended_at=datetime.now(timezone.utc),
+        record = self._sidecar(live, sc.SessionStatus.FAILED, ended_at=self.wall(self.clock()),
                                end_reason=reason, error=error)
-        await asyncio.to_thread(work)
+        await self.blocking(work)
 
     async def _discard(self, live: _Live) -> None:
         """A session that never started (rejected or cancelled): remove its files."""
+        self.capturing.pop(live.session.info.call_id, None)
         self._unbind(live, list(live.ports))
         def work() -> None:
             for output in live.outputs.values():
                 output.writer.close()
             shutil.rmtree(live.session.layout.directory, ignore_errors=True)
-        await asyncio.to_thread(work)
+        await self.blocking(work)
 
     async def shutdown(self) -> None:
         """Stop taking sessions; BYE and finalise every active one."""
@@ -569,7 +564,7 @@ class SessionManager:
         # half-made session directory is left behind.
         if self.setups:
             await asyncio.wait(list(self.setups))
-        now = self._loop.time()
+        now = self.clock()
         for live in list(self.sessions.values()):
             if live.dialog_id is not None:
                 self.transmit(self.core.hang_up(live.dialog_id, now, local=live.local))

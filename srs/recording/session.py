@@ -152,6 +152,7 @@ class StreamState:
         "receiving",
         "srtp",
         "crypto",
+        "capture",
     )
 
     def __init__(
@@ -178,9 +179,13 @@ class StreamState:
         self.receiving = True
         self.srtp: SrtpInbound | None = None
         self.crypto: AcceptedCrypto | None = None
+        # (now, source, datagram) as received, when the session is captured
+        self.capture: list[tuple[float, tuple[str, int], bytes]] | None = None
 
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
         """The per-packet path: latch, decrypt (SRTP), hand the datagram to the timeline."""
+        if self.capture is not None:
+            self.capture.append((now, source, data))
         latched = self.latched
         if latched != source:
             if latched is not None and now - self.latched_last_s < RELATCH_AFTER_S:

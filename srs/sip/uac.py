@@ -30,6 +30,7 @@ class Transmit:
     data: bytes
     host: str
     port: int
+    call_id: str = ""  # for per-session capture
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ class ClientTransactions:
                                now + self.t1_s, now + 64 * self.t1_s)
             self._pending[key] = pending
             self._arm(key, pending.give_up if reliable else pending.next_send)
-        return [Transmit(peer, data, host, port)]
+        return [Transmit(peer, data, host, port, request.call_id)]
 
     def receive_response(self, response: SipResponse, now: float) -> list[Transmit]:
         try:
@@ -112,7 +113,8 @@ class ClientTransactions:
                 outputs.append(ClientTimedOut(pending.request.method, pending.request.call_id))
             elif not pending.reliable and now >= pending.next_send:
                 # Timer E (RFC 3261 §17.1.2.2): double up to T2.
-                outputs.append(Transmit(pending.peer, pending.data, pending.host, pending.port))
+                outputs.append(Transmit(pending.peer, pending.data, pending.host, pending.port,
+                                        pending.request.call_id))
                 pending.interval_s = min(2 * pending.interval_s, self.t2_s)
                 pending.next_send = now + pending.interval_s
                 self._arm(key, min(pending.next_send, pending.give_up))

@@ -121,6 +121,7 @@ class NewSession:
     pending: ServerTransaction
     request: SipRequest
     peer: object
+    received_at: float = 0.0  # the ``now`` the INVITE arrived at: the session's origin
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -131,6 +132,7 @@ class SessionUpdate:
     request: SipRequest
     dialog_id: DialogId
     peer: object
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ class SessionEnded:
     reason: str
     dialog_id: DialogId | None = None
     pending: ServerTransaction | None = None
+    at: float = 0.0  # the ``now`` it ended at (the BYE's arrival): the session's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +300,7 @@ class SipCore:
             elif isinstance(event, AckReceived):
                 pass  # the 2xx is acknowledged; the transaction layer stopped resending it
             elif isinstance(event, AckTimedOut):
-                outputs.extend(self._ack_timed_out(event.transaction))
+                outputs.extend(self._ack_timed_out(event.transaction, now))
             elif isinstance(event, TransactionTimedOut | TransportFailed):
                 pass  # a non-2xx answer was not acknowledged: nothing was allocated for it
             elif isinstance(event, Overloaded):
@@ -316,7 +319,7 @@ class SipCore:
                 raise MethodNotAllowed("Method Not Allowed")
             dialog_id = DialogId.of_request(request)
             if dialog_id is None and method == "INVITE":
-                return self._new_invite(request, peer, pending)
+                return self._new_invite(request, peer, pending, now)
             _check_headers(request)
             if dialog_id is None:
                 return self._outside_dialog(request, pending, now)
@@ -326,10 +329,10 @@ class SipCore:
                 self.dialogs.remove(dialog.id)
                 self._dialog_peers.pop(dialog.id, None)
                 outputs = self._reply(pending, 200, now)
-                outputs.append(SessionEnded("bye", dialog_id=dialog.id))
+                outputs.append(SessionEnded("bye", dialog_id=dialog.id, at=now))
                 return outputs
             if method in ("INVITE", "UPDATE"):
-                return [SessionUpdate(pending, request, dialog.id, peer)]
+                return [SessionUpdate(pending, request, dialog.id, peer, now)]
             return self._reply(pending, 200, now)  # OPTIONS, INFO in a dialog
         except PeerError as exc:
             error = exc
@@ -349,7 +352,8 @@ class SipCore:
             ])
         raise CallDoesNotExist("Call/Transaction Does Not Exist")  # RFC 3261 §12.2.2
 
-    def _new_invite(self, request: SipRequest, peer: object, pending: ServerTransaction) -> list[Output]:
+    def _new_invite(self, request: SipRequest, peer: object, pending: ServerTransaction,
+                    now: float) -> list[Output]:
         """A dialog-creating INVITE: authenticated before anything else is looked at."""
         host = getattr(peer, "host", "")
         try:
@@ -359,7 +363,7 @@ class SipCore:
             raise
         _check_headers(request)
         _check_accept(request)
-        return [NewSession(pending, request, peer)]
+        return [NewSession(pending, request, peer, now)]
 
     def _cancel(self, event: CancelReceived, now: float) -> list[Output]:
         # RFC 3261 §9.2: 200 to the CANCEL; 487 to the INVITE if it has no final answer.
@@ -369,17 +373,17 @@ class SipCore:
         outputs = self._reply(event.transaction, 200, now)
         if invite.last_response is None or invite.last_response.status < 200:
             outputs.extend(self._reply(invite, 487, now))
-            outputs.append(SessionEnded("cancel", pending=invite))
+            outputs.append(SessionEnded("cancel", pending=invite, at=now))
         return outputs
 
-    def _ack_timed_out(self, transaction: ServerTransaction) -> list[Output]:
+    def _ack_timed_out(self, transaction: ServerTransaction, now: float) -> list[Output]:
         response = transaction.last_response
         if response is None:
             return []
         dialog_id = DialogId(response.call_id, response.to.tag or "", response.from_.tag or "")
         if self.dialogs.get(dialog_id) is None:
             return []
-        return [SessionEnded("timeout", dialog_id=dialog_id)]
+        return [SessionEnded("timeout", dialog_id=dialog_id, at=now)]
 
     def _reply(
         self,
@@ -420,7 +424,11 @@ class SipCore:
 
     def _transmit(self, response: SipResponse, peer: object) -> Transmit:
         host, port = response_destination(response, peer)
-        return Transmit(peer, bytes(response), host, port)
+        try:
+            call_id = response.call_id
+        except SipParseError:
+            call_id = ""  # a 400 echoing a broken request's headers
+        return Transmit(peer, bytes(response), host, port, call_id)
 
 
 def _check_headers(request: SipRequest) -> None:

@@ -145,7 +145,7 @@ def test_answered_invite_creates_dialog_then_reinvite_and_bye() -> None:
     assert stale.status == 500
     outputs = feed(sip, request("BYE", branch="z9hG4bKbye", cseq=4, to_tag=tag), 3.0)
     assert [r.status for r in sent(outputs)] == [200]
-    assert SessionEnded("bye", dialog_id=dialog_id) in outputs
+    assert SessionEnded("bye", dialog_id=dialog_id, at=3.0) in outputs
     [gone] = sent(feed(sip, request("BYE", branch="z9hG4bKbye2", cseq=5, to_tag=tag), 3.1))
     assert gone.status == 481
 
@@ -157,7 +157,7 @@ def test_cancel_of_pending_invite_is_200_and_487() -> None:
     outputs = feed(sip, request("CANCEL", extra=f"X-Auth-Token: {TOKEN}\r\n"), 0.5)
     responses = sent(outputs)
     assert sorted((r.status, r.cseq.method) for r in responses) == [(200, "CANCEL"), (487, "INVITE")]
-    assert SessionEnded("cancel", pending=event.pending) in outputs
+    assert SessionEnded("cancel", pending=event.pending, at=0.5) in outputs
     # The session layer's late answer finds the transaction answered: nothing is sent.
     late, dialog_id = sip.answer(event.pending, 200, 0.6, local=LOCAL)
     assert sent(late) == [] and dialog_id is None

@@ -1,0 +1,89 @@
+"""``capture.pcap``: one session's SIP and RTP as srs received them (``recordings.capture``).
+
+Records are collected on the event loop (cheap appends) and written by the worker thread
+with :class:`srs.capture.writer.PcapWriter`.  Timestamps are the session clock readings
+srs itself used, turned into Unix time, so ``srs replay`` of the capture reproduces the
+recording exactly.  SIP is written as srs parsed it (over TLS: decrypted) in both
+directions; RTP as it arrived, before decryption.  The SDP inside holds the SDES keys:
+a capture is as secret as the call.
+
+A capture that cannot be written (disk full, over its size limit) stops, and the session
+goes on recording: the capture is a diagnostic, the recording is the product.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from srs.capture.errors import CaptureSizeExceeded
+from srs.capture.writer import PcapWriter
+
+__all__ = ["CaptureRecord", "SessionCapture", "CAPTURE_FILE"]
+
+CAPTURE_FILE = "capture.pcap"
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord:
+    now: float
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    data: bytes
+    stream: bool  # TCP or TLS: written as stream data
+
+
+class SessionCapture:
+    def __init__(self, path: Path, epoch_offset_s: float) -> None:
+        self.path = path
+        self.epoch_offset_s = epoch_offset_s
+        self.records: list[CaptureRecord] = []
+        self.error: str | None = None
+        self._writer: PcapWriter | None = None
+
+    def add(self, record: CaptureRecord) -> None:
+        if self.error is None:
+            self.records.append(record)
+
+    def take(self) -> list[CaptureRecord]:
+        """The records collected so far (event loop side)."""
+        records, self.records = self.records, []
+        return records
+
+    def write(self, records: list[CaptureRecord]) -> None:
+        """Write records (worker thread).  A failure stops the capture, not the session."""
+        if self.error is not None or not records:
+            return
+        try:
+            if self._writer is None:
+                self._writer = PcapWriter(self.path)
+            for r in records:
+                if _version(r.src) != _version(r.dst):
+                    continue  # an IPv6 peer of an IPv4-advertised server: no consistent frame
+                timestamp = r.now + self.epoch_offset_s
+                if r.stream:
+                    self._writer.write_tcp_stream_data(timestamp, r.src, r.sport, r.dst, r.dport, r.data)
+                else:
+                    self._writer.write_udp(timestamp, r.src, r.sport, r.dst, r.dport, r.data)
+            self._writer.flush()
+        except (OSError, CaptureSizeExceeded) as exc:
+            self.error = str(exc)
+            self.records = []
+
+    def close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except OSError as exc:
+                self.error = self.error or str(exc)
+            self._writer = None
+
+
+def _version(address: str) -> int:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return 0

@@ -1,0 +1,131 @@
+"""Where recorded media comes from: live UDP sockets, or packets fed by a replay.
+
+The session manager asks a :class:`MediaPorts` for ports, attaches each stream to its
+port, and gives ports back.  :class:`SocketMedia` binds real UDP sockets from the port
+pool (the live server); a replay supplies its own implementation that binds nothing and
+feeds captured datagrams to the streams itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from srs.errors import ServiceUnavailable
+from srs.recording.session import StreamState
+from srs.rtp.ports import PortPool
+
+__all__ = ["MediaPorts", "SocketMedia", "quantize_s"]
+
+# Ports of the range another process holds are skipped; this many in a row give 503.
+_BIND_ATTEMPTS = 32
+_RTP_RCVBUF_BYTES = 256 * 1024
+
+
+def quantize_s(t: float) -> float:
+    """A clock reading rounded to whole microseconds: the resolution of a capture, so a
+    replay sees exactly the times the live server used (and a microsecond count times
+    8 kHz never falls on a half sample, so every rounding of a position agrees)."""
+    return round(t * 1_000_000) / 1_000_000
+
+
+class MediaPorts(Protocol):
+    async def open(self, count: int, near: int | None) -> list[int]:
+        """``count`` ports for new streams (after ``near`` when the session has ports)."""
+
+    def attach(self, port: int, stream: StreamState) -> None:
+        """Deliver what arrives on ``port`` to ``stream`` from now on."""
+
+    def close(self, ports: list[int]) -> None:
+        """Stop receiving on ``ports`` and give them back."""
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    """The per-packet path: one call into the stream, nothing else."""
+
+    __slots__ = ("stream", "clock")
+
+    def __init__(self, stream: StreamState, clock: Callable[[], float]) -> None:
+        self.stream = stream
+        self.clock = clock
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.stream.receive(data, (addr[0], addr[1]), self.clock())
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP for a datagram we never sent: nothing to do
+
+
+class SocketMedia:
+    """UDP sockets on even ports from ``media.port_min``-``media.port_max``."""
+
+    def __init__(self, host: str, port_min: int, port_max: int, clock: Callable[[], float]) -> None:
+        self.host = host
+        self.pool = PortPool(port_min, port_max)
+        self.clock = clock
+        self.transports: dict[int, asyncio.DatagramTransport] = {}
+
+    async def open(self, count: int, near: int | None) -> list[int]:
+        if count == 0:
+            return []
+        skip: set[int] = set()
+        for _ in range(_BIND_ATTEMPTS):
+            now = self.clock()
+            if near is not None:
+                ports = [self.pool.allocate_near(near, now, skip=frozenset(skip))]
+                while len(ports) < count:
+                    ports.append(self.pool.allocate_near(ports[-1], now, skip=frozenset(skip)))
+            else:
+                ports = self.pool.allocate(count, now, skip=frozenset(skip))
+            bound: dict[int, asyncio.DatagramTransport] = {}
+            failed = None
+            for port in ports:
+                try:
+                    bound[port] = await self._bind(port)
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        raise
+                    failed = port
+                    break
+            if failed is None:
+                self.transports.update(bound)
+                return ports
+            for transport in bound.values():
+                transport.close()
+            self.pool.release(ports, self.clock() - self.pool.cooldown_s)
+            skip.add(failed)
+        raise ServiceUnavailable("Service Unavailable: RTP ports busy", retry_after_s=10)
+
+    async def _bind(self, port: int) -> asyncio.DatagramTransport:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RTP_RCVBUF_BYTES)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((self.host, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        # A placeholder protocol until the stream exists (the client learns the port only
+        # from our answer, so nothing of value arrives before attach).
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, sock=sock)
+        return transport
+
+    def attach(self, port: int, stream: StreamState) -> None:
+        self.transports[port].set_protocol(_RtpProtocol(stream, self.clock))
+
+    def close(self, ports: list[int]) -> None:
+        released = []
+        for port in ports:
+            transport = self.transports.pop(port, None)
+            if transport is not None:
+                transport.close()
+                released.append(port)
+        if released:
+            self.pool.release(released, self.clock())
