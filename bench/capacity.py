@@ -377,6 +377,9 @@ port_max = {base + span}
 rtp_timeout_s = {max(600.0, 4 * seconds + 300):.0f}
 [recordings]
 dir = "{work / 'recordings'}"
+min_free_mb = 0
+[management]
+port = 0
 [server]
 state_dir = "{work / 'state'}"
 max_sessions = {calls + 10}

@@ -22,6 +22,10 @@ from srs.auth import Authenticator
 from srs.config import Settings
 from srs.errors import ConfigError
 from srs.log import RateLimiter, get_logger
+from srs.management import ManagementServer, readiness_problem
+from srs.metrics import Metrics
+from srs.retention import StorageGuard, run_retention
+from srs.webhook import Outbox, WebhookConfig, WebhookSender, WebhookUrl, make_ssl_context
 from srs.recording.manager import SessionManager
 from srs.recording.media import SocketMedia, quantize_s
 from srs.recording.repair import repair_recordings
@@ -60,6 +64,22 @@ class Application:
             idle_timeout_s=settings.sip.idle_timeout_s,
         )
         self.sessions: SessionManager | None = None
+        self.storage = StorageGuard(settings.recordings.dir,
+                                    settings.recordings.min_free_mb * 1024 * 1024)
+        self.metrics = Metrics(free_bytes=self.storage.free_bytes)
+        self.webhook: WebhookSender | None = None
+        hook = settings.webhook
+        if hook.url is not None and hook.secret is not None:
+            self.webhook = WebhookSender(
+                WebhookConfig(
+                    url=WebhookUrl.parse(hook.url), secret=hook.secret,
+                    timeout_s=hook.timeout_s, max_attempts=hook.max_attempts,
+                    max_delay_s=hook.max_delay_s,
+                    ssl_context=make_ssl_context(hook.ca) if hook.ca is not None else None),
+                Outbox(settings.server.state_dir / "webhook"),
+                recordings_dir=settings.recordings.dir, log=self.log, metrics=self.metrics)
+        self.management: ManagementServer | None = None
+        self._retention: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._warnings = RateLimiter()
@@ -76,6 +96,11 @@ class Application:
         for outcome in report.outcomes:
             self.log.warning("session_repaired", dir=str(outcome.directory),
                              repaired=outcome.repaired, problems=list(outcome.problems))
+            if outcome.repaired and self.webhook is not None:
+                await self.webhook.submit(outcome.directory)
+        self.metrics.sessions_repaired(sum(o.repaired for o in report.outcomes))
+        if self.webhook is not None:
+            await self.webhook.start()
         # One fixed offset turns the session clock into Unix time for the sidecar, so
         # every time a session records comes from the same clock as its packets.
         self.epoch_offset_s = quantize_s(time.time() - self.now())
@@ -85,6 +110,7 @@ class Application:
             self.settings, self.core, transmit=self._execute, local_for=self._local_for,
             media_address_for=self._media_address_for, log=self.log, media=media,
             clock=self.now, epoch_offset_s=self.epoch_offset_s,
+            metrics=self.metrics, storage=self.storage, webhook=self.webhook,
         )
         try:
             await self.transports.start()
@@ -93,6 +119,22 @@ class Application:
             raise ConfigError("sip.port", f"cannot listen on {self.settings.sip.host} port "
                               f"{self.settings.sip.port}/{self.settings.sip.tls_port}: "
                               f"{exc.strerror or exc}") from None
+        if self.settings.management.port:
+            self.management = ManagementServer(
+                host=self.settings.management.host, port=self.settings.management.port,
+                metrics=self.metrics, readiness=self._readiness, log=self.log)
+            try:
+                await self.management.start()
+            except OSError as exc:
+                await self.transports.close()
+                raise ConfigError("management.port", f"cannot listen on "
+                                  f"{self.settings.management.host} port "
+                                  f"{self.settings.management.port}: "
+                                  f"{exc.strerror or exc}") from None
+        if self.settings.recordings.retention_days:
+            self._retention = loop.create_task(run_retention(
+                self.settings.recordings.dir, self.settings.recordings.retention_days,
+                self.log))
         self.log.info(
             "listening",
             udp=self.transports.udp_port or None,
@@ -108,6 +150,13 @@ class Application:
         self.log.info("shutting_down", active=len(self.sessions.sessions) if self.sessions else 0)
         if self.sessions is not None:
             await self.sessions.shutdown()
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+        if self.webhook is not None:
+            await self.webhook.close()  # after the sessions: their deliveries are stored
+        if self.management is not None:
+            await self.management.close()
         if self._timer is not None:
             self._timer.cancel()
         await self.transports.close()
@@ -119,7 +168,19 @@ class Application:
         """The session clock: the event loop's monotonic time in whole microseconds."""
         return quantize_s(self._loop.time())
 
+    def _readiness(self) -> str | None:
+        """For /readyz: the conditions under which an INVITE would get 503."""
+        sessions = self.sessions
+        return readiness_problem(
+            draining=sessions is None or sessions.draining,
+            active=len(sessions.sessions) + sessions.setting_up if sessions else 0,
+            max_sessions=self.settings.server.max_sessions,
+            storage_problem=self.storage.problem())
+
     def _on_message(self, message: Any, peer: Peer) -> None:
+        method = getattr(message, "method", None)
+        if method is not None:
+            self.metrics.sip_request(method)
         now = self.now()
         if self.sessions is not None and self.sessions.capturing:
             self._capture(message, peer, now)
@@ -156,6 +217,7 @@ class Application:
                 if not peer.reliable:
                     peer = Peer("udp", output.host, output.port)
                 self.transports.send(peer, output.data)
+                self.metrics.sip_transmitted(output.data)
                 if self.sessions is not None and output.call_id in self.sessions.capturing:
                     local = self._local_for(peer)
                     self.sessions.capture_sip(output.call_id, self.now(), local.host, local.port,
@@ -171,6 +233,8 @@ class Application:
         self._arm_timer()
 
     def _refused(self, refused: Refused) -> None:
+        if refused.status == 403:
+            self.metrics.auth_failed()
         peer = refused.peer
         host = getattr(peer, "host", "?")
         allowed, suppressed = self._warnings.allow(("refused", host, refused.status))

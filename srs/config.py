@@ -34,6 +34,8 @@ __all__ = [
     "MediaSettings",
     "RecordingsSettings",
     "ServerSettings",
+    "WebhookSettings",
+    "ManagementSettings",
     "LogSettings",
     "Settings",
     "load_settings",
@@ -194,10 +196,18 @@ class RecordingsSettings:
     """Also write each session's SIP and RTP, as received, to capture.pcap in its directory
     (for srs replay and debugging). SIP over TLS is written decrypted and the SDP carries
     the SRTP keys: treat captures as secret."""
+    min_free_mb: int = 1024
+    """Below this much free space (MiB) on ``dir``, new INVITEs get 503 with Retry-After
+    and ``/readyz`` fails; sessions in progress go on.  0 turns the check off."""
+    retention_days: int = 0
+    """Finished sessions (complete, interrupted, failed; never one still recording) that
+    ended more than this many days ago are deleted, checked hourly.  0 keeps everything."""
 
     def validate(self) -> None:
         if str(self.dir) == "":
             raise ConfigError("recordings.dir", "must not be empty")
+        _check_range("recordings.min_free_mb", self.min_free_mb, 0, 1 << 30)
+        _check_range("recordings.retention_days", self.retention_days, 0, 36500)
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,52 @@ class ServerSettings:
         if str(self.state_dir) == "":
             raise ConfigError("server.state_dir", "must not be empty")
         _check_range("server.max_sessions", self.max_sessions, 1, 100000)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str | None = None
+    """When set, each finished session's ``session.json`` is POSTed here, signed (see
+    "Completion webhook"); ``http://`` or ``https://``, redirects not followed."""
+    secret: str | None = field(default=None, repr=False)
+    """Shared secret of the ``X-Srs-Signature`` HMAC-SHA256; required with ``url``, at
+    least 16 characters.  Never logged."""
+    timeout_s: float = 10.0
+    """Time allowed for one delivery attempt: connect, send, and the response head."""
+    max_attempts: int = 10
+    """Attempts per delivery before it is moved to ``<state_dir>/webhook/failed/``."""
+    max_delay_s: float = 900.0
+    """Longest wait between attempts; waits double from 5 s up to this, with jitter."""
+    ca: Path | None = None
+    """PEM CA bundle to trust for an ``https://`` url instead of the system store."""
+
+    def validate(self) -> None:
+        if self.url is None:
+            return
+        from srs.webhook.signing import WebhookUrl  # raises ConfigError naming webhook.url
+
+        WebhookUrl.parse(self.url, key="webhook.url")
+        if self.secret is None or len(self.secret) < 16:
+            # Never echo the secret back.
+            raise ConfigError("webhook.secret", "required with webhook.url, at least 16 characters")
+        _check_range("webhook.timeout_s", self.timeout_s, 0.1, 300)
+        _check_range("webhook.max_attempts", self.max_attempts, 1, 100)
+        _check_range("webhook.max_delay_s", self.max_delay_s, 5, 86400)
+        if self.ca is not None and not self.ca.is_file():
+            raise ConfigError("webhook.ca", f"no such file: {str(self.ca)!r}")
+
+
+@dataclass(frozen=True)
+class ManagementSettings:
+    host: str = "127.0.0.1"
+    """Address of the HTTP listener for ``/healthz``, ``/readyz`` and ``/metrics``.  It
+    is not authenticated: keep it on a private address."""
+    port: int = 8080
+    """Its TCP port; 0 disables it."""
+
+    def validate(self) -> None:
+        _check_host("management.host", self.host)
+        _check_port("management.port", self.port)
 
 
 @dataclass(frozen=True)
@@ -235,6 +291,8 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    management: ManagementSettings = field(default_factory=ManagementSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def validate(self) -> None:

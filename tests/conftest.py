@@ -101,7 +101,8 @@ def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
         "sip": {"host": "127.0.0.1", "port": free_port(), "tls_port": free_port()},
         "auth": {"tokens": [TOKEN]},
         "media": {"host": "127.0.0.1", "port_min": port_min, "port_max": port_max},
-        "recordings": {"dir": str(tmp_path / "recordings")},
+        "recordings": {"dir": str(tmp_path / "recordings"), "min_free_mb": 0},
+        "management": {"port": 0},
         "server": {"state_dir": str(tmp_path / "state")},
         "log": {"format": "json", "level": "debug"},
     }

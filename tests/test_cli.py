@@ -28,7 +28,7 @@ def config(tmp_path: Path, sip_port: int, extra: str = "") -> str:
     low, high = rtp_range()
     return (f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\ntls_port = 0\n'
             f'[media]\nhost = "127.0.0.1"\nport_min = {low}\nport_max = {high}\n'
-            f'[recordings]\ndir = "{tmp_path / "rec"}"\n[server]\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[recordings]\ndir = "{tmp_path / "rec"}"\nmin_free_mb = 0\n[management]\nport = 0\n[server]\nstate_dir = "{tmp_path / "state"}"\n'
             f"{extra}")
 
 

@@ -297,7 +297,7 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path
         f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\ntls_port = {tls_port}\n'
         f'[tls]\ncert = "{cert_path}"\nkey = "{key_path}"\n[auth]\ntokens = ["{TOKEN}"]\n'
         f'[media]\nhost = "127.0.0.1"\nport_min = {low}\nport_max = {high}\n'
-        f'[recordings]\ndir = "{tmp_path / "rec"}"\n[server]\nstate_dir = "{tmp_path / "state"}"\n')
+        f'[recordings]\ndir = "{tmp_path / "rec"}"\nmin_free_mb = 0\n[management]\nport = 0\n[server]\nstate_dir = "{tmp_path / "state"}"\n')
     process = subprocess.Popen([sys.executable, "-m", "srs", "serve", "--config", str(tmp_path / "srs.toml")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)

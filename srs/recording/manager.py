@@ -30,7 +30,10 @@ from srs.recording.mix import MixResult, mix_stereo
 from srs.recording.session import RecordingSession, StreamOutput, call_info_from_invite
 from srs.recording.wav import RecordingIOError
 from srs.sdp import SessionDescription
+from srs.metrics import Metrics
+from srs.retention import StorageGuard, directory_bytes
 from srs.sip.dialog import DialogId
+from srs.webhook import WebhookSender
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 
 __all__ = ["SessionManager", "TICK_S", "Blocking"]
@@ -86,6 +89,9 @@ class SessionManager:
         epoch_offset_s: float,
         blocking: Blocking = asyncio.to_thread,
         autotick: bool = True,
+        metrics: Metrics | None = None,
+        storage: StorageGuard | None = None,
+        webhook: WebhookSender | None = None,
     ) -> None:
         """``clock`` is the session clock (monotonic seconds, microsecond-quantized);
         ``epoch_offset_s`` turns it into Unix time for the sidecar.  With ``autotick``
@@ -98,6 +104,9 @@ class SessionManager:
         self.media_address_for = media_address_for
         self.log = log
         self.media = media
+        self.metrics = metrics
+        self.storage = storage
+        self.webhook = webhook
         self.clock = clock
         self.epoch_offset_s = epoch_offset_s
         self.blocking = blocking
@@ -152,9 +161,20 @@ class SessionManager:
         if self.draining or len(self.sessions) + self.setting_up >= self.settings.server.max_sessions:
             reason = "shutting down" if self.draining else "session limit reached"
             log.warning("invite_rejected", status=503, reason=reason)
+            if self.metrics is not None:
+                self.metrics.session_rejected("draining" if self.draining else "limit")
             self.transmit(self.core.reject(
                 pending, ServiceUnavailable(f"Service Unavailable: {reason}", retry_after_s=10), now))
             return
+        if self.storage is not None:
+            try:
+                self.storage.admit()  # 503 with Retry-After while short of disk
+            except ServiceUnavailable as exc:
+                log.warning("invite_rejected", status=503, reason=exc.reason)
+                if self.metrics is not None:
+                    self.metrics.session_rejected("storage")
+                self.transmit(self.core.reject(pending, exc, now))
+                return
         self.setting_up += 1
         live: _Live | None = None
         try:
@@ -194,6 +214,8 @@ class SessionManager:
                 return
             live.dialog_id = dialog_id
             self.sessions[dialog_id] = live
+            if self.metrics is not None:
+                self.metrics.session_started()
             live.log = log = log.bind(session_id=session.session_id, dir=str(layout.directory))
             if self.autotick:
                 live.task = self._keep(self._run(live))
@@ -201,6 +223,8 @@ class SessionManager:
                      ports=live.ports, transport=peer.transport)
         except PeerError as exc:
             log.warning("invite_rejected", status=exc.status, reason=exc.reason)
+            if self.metrics is not None and exc.status == 503:
+                self.metrics.session_rejected("ports")
             self.transmit(self.core.reject(pending, exc, self.clock()))
             if live is not None:
                 await self._discard(live)
@@ -453,6 +477,11 @@ class SessionManager:
                 status = sc.SessionStatus.FAILED
         self.finished[status.value] = self.finished.get(status.value, 0) + 1
         streams = {s.stem: s.timeline.stats() for s in live.session.streams}
+        if self.metrics is not None and live.dialog_id is not None:
+            written = await self.blocking(directory_bytes, live.session.layout.directory)
+            self.metrics.session_finished(status.value, streams.values(), written)
+        if self.webhook is not None:
+            await self.webhook.submit(live.session.layout.directory)
         live.log.info(
             "session_finished", status=status.value, end_reason=reason.value,
             duration_s=round(now - live.session.origin_s, 3),
