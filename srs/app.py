@@ -116,9 +116,8 @@ class Application:
             await self.transports.start()
         except OSError as exc:
             await self.transports.close()
-            raise ConfigError("sip.port", f"cannot listen on {self.settings.sip.host} port "
-                              f"{self.settings.sip.port}/{self.settings.sip.tls_port}: "
-                              f"{exc.strerror or exc}") from None
+            raise _listen_error("sip.port", self.settings.sip.host,
+                                f"{self.settings.sip.port}/{self.settings.sip.tls_port}", exc) from None
         if self.settings.management.port:
             self.management = ManagementServer(
                 host=self.settings.management.host, port=self.settings.management.port,
@@ -127,10 +126,8 @@ class Application:
                 await self.management.start()
             except OSError as exc:
                 await self.transports.close()
-                raise ConfigError("management.port", f"cannot listen on "
-                                  f"{self.settings.management.host} port "
-                                  f"{self.settings.management.port}: "
-                                  f"{exc.strerror or exc}") from None
+                raise _listen_error("management.port", self.settings.management.host,
+                                    str(self.settings.management.port), exc) from None
         if self.settings.recordings.retention_days:
             self._retention = loop.create_task(run_retention(
                 self.settings.recordings.dir, self.settings.recordings.retention_days,
@@ -292,6 +289,10 @@ class Application:
         if len(self._local_cache) < 1024:
             self._local_cache[remote] = address
         return address
+
+
+def _listen_error(key: str, host: str, ports: str, exc: OSError) -> ConfigError:
+    return ConfigError(key, f"cannot listen on {host} port {ports}: {exc.strerror or exc}")
 
 
 def _usable_directory(path: Path, key: str) -> None:

@@ -46,11 +46,14 @@ Blocking = Callable[..., Awaitable[Any]]
 TICK_S = 1.0
 # Audio is written up to this long before now.  Each tick first releases what the reorder
 # buffer held longer than its hold time (0.1 s); a released packet is placed by its RTP
-# timestamp, which may put it somewhat before its arrival.  Audio placed more than the
-# remaining 0.3 s before its arrival, behind what is already written, is cut (counted by
-# the assembler) rather than rewinding the file.  So a recording in progress is on disk
-# up to about WRITE_LAG_S + TICK_S before now.
+# timestamp, which may put it somewhat before its arrival.  So a recording in progress is
+# on disk up to about WRITE_LAG_S + TICK_S before now.
 WRITE_LAG_S = 0.4
+# ... but no further than the audio that has arrived, unless that is more than this far
+# behind (hold, silence suppression, a vanished sender: silence is written this late).  An
+# overloaded server reads packets late; they are written when read instead of being cut.
+# Audio that still lands behind the written part is cut and counted (trimmed_samples).
+SILENCE_LAG_S = 3.0
 # The sidecar is rewritten with the current counters this often while recording, so a
 # crash leaves recent numbers (it is also rewritten on every signalling change).
 SIDECAR_EVERY_TICKS = 5
@@ -380,17 +383,19 @@ class SessionManager:
             if output is None:
                 continue
             batch = stream.take_pending(now)
-            jobs.append((output, batch, max(0, stream.timeline.wall_offset(now - WRITE_LAG_S))))
+            horizon = max(0, stream.timeline.wall_offset(now - WRITE_LAG_S))
+            floor = max(0, stream.timeline.wall_offset(now - SILENCE_LAG_S))
+            jobs.append((output, batch, horizon, floor))
         record = self._sidecar(live, sc.SessionStatus.RECORDING) if sidecar else None
         captured = self._take_capture(live)
         if jobs or record is not None or captured:
             await self.blocking(self._write_jobs, live, jobs, record, captured)
 
     @staticmethod
-    def _write_jobs(live: _Live, jobs: list[tuple[StreamOutput, list[Any], int]],
+    def _write_jobs(live: _Live, jobs: list[tuple[StreamOutput, list[Any], int, int]],
                     record: sc.SessionSidecar | None, captured: list[CaptureRecord]) -> None:
-        for output, batch, settled in jobs:
-            output.write(batch, settled)
+        for output, batch, horizon, floor in jobs:
+            output.write(batch, horizon, floor)
         if captured and live.capture is not None:
             live.capture.write(captured)
         if record is not None:
@@ -541,6 +546,7 @@ class SessionManager:
                                         rtcp=stats.rtcp_packets),
                 jitter_ms=round(jitter, 3),
                 duration_s=round(output.writer.duration_s, 3),
+                trimmed_samples=output.assembler.trimmed_samples,
                 sha256=sc.sha256_file(output.path) if final else None,
             ))
             dtmf.extend(output.dtmf_events)

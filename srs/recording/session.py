@@ -252,10 +252,14 @@ class StreamOutput:
         self.dtmf_events: list[sc.DtmfEvent] = []
         self.label: str | None = None
 
-    def write(self, placed: Sequence[Placed], settled_offset: int) -> None:
+    def write(self, placed: Sequence[Placed], horizon: int, floor: int) -> None:
+        """Lay out ``placed`` and write the track up to ``horizon`` -- but not past the end
+        of the audio that has arrived, unless that is behind ``floor``.  So audio that
+        waited in the kernel (an overloaded server) is written when it comes instead of
+        being cut, and silence (hold, a vanished sender) is still written, ``floor`` late."""
         self._events(placed)
         self.assembler.add(placed)
-        pcm = self.assembler.take(settled_offset)
+        pcm = self.assembler.take(min(horizon, max(self.assembler.end_offset, floor)))
         if len(pcm):
             self.writer.append(pcm)
         self.writer.flush()

@@ -174,6 +174,9 @@ class StreamRecord:
     packets: PacketCounts = field(default_factory=PacketCounts)
     jitter_ms: float = 0.0
     duration_s: float = 0.0
+    trimmed_samples: int = 0
+    """Samples of received audio cut because they fell behind what was already written
+    (a sender that jumped back in time, or a server too overloaded to keep up)."""
     sha256: str | None = None
 
     def __post_init__(self) -> None:
@@ -447,6 +450,7 @@ def _stream_from(s: _Obj) -> StreamRecord:
         ),
         jitter_ms=s.number("jitter_ms"),
         duration_s=s.number("duration_s"),
+        trimmed_samples=s.integer("trimmed_samples") if "trimmed_samples" in s.keys() else 0,
         sha256=s.opt_text("sha256"),
     )
 

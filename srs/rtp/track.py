@@ -457,6 +457,13 @@ class PcmAssembler:
             return offset
         return offset * self.sample_rate_hz // self.clock_rate_hz
 
+    @property
+    def end_offset(self) -> int:
+        """The track position (clock rate) where the audio laid out so far ends."""
+        if self.sample_rate_hz == self.clock_rate_hz:
+            return self._end
+        return self._end * self.clock_rate_hz // self.sample_rate_hz
+
     def add(self, placed: Iterable[Placed]) -> None:
         """Decode and lay out placed payloads, in the order the timeline produced them.
 
