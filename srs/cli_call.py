@@ -36,7 +36,7 @@ DEFAULT_SRTP = "AES_CM_128_HMAC_SHA1_80"
 MAX_TRACKS = 16
 PROGRESS_INTERVAL_S = 0.5
 
-__all__ = ["HELP", "add_arguments", "build_plan", "run"]
+__all__ = ["HELP", "TOKEN_ENV", "add_arguments", "build_plan", "run", "run_loop", "tls_context"]
 
 _T = TypeVar("_T")
 
@@ -144,7 +144,7 @@ def build_plan(args: argparse.Namespace) -> CallPlan:
         hold_at_s=args.hold_at,
         hold_for_s=args.hold_for,
         metadata_update_at_s=args.metadata_update_at,
-        ssl_context=_tls_context(args) if target.transport == "tls" else None,
+        ssl_context=tls_context(args) if target.transport == "tls" else None,
     )
     _check_schedule(plan)
     return plan
@@ -164,7 +164,7 @@ def _check_schedule(plan: CallPlan) -> None:
         raise UsageError(f"--metadata-update-at must fall within the call ({length_s:g} s)")
 
 
-def _tls_context(args: argparse.Namespace) -> ssl.SSLContext:
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext:
     if args.insecure and args.ca:
         raise UsageError("--insecure and --ca exclude each other")
     try:
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
                                progress=progress)
 
     try:
-        results = _run_loop(main)
+        results = run_loop(main)
     except KeyboardInterrupt:
         print("\nsrs call: interrupted", file=sys.stderr)
         return 1
@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
-def _run_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+def run_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run ``main`` on uvloop when installed (several times cheaper per packet, see
     DESIGN.md), else on asyncio's own loop."""
     try:

@@ -38,7 +38,7 @@ from srs.sip.parser import SipMessageError, StreamParser, parse_message
 from srs.sip.transaction import Source
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore, Transmit
 
-__all__ = ["ReplayReport", "replay_capture"]
+__all__ = ["ReplayReport", "is_siprec_invite", "replay_capture", "sip_message"]
 
 Progress = Callable[[int, int | None], None]
 
@@ -77,7 +77,10 @@ async def _direct(function: Callable[..., Any], *args: Any) -> Any:
     return function(*args)
 
 
-def _is_siprec_invite(request: SipRequest) -> bool:
+def is_siprec_invite(request: SipRequest) -> bool:
+    """A dialog-creating INVITE from a recording client (RFC 7866 §6.1.1): ``Require:
+    siprec``, a ``+sip.src`` Contact, or a metadata body part.  Its destination is a
+    recorder."""
     if request.method != "INVITE" or request.to.tag is not None:
         return False
     if "siprec" in (tag.lower() for tag in request.require):
@@ -166,7 +169,7 @@ class _Replay:
     async def _event(self, event: Any, timestamp_us: int | None) -> None:
         if isinstance(event, Datagram):
             await self._advance(timestamp_us)
-            message = _sip(event.payload)
+            message = sip_message(event.payload)
             if message is not None:
                 await self._sip(message, Source("udp", event.src, event.sport),
                                 (event.dst, event.dport))
@@ -203,7 +206,7 @@ class _Replay:
             return
         if source in self.recorders:
             return  # the recorder's own requests (BYE on timeout): not replayed
-        if _is_siprec_invite(message):
+        if is_siprec_invite(message):
             self.recorders.add(destination)
         elif destination not in self.recorders:
             return  # traffic that is not to a recorder
@@ -279,7 +282,8 @@ class _Replay:
         return Local("127.0.0.1", 5060, getattr(peer, "transport", "udp"))
 
 
-def _sip(payload: bytes) -> SipMessage | None:
+def sip_message(payload: bytes) -> SipMessage | None:
+    """The SIP message a captured UDP payload holds, or None (RTP, RTCP, anything else)."""
     head = payload[:16]
     if not (head.startswith(b"SIP/2.0 ") or b" sip:" in payload[:200] or b" sips:" in payload[:200]):
         return None

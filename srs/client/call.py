@@ -39,7 +39,7 @@ from srs.sip.headers import Via
 from srs.sip.message import SipRequest, SipResponse
 from srs.sip.uri import NameAddr, SipUri
 
-__all__ = ["CallPlan", "CallResult", "Target", "place_call"]
+__all__ = ["CallFailed", "CallPlan", "CallResult", "Signalling", "Target", "new_uac", "place_call"]
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}  # RFC 3261 §19.1.2
 # A server that sent 1xx owes a final answer; RFC 3261 leaves the wait to the UAC (§13.3.1).
@@ -127,7 +127,7 @@ class CallFailed(Exception):
     """The server refused or did not answer; the message says which request and how."""
 
 
-class _Signalling:
+class Signalling:
     """Drives a :class:`UacCall` over a :class:`SipConnection` with one timer."""
 
     def __init__(self, uac: UacCall, connection: SipConnection, say: Callable[[str], None]):
@@ -231,7 +231,7 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
     streams: list[RtpStream | None] = []
     sockets: list[RtpSocket] = []
     connection: SipConnection | None = None
-    signalling: _Signalling | None = None
+    signalling: Signalling | None = None
     try:
         try:
             connection = await SipConnection.open(
@@ -247,8 +247,8 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
             OfferedTrack.make(label, sock.port, aor, plan.srtp)
             for label, sock, aor in zip(plan.labels, sockets, plan.aors)
         )
-        uac = _new_uac(identity, target, connection, plan.aors[0])
-        signalling = _Signalling(uac, connection, say)
+        uac = new_uac(identity, target, connection, plan.aors[0])
+        signalling = Signalling(uac, connection, say)
         say(f"INVITE {target.uri} over {target.transport}, Call-ID {identity.call_id}, "
             f"CallSid {identity.call_sid}")
         sdp = offer_sdp(connection.local_host, offered, session_id=identity.sdp_session_id,
@@ -296,7 +296,7 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
             connection.close()
 
 
-def _new_uac(
+def new_uac(
     identity: CallIdentity, target: Target, connection: SipConnection, caller: str
 ) -> UacCall:
     host = connection.local_host
@@ -321,7 +321,7 @@ async def _talk(
     plan: CallPlan,
     identity: CallIdentity,
     offered: Sequence[OfferedTrack],
-    signalling: _Signalling,
+    signalling: Signalling,
     sockets: Sequence[RtpSocket],
     streams: Sequence[RtpStream | None],
 ) -> None:
