@@ -1,7 +1,10 @@
 #!/bin/sh
 # Debian packages the end-to-end tests drive as real peers (see tests/README.md):
 # sipp (sip-tester), ffmpeg, tshark/dumpcap, sox; and what checks deploy/ (tests/deploy):
-# nft (nftables), kamailio, Debian's python3 with python3-yaml to parse the YAML files.
+# nft (nftables), kamailio, Debian's python3 with python3-yaml to parse the YAML files;
+# and what builds and runs srs's image (tests/container): podman with runc, debootstrap and
+# Debian's archive keyring for the base image (SRS_SKIP_CONTAINER=1 leaves them out).
+# Rootful podman with host networking needs no uidmap, slirp4netns or fuse-overlayfs.
 # Installed only when missing, and only when running as root; otherwise the tests that
 # need them are skipped with a reason.
 set -eu
@@ -14,6 +17,12 @@ command -v gcc >/dev/null || missing="$missing gcc libc6-dev"
 command -v nft >/dev/null || missing="$missing nftables"
 command -v kamailio >/dev/null || missing="$missing kamailio"
 /usr/bin/python3 -c "import yaml" 2>/dev/null || missing="$missing python3-yaml"
+if [ "${SRS_SKIP_CONTAINER:-0}" = 0 ]; then
+    command -v podman >/dev/null || missing="$missing podman"
+    command -v runc >/dev/null || missing="$missing runc"
+    command -v debootstrap >/dev/null || missing="$missing debootstrap"
+    [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing="$missing debian-archive-keyring"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "not root or no apt-get: tests needing$missing will be skipped" >&2
