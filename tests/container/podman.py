@@ -78,22 +78,24 @@ def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
 def apt_archives(apt_dir: Path = APT_SOURCES) -> list[tuple[str, list[str]]]:
     """(URI, suites) of every enabled ``deb`` source, in apt's reading order."""
     found: list[tuple[str, list[str]]] = []
-    one_line = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
-    for path in one_line:
+    parts = sorted(p for p in (apt_dir / "sources.list.d").glob("*")
+                   if p.suffix in (".list", ".sources"))
+    for path in [apt_dir / "sources.list", *parts]:
         if not path.is_file():
             continue
-        for line in path.read_text(errors="replace").splitlines():
+        text = path.read_text(errors="replace")
+        if path.suffix == ".sources":
+            for stanza in _deb822_stanzas(text):
+                if stanza.get("enabled", "yes").lower() == "no":
+                    continue
+                if "deb" in stanza.get("types", "").split():
+                    found.extend((uri, stanza.get("suites", "").split())
+                                 for uri in stanza.get("uris", "").split())
+            continue
+        for line in text.splitlines():
             words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
             if len(words) >= 3 and words[0] == "deb":
                 found.append((words[1], [words[2]]))
-    for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
-        for stanza in _deb822_stanzas(path.read_text(errors="replace")):
-            if stanza.get("enabled", "yes").lower() == "no":
-                continue
-            if "deb" not in stanza.get("types", "").split():
-                continue
-            for uri in stanza.get("uris", "").split():
-                found.append((uri, stanza.get("suites", "").split()))
     return found
 
 
