@@ -37,6 +37,9 @@ from srs.sip.uac import ClientTimedOut
 
 __all__ = ["Application"]
 
+# On shutdown, how long to wait for the answers to the BYEs srs sent.
+BYE_WAIT_S = 2.0
+
 
 class Application:
     def __init__(
@@ -62,6 +65,7 @@ class Application:
             max_message_bytes=settings.sip.max_message_bytes,
             max_connections=settings.sip.max_connections,
             idle_timeout_s=settings.sip.idle_timeout_s,
+            in_use=self.core.connection_in_use,
         )
         self.sessions: SessionManager | None = None
         self.storage = StorageGuard(settings.recordings.dir,
@@ -147,6 +151,10 @@ class Application:
         self.log.info("shutting_down", active=len(self.sessions.sessions) if self.sessions else 0)
         if self.sessions is not None:
             await self.sessions.shutdown()
+        # Our BYEs went out: give their answers (and UDP retransmissions) a moment.
+        deadline = self.now() + BYE_WAIT_S
+        while len(self.core.client) and self.now() < deadline:
+            await asyncio.sleep(0.05)
         if self._retention is not None:
             self._retention.cancel()
             await asyncio.gather(self._retention, return_exceptions=True)
@@ -193,7 +201,7 @@ class Application:
         if call_id in self.sessions.capturing:
             local = self._local_for(peer)
             self.sessions.capture_sip(call_id, now, peer.host, peer.port, local.host, local.port,
-                                      peer.transport, bytes(message))
+                                      peer.transport, self.sessions.redacted(message))
 
     def _on_parse_error(self, error: SipMessageError, peer: Peer) -> None:
         allowed, suppressed = self._warnings.allow(("parse", peer.host))

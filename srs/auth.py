@@ -12,10 +12,11 @@ credential value ever appears in an error: the reasons below name only what was 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from srs.errors import Forbidden
 
@@ -36,7 +37,7 @@ class Authenticator:
     """
 
     header: str
-    tokens: tuple[bytes, ...]
+    tokens: tuple[bytes, ...] = field(repr=False)
     networks: tuple[IpNetwork, ...] = ()
 
     @classmethod
@@ -61,11 +62,13 @@ class Authenticator:
         offered = credential.strip().encode("utf-8", "surrogateescape")
         if len(offered) > MAX_CREDENTIAL_BYTES:
             raise Forbidden(f"Forbidden: bad {self.header}")
+        # Fixed-length digests are compared, so neither where the bytes differ nor the
+        # token's length shows in the timing (compare_digest on inputs of different
+        # lengths returns early); no short circuit over the configured tokens either.
+        offered_digest = hashlib.sha256(offered).digest()
         matched = False
         for token in self.tokens:
-            # hmac.compare_digest takes time independent of where the bytes differ;
-            # no short circuit, so the number of configured tokens is not revealed either.
-            matched |= hmac.compare_digest(offered, token)
+            matched |= hmac.compare_digest(offered_digest, hashlib.sha256(token).digest())
         if not matched:
             raise Forbidden(f"Forbidden: bad {self.header}")
 

@@ -120,7 +120,7 @@ class AuthSettings:
     header: str = "X-Auth-Token"
     """SIP header that carries the credential of the recording client (the
     "credentials header name" of a Twilio SIPREC connector)."""
-    tokens: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = field(default=(), repr=False)
     """Accepted credential values, comma-separated: several allow rotation.  When empty,
     the first start generates one into the state directory (see ``--no-auth``)."""
     allow_cidrs: tuple[str, ...] = ()

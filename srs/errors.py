@@ -26,6 +26,7 @@ __all__ = [
     "UnsupportedUriScheme",
     "UnsupportedMediaType",
     "BadExtension",
+    "SessionIntervalTooSmall",
     "CallDoesNotExist",
     "NotAcceptableHere",
     "ServiceUnavailable",
@@ -111,6 +112,16 @@ class BadExtension(PeerError):
     def __init__(self, unsupported: tuple[str, ...]) -> None:
         super().__init__("Bad Extension")
         self.unsupported = unsupported
+
+
+class SessionIntervalTooSmall(PeerError):
+    """RFC 4028 §6: ``Session-Expires`` below our ``Min-SE``; the answer carries Min-SE."""
+
+    status = 422
+
+    def __init__(self, min_se_s: int) -> None:
+        super().__init__("Session Interval Too Small")
+        self.min_se_s = min_se_s
 
 
 class CallDoesNotExist(PeerError):

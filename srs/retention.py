@@ -96,8 +96,15 @@ class StorageGuard:
 
     def problem(self) -> str | None:
         """``None`` when there is room for new sessions, else why not (for logs and
-        ``/readyz``)."""
-        self._refresh(False)
+        ``/readyz``).  Runs on the event loop, so it never waits: while another thread
+        (a metrics scrape) is measuring, the last measurement answers."""
+        if self._lock.acquire(blocking=False):
+            try:
+                now = self._clock()
+                if self._checked_at is None or now - self._checked_at >= self.refresh_s:
+                    self._measure()
+            finally:
+                self._lock.release()
         return self._problem
 
     def admit(self) -> None:

@@ -72,7 +72,12 @@ def run(settings: Settings, *, no_auth: bool) -> int:
                 generated=generated,
                 sha256_fingerprint=certificate_fingerprint(cert),
             )
-        tls_context = server_context(cert, key, settings.tls)
+        try:
+            tls_context = server_context(cert, key, settings.tls)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"srs: cannot start: tls.cert: cannot load {cert} / {key}: {exc}",
+                  file=sys.stderr, flush=True)
+            return 2
     try:
         import uvloop
 

@@ -339,3 +339,38 @@ def test_sender_restart_with_new_ssrc_keeps_the_timeline(server: RunningServer) 
     assert 2.7 * 8000 <= last - first <= 3.1 * 8000
     assert dominant_hz(track[first : first + 4000]) == pytest.approx(440, abs=3)
     assert dominant_hz(track[last - 4000 : last]) == pytest.approx(1000, abs=3)
+
+
+def test_an_m_line_stopped_and_offered_again_gets_its_own_file(server: RunningServer) -> None:
+    client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
+    call, _ = client.invite()
+    send_tones(call.ports, (440.0, 1000.0), packets=10)
+    offer = sdp_offer([40000, 40002], ["inbound", "outbound"], version=2).replace(
+        "m=audio 40002", "m=audio 0")  # RFC 3264 §8.2: the second stream removed
+    assert client.reinvite(call, offer).status == 200
+    again = client.reinvite(call, sdp_offer([40000, 40002], ["inbound", "outbound"], version=3))
+    assert again.status == 200
+    call.answer = again
+    send_tones(call.ports, (440.0, 1000.0), packets=10, start_seq=10, start_ts=1600)
+    assert client.bye(call).status == 200
+    client.close()
+    [doc] = server.wait_sidecar()
+    files = [s["file"] for s in doc["streams"]]
+    assert sorted(files) == ["inbound.wav", "outbound-2.wav", "outbound.wav"]
+    lengths = {len(read(server.sessions()[0] / name)) for name in files}
+    assert len(lengths) == 1  # every file finalised to the session's length
+
+
+def test_idle_timeout_spares_a_connection_that_carries_a_dialog(tmp_path: Path) -> None:
+    running = start_server(tmp_path, sip={"idle_timeout_s": 1.0})
+    try:
+        client = SipClient("127.0.0.1", running.sip_port, "tcp", token=TOKEN)
+        call, _ = client.invite()
+        time.sleep(7)  # the idle check runs every second: several passes
+        assert running.app.transports.counters["idle_closed"] == 0
+        running.stop()  # shutdown sends our BYE over the same connection
+        bye = client.receive(timeout=5)
+        assert getattr(bye, "method", None) == "BYE"
+        client.close()
+    finally:
+        running.stop()

@@ -47,6 +47,8 @@ def recorded_call(tmp_path: Path, transport: str = "udp") -> tuple[Path, dict]:
 def test_a_captured_session_replays_byte_identical(tmp_path: Path, transport: str) -> None:
     live_dir, live_doc = recorded_call(tmp_path, transport)
     capture = live_dir / "capture.pcap"
+    assert TOKEN.encode() not in capture.read_bytes()  # the credential is redacted
+    assert b"X-Auth-Token: <redacted>" in capture.read_bytes()
     report = replay_capture(capture, tmp_path / "replayed")
     assert len(report.sessions) == 1 and report.unmatched_rtp == 0
     replayed = report.sessions[0]

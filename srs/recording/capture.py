@@ -17,10 +17,16 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Any
+
 from srs.capture.errors import CaptureSizeExceeded
 from srs.capture.writer import PcapWriter
+from srs.sip.message import SipRequest
 
-__all__ = ["CaptureRecord", "SessionCapture", "CAPTURE_FILE"]
+if TYPE_CHECKING:
+    from srs.recording.session import RecordingSession
+
+__all__ = ["CaptureRecord", "SessionCapture", "CAPTURE_FILE", "collect", "redact"]
 
 CAPTURE_FILE = "capture.pcap"
 
@@ -87,3 +93,25 @@ def _version(address: str) -> int:
         return ipaddress.ip_address(address).version
     except ValueError:
         return 0
+
+
+def redact(message: Any, credential_header: str) -> bytes:
+    """A SIP message for a capture, with the credential header's value blanked: the token
+    admits anyone to the server, which is more than a capture should give away."""
+    if isinstance(message, SipRequest) and credential_header in message.headers:
+        message = message.with_headers(message.headers.set(credential_header, "<redacted>"))
+    return bytes(message)
+
+
+def collect(capture: SessionCapture, session: RecordingSession) -> list[CaptureRecord]:
+    """Everything captured since the last write (SIP, and each stream's RTP as received),
+    in the order srs saw it.  Event loop side."""
+    records = capture.take()
+    address = session.media_address
+    for stream in session.streams:
+        if stream.capture:
+            packets, stream.capture = stream.capture, []
+            records.extend(CaptureRecord(now, src[0], src[1], address, stream.port, data, False)
+                           for now, src, data in packets)
+    records.sort(key=lambda r: r.now)
+    return records

@@ -16,18 +16,19 @@ import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from srs.config import Settings
-from srs.errors import MetadataError, PeerError, ServiceUnavailable, SipParseError
+from srs.errors import CallDoesNotExist, PeerError, ServiceUnavailable
 from srs.metadata import RecordingMetadata
 from srs.multipart import split_siprec_body
 from srs.recording import sidecar as sc
-from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture
+from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture, collect, redact
 from srs.recording.layout import create_session_dir, write_metadata
 from srs.recording.media import MediaPorts
 from srs.recording.mix import MixResult, mix_stereo
-from srs.recording.session import RecordingSession, StreamOutput, call_info_from_invite
+from srs.recording.output import StreamOutput
+from srs.recording.session import RecordingSession, call_info_from_invite
 from srs.recording.wav import RecordingIOError
 from srs.sdp import SessionDescription
 from srs.metrics import Metrics
@@ -38,7 +39,6 @@ from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 
 __all__ = ["SessionManager", "TICK_S", "Blocking"]
 
-_T = TypeVar("_T")
 # Runs blocking file work: asyncio.to_thread live (off the event loop), a plain call in
 # a replay (which owns no event loop time worth protecting).
 Blocking = Callable[..., Awaitable[Any]]
@@ -57,6 +57,8 @@ SILENCE_LAG_S = 3.0
 # The sidecar is rewritten with the current counters this often while recording, so a
 # crash leaves recent numbers (it is also rewritten on every signalling change).
 SIDECAR_EVERY_TICKS = 5
+# How long shutdown waits for sessions that are finishing on their own.
+SHUTDOWN_WAIT_S = 30.0
 
 
 @dataclass(eq=False)
@@ -67,7 +69,7 @@ class _Live:
     dialog_id: DialogId | None
     local: Local
     ports: list[int] = field(default_factory=list)
-    outputs: dict[int, StreamOutput] = field(default_factory=dict)
+    outputs: dict[str, StreamOutput] = field(default_factory=dict)  # by stream stem
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -202,7 +204,7 @@ class SessionManager:
                 live.capture = SessionCapture(layout.directory / CAPTURE_FILE, self.epoch_offset_s)
                 self.capturing[info.call_id] = live
                 self.capture_sip(info.call_id, now, peer.host, peer.port, live.local.host,
-                                 live.local.port, peer.transport, bytes(request))
+                                 live.local.port, peer.transport, self.redacted(request))
             if metadata is not None and body.metadata is not None:
                 await self._metadata(live, body.metadata, metadata, "INVITE", now)
             answer = await self._negotiate(live, offer)
@@ -238,6 +240,16 @@ class SessionManager:
                 self.clock()))
             if live is not None:
                 await self._fail_files(live, str(exc))
+        except Exception:
+            # A bug: surface it, answer the INVITE (an unanswered one would hold its
+            # transaction forever) and clean up what was made.
+            log.exception("session_setup_failed")
+            self.transmit(self.core.reject(pending, PeerError("Server Internal Error", status=500),
+                                           self.clock()))
+            if live is not None:
+                if live.dialog_id is not None:
+                    self.sessions.pop(live.dialog_id, None)
+                await self._fail_files(live, "internal error")
         finally:
             self.setting_up -= 1
 
@@ -265,7 +277,7 @@ class SessionManager:
                 StreamOutput, session.layout.stream_wav(stream.stem), stream.decoders,
                 stream.timeline.clock_rate_hz, stream.timeline.clock_rate_hz)
             output.label = stream.stem
-            live.outputs[stream.index] = output
+            live.outputs[stream.stem] = output
         for stream in stopped:
             self._unbind(live, [stream.port])
         return answer
@@ -310,6 +322,19 @@ class SessionManager:
             live.log.warning("update_rejected", method=request.method, status=exc.status,
                              reason=exc.reason)
             self.transmit(self.core.reject(event.pending, exc, self.clock()))
+            return
+        except Exception as exc:
+            # Storage failed or a bug: answer (never leave the request hanging), then end
+            # the session from our side and finalise what was recorded.
+            storage = isinstance(exc, RecordingIOError)
+            if storage:
+                live.log.error("session_storage_failed", error=str(exc))
+            else:
+                live.log.exception("session_update_failed")
+            self.transmit(self.core.reject(event.pending, PeerError("Server Internal Error",
+                                                                    status=500), self.clock()))
+            self._end_from_our_side(live, sc.EndReason.ERROR,
+                                    error=str(exc) if storage else "internal error")
             return
         outputs, _ = self.core.answer(
             event.pending, 200, self.clock(), local=live.local, body=answer or b"",
@@ -359,7 +384,7 @@ class SessionManager:
         async with live.lock:
             await self._write_batch(live, now, sidecar=live.ticks % SIDECAR_EVERY_TICKS == 0)
         media = self.settings.media
-        reason = self._expired(live, now, media.rtp_timeout_s, media.max_session_s)
+        reason = live.session.expired(now, media.rtp_timeout_s, media.max_session_s)
         if reason is None:
             return False
         live.log.info("session_expired", why=reason)
@@ -379,14 +404,14 @@ class SessionManager:
         for stream in live.session.streams:
             if stream.srtp is not None:
                 stream.srtp.handle_timer(now)  # ends a rekey's grace period for the old key
-            output = live.outputs.get(stream.index)
+            output = live.outputs.get(stream.stem)
             if output is None:
                 continue
             batch = stream.take_pending(now)
             horizon = max(0, stream.timeline.wall_offset(now - WRITE_LAG_S))
             floor = max(0, stream.timeline.wall_offset(now - SILENCE_LAG_S))
             jobs.append((output, batch, horizon, floor))
-        record = self._sidecar(live, sc.SessionStatus.RECORDING) if sidecar else None
+        record = live.session.sidecar(live.outputs, sc.SessionStatus.RECORDING) if sidecar else None
         captured = self._take_capture(live)
         if jobs or record is not None or captured:
             await self.blocking(self._write_jobs, live, jobs, record, captured)
@@ -403,6 +428,9 @@ class SessionManager:
 
     # -- capture ------------------------------------------------------------------------
 
+    def redacted(self, message: Any) -> bytes:
+        return redact(message, self.settings.auth.header)
+
     def capture_sip(self, call_id: str, now: float, src: str, sport: int, dst: str, dport: int,
                     transport: str, data: bytes) -> None:
         """A SIP message to or from a captured session (event loop)."""
@@ -411,36 +439,13 @@ class SessionManager:
             live.capture.add(CaptureRecord(now, src, sport, dst, dport, data, transport != "udp"))
 
     def _take_capture(self, live: _Live) -> list[CaptureRecord]:
-        """Everything captured since the last write, in the order srs saw it."""
-        if live.capture is None:
-            return []
-        records = live.capture.take()
-        address = live.session.media_address
-        for stream in live.session.streams:
-            if stream.capture:
-                packets, stream.capture = stream.capture, []
-                records.extend(CaptureRecord(now, src[0], src[1], address, stream.port, data, False)
-                               for now, src, data in packets)
-        records.sort(key=lambda r: r.now)
-        return records
+        return [] if live.capture is None else collect(live.capture, live.session)
 
     async def _save_sidecar(self, live: _Live) -> None:
         """Rewrite session.json: the record is built here, on the event loop that owns the
         track counters; only the file write goes to the worker thread."""
-        record = self._sidecar(live, sc.SessionStatus.RECORDING)
+        record = live.session.sidecar(live.outputs, sc.SessionStatus.RECORDING)
         await self.blocking(sc.write_sidecar, live.session.layout.sidecar, record)
-
-    @staticmethod
-    def _expired(live: _Live, now: float, rtp_timeout_s: float, max_session_s: float) -> str | None:
-        session = live.session
-        if now - session.origin_s >= max_session_s:
-            return "max_session_s"
-        if not any(s.expects_media and s.receiving for s in session.streams):
-            return None  # on hold: no media is expected
-        last = max((s.last_packet_s or 0.0 for s in session.streams), default=0.0)
-        if now - max(last, session.origin_s) >= rtp_timeout_s:
-            return "rtp_timeout_s"
-        return None
 
     # -- the end ------------------------------------------------------------------------
 
@@ -464,7 +469,7 @@ class SessionManager:
             self._unbind(live, list(live.ports))
             jobs = []
             for stream in live.session.streams:
-                output = live.outputs.get(stream.index)
+                output = live.outputs.get(stream.stem)
                 if output is None:
                     continue
                 batch = stream.take_pending(now) + stream.timeline.flush()
@@ -479,6 +484,10 @@ class SessionManager:
             except RecordingIOError as exc:
                 live.log.error("session_storage_failed", error=str(exc))
                 await self._fail_files(live, str(exc), reason=reason)
+                status = sc.SessionStatus.FAILED
+            except Exception:
+                live.log.exception("session_finish_failed")
+                await self._fail_files(live, "internal error", reason=reason)
                 status = sc.SessionStatus.FAILED
         self.finished[status.value] = self.finished.get(status.value, 0) + 1
         streams = {s.stem: s.timeline.stats() for s in live.session.streams}
@@ -504,8 +513,10 @@ class SessionManager:
             live.capture.close()
         mix, skipped = None, None
         order = live.session.mix_order()
-        if order is not None and all(s.index in live.outputs for s in order):
-            left, right = (live.outputs[s.index].path for s in order)
+        if order is not None and all(
+            s.stem in live.outputs and live.outputs[s.stem].failed is None for s in order
+        ):
+            left, right = (live.outputs[s.stem].path for s in order)
             result = mix_stereo(left, right, live.session.layout.mix)
             if isinstance(result, MixResult):
                 mix = sc.MixRecord(file=result.path.name, channels=(order[0].stem, order[1].stem),
@@ -513,55 +524,9 @@ class SessionManager:
             else:
                 skipped = result.reason
         # The sockets are closed: nothing touches the track counters any more.
-        record = self._sidecar(live, status, ended_at=ended_at, end_reason=reason, mix=mix,
+        record = live.session.sidecar(live.outputs, status, ended_at=ended_at, end_reason=reason, mix=mix,
                                mix_skipped=skipped, error=error, final=True)
         sc.write_sidecar(live.session.layout.sidecar, record)
-
-    def _sidecar(self, live: _Live, status: sc.SessionStatus, *,
-                 ended_at: datetime | None = None, end_reason: sc.EndReason | None = None,
-                 mix: sc.MixRecord | None = None, mix_skipped: str | None = None,
-                 error: str | None = None, final: bool = False) -> sc.SessionSidecar:
-        session = live.session
-        streams = []
-        dtmf: list[sc.DtmfEvent] = []
-        for stream in session.streams:
-            output = live.outputs.get(stream.index)
-            if output is None:
-                continue
-            stats = stream.timeline.stats()
-            dropped = dict(stats.dropped)
-            if stream.other_source_packets:
-                dropped["other_source"] = stream.other_source_packets
-            jitter = max(stats.jitter_ms.values(), default=0.0)
-            streams.append(sc.StreamRecord(
-                label=stream.stem, file=output.path.name,
-                codec=stream.answered.encoding_name or "unknown",
-                clock_rate=stream.timeline.clock_rate_hz,
-                srtp=stream.crypto.suite.name if stream.crypto is not None else None,
-                participant=session.stream_participant(stream),
-                ssrcs=stats.ssrcs,
-                packets=sc.PacketCounts(received=stats.received, lost=stats.lost,
-                                        duplicated=stats.duplicated, reordered=stats.reordered,
-                                        late=stats.late, dropped=dropped,
-                                        rtcp=stats.rtcp_packets),
-                jitter_ms=round(jitter, 3),
-                duration_s=round(output.writer.duration_s, 3),
-                trimmed_samples=output.assembler.trimmed_samples,
-                sha256=sc.sha256_file(output.path) if final else None,
-            ))
-            dtmf.extend(output.dtmf_events)
-        record = sc.SessionSidecar(
-            status=status, call_id=session.info.call_id, from_=session.info.from_,
-            to=session.info.to, request_uri=session.info.request_uri,
-            source=session.info.source, user_agent=session.info.user_agent,
-            siprec=session.siprec_ids(), twilio=session.info.twilio,
-            custom_parameters=session.custom_parameters(),
-            participants=session.participants(), streams=tuple(streams), mix=mix,
-            mix_skipped_reason=mix_skipped, started_at=session.started_at, ended_at=ended_at,
-            end_reason=end_reason, metadata_updates=tuple(session.metadata_updates),
-            dtmf=tuple(sorted(dtmf, key=lambda d: d.at_s)), error=error,
-        )
-        return record
 
     async def _fail_files(self, live: _Live, error: str, *,
                           reason: sc.EndReason = sc.EndReason.ERROR) -> None:
@@ -572,13 +537,15 @@ class SessionManager:
                     output.writer.close()
                 except (RecordingIOError, OSError):
                     continue  # the disk is the problem; the other files may still close
+            if live.capture is not None:
+                live.capture.close()
             try:
                 sc.write_sidecar(live.session.layout.sidecar, record)
             except (RecordingIOError, OSError) as exc:
                 live.log.error("sidecar_write_failed", error=str(exc))
         self.capturing.pop(live.session.info.call_id, None)
         self._unbind(live, list(live.ports))  # no packet reaches the counters after this
-        record = self._sidecar(live, sc.SessionStatus.FAILED, ended_at=self.wall(self.clock()),
+        record = live.session.sidecar(live.outputs, sc.SessionStatus.FAILED, ended_at=self.wall(self.clock()),
                                end_reason=reason, error=error)
         await self.blocking(work)
 
@@ -589,6 +556,8 @@ class SessionManager:
         def work() -> None:
             for output in live.outputs.values():
                 output.writer.close()
+            if live.capture is not None:
+                live.capture.close()
             shutil.rmtree(live.session.layout.directory, ignore_errors=True)
         await self.blocking(work)
 
@@ -605,17 +574,16 @@ class SessionManager:
                 self.transmit(self.core.hang_up(live.dialog_id, now, local=live.local))
         await asyncio.gather(*(self.finish(live, sc.EndReason.SHUTDOWN)
                                for live in list(self.sessions.values())))
-        pending = [t for t in self.tasks if not t.done()]
-        for task in pending:
+        # Sessions that ended just before (BYE, timeout) may still be finishing: their
+        # files and sidecars are completed, not cancelled half way.
+        deadline = self._loop.time() + SHUTDOWN_WAIT_S
+        while self.tasks and self._loop.time() < deadline:
+            await asyncio.wait(list(self.tasks), timeout=deadline - self._loop.time())
+        for task in list(self.tasks):
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def _gone() -> PeerError:
-    from srs.errors import CallDoesNotExist
-
     return CallDoesNotExist("Call/Transaction Does Not Exist")
 
-
-# Peer errors while parsing bodies map to their statuses; listed so readers see them.
-_BODY_ERRORS = (SipParseError, MetadataError)

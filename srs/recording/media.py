@@ -87,6 +87,11 @@ class SocketMedia:
                     bound[port] = await self._bind(port)
                 except OSError as exc:
                     if exc.errno != errno.EADDRINUSE:
+                        # Not a busy port (no permission, no such address): give back what
+                        # this attempt took before the error surfaces.
+                        for transport in bound.values():
+                            transport.close()
+                        self.pool.release(ports, self.clock())
                         raise
                     failed = port
                     break

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from srs import codecs
 from srs.codecs import Codec
 from srs.errors import SdpError
@@ -29,9 +27,7 @@ from srs.metadata import RecordingMetadata
 from srs.metadata_state import MetadataState
 from srs.recording import sidecar as sc
 from srs.recording.layout import SessionLayout, unique_stream_stem
-from srs.recording.wav import WavWriter
 from srs.errors import RtpError
-from srs.rtp.dtmf import DtmfDetector
 from srs.rtp.packet import is_rtcp
 from srs.rtp.srtp import (
     AcceptedCrypto,
@@ -42,7 +38,8 @@ from srs.rtp.srtp import (
     choose_answer_crypto,
     policy_decline_reason,
 )
-from srs.rtp.track import PcmAssembler, Placed, TrackTimeline
+from srs.recording.output import StreamOutput
+from srs.rtp.track import Placed, TrackTimeline
 from srs.sdp import SessionDescription
 from srs.sdp_answer import AnsweredStream, SdpAnswer, build_answer
 from srs.sip.message import SipRequest
@@ -51,7 +48,6 @@ __all__ = [
     "CallInfo",
     "call_info_from_invite",
     "StreamState",
-    "StreamOutput",
     "RecordingSession",
     "MAX_HEADER_PARAMETERS",
     "RELATCH_AFTER_S",
@@ -68,9 +64,6 @@ MAX_PARAMETER_CHARS = 1024
 RELATCH_AFTER_S = 0.5
 # RFC 4566 §5.2: our o= username; the session id is per session, the version counts up.
 ORIGIN_USERNAME = "srs"
-
-# RFC 4733 §3.2 events 0-16 that the sidecar records as key presses.
-_DTMF_DIGITS = frozenset("0123456789*#ABCD") | {"flash"}
 
 _TWILIO_CALL_SID = "x-twilio-callsid"
 _TWILIO_ACCOUNT_SID = "x-twilio-accountsid"
@@ -238,58 +231,6 @@ class StreamState:
         else:
             self.srtp.rekey(receiver, now)
         self.crypto = accepted
-
-
-class StreamOutput:
-    """One stream's files, driven from the worker thread: decode, lay out, write."""
-
-    def __init__(self, path: Path, decoders: Mapping[int, Codec], clock_rate_hz: int,
-                 sample_rate_hz: int) -> None:
-        self.path = path
-        self.assembler = PcmAssembler(decoders, clock_rate_hz, sample_rate_hz)
-        self.writer = WavWriter(path, sample_rate_hz)
-        self.dtmf = DtmfDetector(clock_rate_hz)
-        self.dtmf_events: list[sc.DtmfEvent] = []
-        self.label: str | None = None
-
-    def write(self, placed: Sequence[Placed], horizon: int, floor: int) -> None:
-        """Lay out ``placed`` and write the track up to ``horizon`` -- but not past the end
-        of the audio that has arrived, unless that is behind ``floor``.  So audio that
-        waited in the kernel (an overloaded server) is written when it comes instead of
-        being cut, and silence (hold, a vanished sender) is still written, ``floor`` late."""
-        self._events(placed)
-        self.assembler.add(placed)
-        pcm = self.assembler.take(min(horizon, max(self.assembler.end_offset, floor)))
-        if len(pcm):
-            self.writer.append(pcm)
-        self.writer.flush()
-
-    def finish(self, placed: Sequence[Placed], total_offset: int) -> None:
-        self._events(placed)
-        self.assembler.add(placed)
-        pcm = self.assembler.finish(total_offset)
-        if len(pcm):
-            self.writer.append(pcm)
-        for event in self.dtmf.finish():
-            self._record(event)
-        self.writer.close()
-
-    def _events(self, placed: Sequence[Placed]) -> None:
-        for item in placed:
-            if item.is_event:
-                for event in self.dtmf.push(item):
-                    self._record(event)
-
-    def _record(self, event: object) -> None:
-        digit = getattr(event, "digit")
-        if digit not in _DTMF_DIGITS:
-            return  # RFC 4733 events other than keys (tones, flash variants) are not DTMF
-        self.dtmf_events.append(sc.DtmfEvent(
-            digit=digit,
-            at_s=round(getattr(event, "start_s"), 3),
-            duration_ms=getattr(event, "duration_ms"),
-            label=self.label,
-        ))
 
 
 @dataclass
@@ -472,7 +413,7 @@ class RecordingSession:
         caller's side into Twilio) goes left, ``outbound`` right.  Without such labels the
         offer's order decides: first m-line left.
         """
-        streams = [s for s in self.streams]
+        streams = self.streams
         if len(streams) != 2:
             return None
         def rank(stream: StreamState) -> int:
@@ -480,6 +421,64 @@ class RecordingSession:
             return 0 if "inbound" in label else 2 if "outbound" in label else 1
         ranked = sorted(streams, key=lambda s: (rank(s), s.index))
         return ranked[0], ranked[1]
+
+    def sidecar(self, outputs: Mapping[str, StreamOutput], status: sc.SessionStatus, *,
+                ended_at: datetime | None = None, end_reason: sc.EndReason | None = None,
+                mix: sc.MixRecord | None = None, mix_skipped: str | None = None,
+                error: str | None = None, final: bool = False) -> sc.SessionSidecar:
+        """Everything known about the session, as ``session.json`` says it.  Reads the
+        track counters: call it on the event loop while packets flow (``final`` also
+        hashes the files: only once they are closed)."""
+        streams = []
+        dtmf: list[sc.DtmfEvent] = []
+        for stream in self.streams:
+            output = outputs.get(stream.stem)
+            if output is None:
+                continue
+            stats = stream.timeline.stats()
+            dropped = dict(stats.dropped)
+            if stream.other_source_packets:
+                dropped["other_source"] = stream.other_source_packets
+            streams.append(sc.StreamRecord(
+                label=stream.stem, file=output.path.name,
+                codec=stream.answered.encoding_name or "unknown",
+                clock_rate=stream.timeline.clock_rate_hz,
+                srtp=stream.crypto.suite.name if stream.crypto is not None else None,
+                participant=self.stream_participant(stream),
+                ssrcs=stats.ssrcs,
+                packets=sc.PacketCounts(received=stats.received, lost=stats.lost,
+                                        duplicated=stats.duplicated, reordered=stats.reordered,
+                                        late=stats.late, dropped=dropped,
+                                        rtcp=stats.rtcp_packets),
+                jitter_ms=round(max(stats.jitter_ms.values(), default=0.0), 3),
+                duration_s=round(output.writer.duration_s, 3),
+                trimmed_samples=output.assembler.trimmed_samples,
+                sha256=sc.sha256_file(output.path) if final and output.failed is None else None,
+            ))
+            dtmf.extend(output.dtmf_events)
+        return sc.SessionSidecar(
+            status=status, call_id=self.info.call_id, from_=self.info.from_,
+            to=self.info.to, request_uri=self.info.request_uri,
+            source=self.info.source, user_agent=self.info.user_agent,
+            siprec=self.siprec_ids(), twilio=self.info.twilio,
+            custom_parameters=self.custom_parameters(),
+            participants=self.participants(), streams=tuple(streams), mix=mix,
+            mix_skipped_reason=mix_skipped, started_at=self.started_at, ended_at=ended_at,
+            end_reason=end_reason, metadata_updates=tuple(self.metadata_updates),
+            dtmf=tuple(sorted(dtmf, key=lambda d: d.at_s)), error=error,
+        )
+
+    def expired(self, now: float, rtp_timeout_s: float, max_session_s: float) -> str | None:
+        """Why the session should end at ``now``, or None: it lasted ``max_session_s``, or
+        no stream that is expected to send (not on hold) sent for ``rtp_timeout_s``."""
+        if now - self.origin_s >= max_session_s:
+            return "max_session_s"
+        if not any(s.expects_media and s.receiving for s in self.streams):
+            return None  # on hold: no media is expected
+        last = max((s.last_packet_s or 0.0 for s in self.streams), default=0.0)
+        if now - max(last, self.origin_s) >= rtp_timeout_s:
+            return "rtp_timeout_s"
+        return None
 
     def siprec_ids(self) -> sc.SiprecIds:
         if self.metadata is None:

@@ -151,6 +151,7 @@ class SipTransports:
         max_message_bytes: int = 65535,
         max_connections: int = 1024,
         idle_timeout_s: float = 300.0,
+        in_use: Callable[[int], bool] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -161,6 +162,9 @@ class SipTransports:
         self.max_message_bytes = max_message_bytes
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
+        # Connections that still carry a dialog are never idle-closed: our BYE may need them
+        # hours later (a recorded call sends no SIP while it lasts).
+        self.in_use = in_use or (lambda connection_id: False)
         self.connections: dict[int, _Stream] = {}
         self.connection_ids = itertools.count(1)
         self.counters: dict[str, int] = {
@@ -227,8 +231,8 @@ class SipTransports:
 
     def _close_idle(self) -> None:
         deadline = time.monotonic() - self.idle_timeout_s
-        for connection in list(self.connections.values()):
-            if connection.last_activity < deadline:
+        for connection_id, connection in list(self.connections.items()):
+            if connection.last_activity < deadline and not self.in_use(connection_id):
                 self.counters["idle_closed"] += 1
                 connection.close()
         self._schedule_idle_check()

@@ -35,6 +35,7 @@ from srs.errors import (
     NotAcceptable,
     PeerError,
     ServiceUnavailable,
+    SessionIntervalTooSmall,
     SipParseError,
     UnsupportedUriScheme,
     UsageError,
@@ -187,8 +188,9 @@ class SipCore:
         if isinstance(message, SipResponse):
             return list(self.client.receive_response(message, now))
         self.counters["requests"] += 1
-        request = _stamp_via(message, peer)
+        request = message
         try:
+            request = _stamp_via(message, peer)
             events = self.transactions.receive_request(request, peer, now)
         except SipParseError as exc:
             return self._stateless(request, peer, exc.status, exc.reason)
@@ -226,7 +228,7 @@ class SipCore:
         headers.append(("User-Agent", USER_AGENT))
         dialog_id = DialogId.of_request(request)
         to_tag = None
-        if 200 <= status < 300 and request.method == "INVITE":
+        if 200 <= status < 300 and request.method in ("INVITE", "UPDATE"):
             sips = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
             headers.append(("Contact", str(local.contact(sips=sips))))
             headers.extend(_session_timer_headers(request))
@@ -271,6 +273,11 @@ class SipCore:
         peer = self._dialog_peers.pop(dialog_id, None)
         host, port = _next_hop(dialog.next_hop, peer)
         return list(self.client.send(bye, peer, host, port, now))
+
+    def connection_in_use(self, connection_id: int) -> bool:
+        """Whether a dialog still needs the TCP/TLS connection ``connection_id``."""
+        return any(getattr(peer, "connection_id", None) == connection_id
+                   for peer in self._dialog_peers.values())
 
     def next_timer(self) -> float | None:
         deadlines = [d for d in (self.transactions.next_timer(), self.client.next_timer()) if d]
@@ -332,6 +339,7 @@ class SipCore:
                 outputs.append(SessionEnded("bye", dialog_id=dialog.id, at=now))
                 return outputs
             if method in ("INVITE", "UPDATE"):
+                _check_session_interval(request)
                 return [SessionUpdate(pending, request, dialog.id, peer, now)]
             return self._reply(pending, 200, now)  # OPTIONS, INFO in a dialog
         except PeerError as exc:
@@ -363,6 +371,7 @@ class SipCore:
             raise
         _check_headers(request)
         _check_accept(request)
+        _check_session_interval(request)
         return [NewSession(pending, request, peer, now)]
 
     def _cancel(self, event: CancelReceived, now: float) -> list[Output]:
@@ -404,6 +413,8 @@ class SipCore:
             headers.append(("Retry-After", str(error.retry_after_s)))
         if isinstance(error, BadExtension):
             headers.append(("Unsupported", ", ".join(error.unsupported)))
+        if isinstance(error, SessionIntervalTooSmall):
+            headers.append(("Min-SE", str(error.min_se_s)))  # RFC 4028 §6
         if error.status == 405:  # RFC 3261 §8.2.1: the answer lists what is allowed
             headers.append(("Allow", ", ".join(ALLOW)))
         if error.status in (415,):
@@ -455,20 +466,32 @@ def _check_accept(request: SipRequest) -> None:
         raise NotAcceptable("Not Acceptable: the answer is application/sdp")
 
 
-def _session_timer_headers(request: SipRequest) -> list[tuple[str, str]]:
-    """RFC 4028 §9: accept the offered interval; the recording client refreshes."""
+def _session_interval_s(request: SipRequest) -> int | None:
     value = request.headers.get("Session-Expires")
     if value is None:
-        return []
+        return None
     try:
-        interval = int(value.split(";", 1)[0].strip())
+        return int(value.split(";", 1)[0].strip())
     except ValueError:
+        return None  # unreadable: treated as absent (RFC 4028 §9 needs only delta-seconds)
+
+
+def _check_session_interval(request: SipRequest) -> None:
+    """RFC 4028 §8.1: an interval below our Min-SE is answered 422 with Min-SE."""
+    interval = _session_interval_s(request)
+    if interval is not None and interval < MIN_SE_S:
+        raise SessionIntervalTooSmall(MIN_SE_S)
+
+
+def _session_timer_headers(request: SipRequest) -> list[tuple[str, str]]:
+    """RFC 4028 §9: srs never refreshes a session itself, so it runs the timer only when
+    the recording client supports it and does the refreshing (``refresher=uac`` with
+    ``Require: timer``).  Without ``Supported: timer`` at the client, no Session-Expires
+    is answered: no one would refresh it."""
+    interval = _session_interval_s(request)
+    if interval is None or "timer" not in (tag.lower() for tag in request.supported):
         return []
-    interval = max(interval, MIN_SE_S)
-    headers = [("Session-Expires", f"{interval};refresher=uac")]
-    if "timer" in (tag.lower() for tag in request.supported):
-        headers.append(("Require", "timer"))
-    return headers
+    return [("Session-Expires", f"{interval};refresher=uac"), ("Require", "timer")]
 
 
 def _stamp_via(request: SipRequest, peer: object) -> SipRequest:
@@ -505,8 +528,12 @@ def response_destination(response: SipResponse, peer: object) -> tuple[str, int]
         via = response.top_via
     except SipParseError:
         return host, port
-    if isinstance(via.rport, int) and not isinstance(via.rport, bool):
-        return via.received or host, via.rport
+    try:
+        rport = via.rport
+    except SipParseError:
+        rport = None  # a malformed rport: answer as if it were absent
+    if isinstance(rport, int) and not isinstance(rport, bool):
+        return via.received or host, rport
     return via.received or host, via.port or 5060
 
 

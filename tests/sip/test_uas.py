@@ -256,3 +256,27 @@ def test_invite_accepting_sdp_or_wildcards_is_taken() -> None:
         extra = f"X-Auth-Token: {TOKEN}\r\nAccept: {accept}\r\n"
         outputs = feed(core(), request("INVITE", extra=extra))
         assert any(isinstance(o, NewSession) for o in outputs), accept
+
+
+@pytest.mark.parametrize("rport", ["abc", "99999999"])
+def test_malformed_rport_gets_a_stateless_400_not_an_exception(rport: str) -> None:
+    data = request("OPTIONS", via=f"SIP/2.0/UDP 192.0.2.10:5062;rport={rport}")
+    [transmit] = [o for o in feed(core(), data) if isinstance(o, Transmit)]
+    assert transmit.data.startswith(b"SIP/2.0 400 ")
+    assert (transmit.host, transmit.port) == ("192.0.2.10", 5062)
+
+
+def test_session_interval_below_min_se_is_422_with_min_se() -> None:
+    extra = f"X-Auth-Token: {TOKEN}\r\nSession-Expires: 30\r\nSupported: timer\r\n"
+    [*_, response] = sent(feed(core(), request("INVITE", extra=extra)))
+    assert (response.status, response.headers.get("Min-SE")) == (422, "90")
+
+
+def test_no_session_timer_in_the_answer_when_the_client_cannot_refresh() -> None:
+    # RFC 4028 §9: without Supported: timer at the client nobody would refresh; srs
+    # never refreshes itself, so it answers without Session-Expires.
+    sip = core()
+    extra = f"X-Auth-Token: {TOKEN}\r\nSession-Expires: 1800;refresher=uas\r\n"
+    [event] = [o for o in feed(sip, request("INVITE", extra=extra)) if isinstance(o, NewSession)]
+    [ok] = sent(sip.answer(event.pending, 200, 0.1, local=LOCAL)[0])
+    assert ok.headers.get("Session-Expires") is None and ok.headers.get("Require") is None

@@ -1,0 +1,87 @@
+"""One recorded stream's files, driven from the worker thread: decode, lay out, write.
+
+The event loop owns a stream's timeline (:class:`srs.recording.session.StreamState`); a
+:class:`StreamOutput` owns its decoder, its WAV writer and its DTMF detector, and only the
+worker thread touches it.  The shell hands batches of placed payloads from one to the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from srs.codecs import Codec
+from srs.recording import sidecar as sc
+from srs.recording.wav import RecordingIOError, WavWriter
+from srs.rtp.dtmf import DtmfDetector
+from srs.rtp.track import PcmAssembler, Placed
+
+__all__ = ["StreamOutput"]
+
+# RFC 4733 §3.2 events 0-16 that the sidecar records as key presses.
+_DTMF_DIGITS = frozenset("0123456789*#ABCD") | {"flash"}
+
+
+class StreamOutput:
+    """One stream's files, driven from the worker thread: decode, lay out, write."""
+
+    def __init__(self, path: Path, decoders: Mapping[int, Codec], clock_rate_hz: int,
+                 sample_rate_hz: int) -> None:
+        self.path = path
+        self.assembler = PcmAssembler(decoders, clock_rate_hz, sample_rate_hz)
+        self.writer = WavWriter(path, sample_rate_hz)
+        self.dtmf = DtmfDetector(clock_rate_hz)
+        self.dtmf_events: list[sc.DtmfEvent] = []
+        self.label: str | None = None
+        self.failed: str | None = None  # the storage error that stopped this file
+
+    def write(self, placed: Sequence[Placed], horizon: int, floor: int) -> None:
+        """Lay out ``placed`` and write the track up to ``horizon`` -- but not past the end
+        of the audio that has arrived, unless that is behind ``floor``.  So audio that
+        waited in the kernel (an overloaded server) is written when it comes instead of
+        being cut, and silence (hold, a vanished sender) is still written, ``floor`` late."""
+        if self.failed is not None:
+            return
+        self._events(placed)
+        self.assembler.add(placed)
+        pcm = self.assembler.take(min(horizon, max(self.assembler.end_offset, floor)))
+        try:
+            if len(pcm):
+                self.writer.append(pcm)
+            self.writer.flush()
+        except RecordingIOError as exc:
+            self.failed = str(exc)
+            raise
+
+    def finish(self, placed: Sequence[Placed], total_offset: int) -> None:
+        """Write the rest up to the session's length and close.  A file whose storage
+        already failed is only closed: what reached the disk stays playable."""
+        if self.failed is None:
+            self._events(placed)
+            self.assembler.add(placed)
+            pcm = self.assembler.finish(total_offset)
+            for event in self.dtmf.finish():
+                self._record(event)
+            try:
+                if len(pcm):
+                    self.writer.append(pcm)
+            except RecordingIOError as exc:
+                self.failed = str(exc)
+        self.writer.close()
+
+    def _events(self, placed: Sequence[Placed]) -> None:
+        for item in placed:
+            if item.is_event:
+                for event in self.dtmf.push(item):
+                    self._record(event)
+
+    def _record(self, event: object) -> None:
+        digit = getattr(event, "digit")
+        if digit not in _DTMF_DIGITS:
+            return  # RFC 4733 events other than keys (tones, flash variants) are not DTMF
+        self.dtmf_events.append(sc.DtmfEvent(
+            digit=digit,
+            at_s=round(getattr(event, "start_s"), 3),
+            duration_ms=getattr(event, "duration_ms"),
+            label=self.label,
+        ))
