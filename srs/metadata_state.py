@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
+from srs.errors import MetadataError
 from srs.metadata import (
     DataMode,
     Participant,
@@ -38,6 +39,10 @@ class LabelParties:
     stream: Stream | None
     senders: tuple[Participant, ...] = ()
     receivers: tuple[Participant, ...] = ()
+
+
+# The most elements of one kind a session's merged metadata may hold.
+MAX_MERGED_ELEMENTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,12 @@ class MetadataState:
             namespace=old.namespace or update.namespace,
             root_name=old.root_name,
         )
+        # Partial updates only ever add elements: bound what a session can accumulate, as
+        # one document is bounded (a peer could otherwise grow it update by update).
+        for name in ("groups", "sessions", "participants", "streams",
+                     "participant_session_assocs", "participant_stream_assocs"):
+            if len(getattr(merged, name)) > MAX_MERGED_ELEMENTS:
+                raise MetadataError(f"metadata update exceeds {MAX_MERGED_ELEMENTS} {name}")
         return MetadataState(merged, self.updates_applied + 1)
 
     def stream_for_label(self, label: str) -> Stream | None:

@@ -434,3 +434,20 @@ class TestRefused:
         parties = state.parties_for_label("1")
         assert parties.stream is None or parties.stream.label == "1"
         custom_parameters(doc.all_extensions())
+
+
+def test_partial_updates_cannot_grow_a_session_without_bound() -> None:
+    from srs.metadata_state import MAX_MERGED_ELEMENTS, MetadataState
+
+    def partial(first: int) -> bytes:
+        people = "".join(
+            f'<participant participant_id="p{i}"><nameID aor="sip:u{i}@x"/></participant>'
+            for i in range(first, first + 100))
+        return (b'<recording xmlns="urn:ietf:params:xml:ns:recording:1">'
+                b"<datamode>partial</datamode>" + people.encode() + b"</recording>")
+
+    state = MetadataState()
+    for first in range(0, MAX_MERGED_ELEMENTS - 99, 100):
+        state = state.apply(RecordingMetadata.parse(partial(first)))
+    with pytest.raises(MetadataError, match=f"exceeds {MAX_MERGED_ELEMENTS} participants"):
+        state.apply(RecordingMetadata.parse(partial(1000)))
