@@ -36,7 +36,7 @@ DEFAULT_SRTP = "AES_CM_128_HMAC_SHA1_80"
 MAX_TRACKS = 16
 PROGRESS_INTERVAL_S = 0.5
 
-__all__ = ["HELP", "TOKEN_ENV", "add_arguments", "build_plan", "run", "run_loop", "tls_context"]
+__all__ = ["HELP", "TOKEN_ENV", "add_arguments", "add_connection_arguments", "credential", "build_plan", "run", "run_loop", "tls_context"]
 
 _T = TypeVar("_T")
 
@@ -45,15 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="URI",
                         help="the recording server: sip:HOST[:PORT][;transport=tcp|tls] "
                              "or sips:HOST[:PORT]")
-    parser.add_argument("--transport", choices=("udp", "tcp", "tls"),
-                        help="override the URI's transport (default: udp; tls for sips:)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="TLS: do not verify the server certificate (self-signed test servers)")
-    parser.add_argument("--ca", type=Path, metavar="FILE",
-                        help="TLS: PEM bundle to verify the server certificate with")
-    parser.add_argument("--token", help=f"credential value (default: ${TOKEN_ENV}; none: no header)")
-    parser.add_argument("--auth-header", default="X-Auth-Token", metavar="NAME",
-                        help="credentials header name (default: X-Auth-Token)")
+    add_connection_arguments(parser)
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="custom parameter, sent as header X-NAME and as metadata "
                              "<Parameter>; repeatable")
@@ -86,6 +78,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show a progress line on stderr even when it is not a terminal")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only failures and the summary")
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How to reach and authenticate to the server: shared with ``srs replay --target``."""
+    parser.add_argument("--transport", choices=("udp", "tcp", "tls"),
+                        help="override the URI's transport (default: udp; tls for sips:)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="TLS: do not verify the server certificate (self-signed test servers)")
+    parser.add_argument("--ca", type=Path, metavar="FILE",
+                        help="TLS: PEM bundle to verify the server certificate with")
+    parser.add_argument("--token", help=f"credential value (default: ${TOKEN_ENV}; none: no header)")
+    parser.add_argument("--auth-header", default="X-Auth-Token", metavar="NAME",
+                        help="credentials header name (default: X-Auth-Token)")
+
+
+def credential(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(header name, value) from ``--auth-header`` and ``--token`` or $SRS_CALL_TOKEN;
+    None without a token.  Raises ``UsageError`` for a bad name or a multi-line value."""
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    if not is_token(args.auth_header):
+        raise UsageError(f"--auth-header is not a header name: {args.auth_header!r}")
+    if token is not None and any(ch in token for ch in "\r\n\0"):
+        raise UsageError("the token must be one line")
+    return (args.auth_header, token) if token else None
 
 
 def _parameters(pairs: list[str]) -> dict[str, str]:
@@ -126,17 +142,12 @@ def build_plan(args: argparse.Namespace) -> CallPlan:
             SipUri.parse(aor)
         except SipParseError:
             raise UsageError(f"--aor is not a sip: URI: {aor!r}") from None
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
-    if not is_token(args.auth_header):
-        raise UsageError(f"--auth-header is not a header name: {args.auth_header!r}")
-    if token is not None and any(ch in token for ch in "\r\n\0"):
-        raise UsageError("the token must be one line")
     plan = CallPlan(
         target=target,
         labels=labels,
         tracks=tracks,
         aors=aors,
-        credential=(args.auth_header, token) if token else None,
+        credential=credential(args),
         parameters=_parameters(args.param),
         srtp=srtp_suite(args.srtp) if args.srtp else None,
         codecs=tuple(dict.fromkeys(args.codec)) or ("PCMU", "PCMA"),

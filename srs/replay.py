@@ -38,7 +38,7 @@ from srs.sip.parser import SipMessageError, StreamParser, parse_message
 from srs.sip.transaction import Source
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore, Transmit
 
-__all__ = ["ReplayReport", "is_siprec_invite", "replay_capture", "sip_message"]
+__all__ = ["ReplayReport", "is_siprec_invite", "replay_capture", "sip_message", "stream_messages"]
 
 Progress = Callable[[int, int | None], None]
 
@@ -177,14 +177,8 @@ class _Replay:
                 self._rtp(event)
         elif isinstance(event, StreamChunk):
             await self._advance(timestamp_us)
-            parser = self.parsers.setdefault(event.flow, StreamParser())
-            try:
-                messages = parser.feed(event.data)
-            except SipMessageError as error:
-                messages = list(error.messages)
-                self.parsers.pop(event.flow, None)
             src, sport, dst, dport = event.flow
-            for message in messages:
+            for message in stream_messages(self.parsers, event):
                 # TLS is captured decrypted as stream data: the sender's Via names the
                 # transport it used (RFC 3261 §18.1.1).
                 transport = "tcp"
@@ -291,6 +285,17 @@ def sip_message(payload: bytes) -> SipMessage | None:
         return parse_message(payload)
     except SipMessageError:
         return None
+
+
+def stream_messages(parsers: dict[Any, StreamParser], chunk: StreamChunk) -> list[SipMessage]:
+    """The SIP messages ``chunk`` completes on its TCP flow, with one parser per flow in
+    ``parsers``; a flow whose framing is lost starts afresh with its next chunk."""
+    parser = parsers.setdefault(chunk.flow, StreamParser())
+    try:
+        return parser.feed(chunk.data)
+    except SipMessageError as error:
+        parsers.pop(chunk.flow, None)
+        return list(error.messages)
 
 
 def replay_capture(path: Path, out_dir: Path, *, settings: Settings | None = None,
