@@ -81,10 +81,13 @@ def is_siprec_invite(request: SipRequest) -> bool:
     """A dialog-creating INVITE from a recording client (RFC 7866 §6.1.1): ``Require:
     siprec``, a ``+sip.src`` Contact, or a metadata body part.  Its destination is a
     recorder."""
-    if request.method != "INVITE" or request.to.tag is not None:
-        return False
-    if "siprec" in (tag.lower() for tag in request.require):
-        return True
+    try:
+        if request.method != "INVITE" or request.to.tag is not None:
+            return False
+        if "siprec" in (tag.lower() for tag in request.require):
+            return True
+    except SipParseError:
+        return False  # a broken INVITE in the capture: nothing to replay
     contact = request.headers.get("Contact") or ""
     if "+sip.src" in contact:
         return True

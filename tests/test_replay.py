@@ -87,3 +87,16 @@ def test_replay_cli_names_the_file_and_offset_of_a_bad_capture(tmp_path: Path) -
                              str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith(f"srs replay: {foreign}: at byte offset 0: expected")
+
+
+def test_an_unparseable_invite_in_a_capture_is_skipped_not_fatal(tmp_path: Path) -> None:
+    from srs.capture.writer import PcapWriter
+
+    broken = (b"INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKx\r\n"
+              b"From: <sip:a@x>;tag=1\r\nTo: <sip:srs@x>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+              b"Require: \x00\r\nContent-Length: 0\r\n\r\n")
+    path = tmp_path / "broken.pcap"
+    with PcapWriter(path) as writer:
+        writer.write_udp(1.0, "127.0.0.1", 5062, "127.0.0.1", 5060, broken)
+    report = replay_capture(path, tmp_path / "out")
+    assert report.sessions == [] and report.packets == 1
