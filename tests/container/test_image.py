@@ -32,8 +32,9 @@ STOP_TIMEOUT_S = 30  # podman stop's grace before SIGKILL (exit 137)
 
 
 def srs_call(container: SrsContainer, *args: str) -> list[str]:
+    # --token=: a generated token may start with "-"
     return [sys.executable, "-m", "srs", "call", f"sip:127.0.0.1:{container.sip_port}",
-            "--token", container.token, *args]
+            f"--token={container.token}", *args]
 
 
 def only_session(container: SrsContainer) -> tuple[Path, dict[str, Any]]:
