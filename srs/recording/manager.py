@@ -121,7 +121,6 @@ class SessionManager:
         self.setups: set[asyncio.Task[Any]] = set()
         self.draining = False
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.finished: dict[str, int] = {}
         self.capturing: dict[str, _Live] = {}  # Call-ID -> captured session
         self._loop = asyncio.get_running_loop()
 
@@ -489,7 +488,6 @@ class SessionManager:
                 live.log.exception("session_finish_failed")
                 await self._fail_files(live, "internal error", reason=reason)
                 status = sc.SessionStatus.FAILED
-        self.finished[status.value] = self.finished.get(status.value, 0) + 1
         streams = {s.stem: s.timeline.stats() for s in live.session.streams}
         if self.metrics is not None and live.dialog_id is not None:
             written = await self.blocking(directory_bytes, live.session.layout.directory)

@@ -114,14 +114,15 @@ def call_info_from_invite(
     )
 
 
-def _decoders(offer_line_rtpmaps: Mapping[int, tuple[str, int]]) -> dict[int, Codec]:
-    """Every payload type of an m-line that srs can decode: a sender may switch among the
-    offered codecs without a new offer (RFC 3264 §5.1)."""
+def _decoders(offer: SessionDescription, index: int) -> dict[int, Codec]:
+    """Every payload type of an m-line that srs can decode (explicit rtpmaps and the RFC 3551
+    static defaults, as the SDP layer resolves them): a sender may switch among the offered
+    codecs without a new offer (RFC 3264 §5.1)."""
     out: dict[int, Codec] = {}
-    for payload_type, (name, rate) in offer_line_rtpmaps.items():
-        codec = codecs.lookup(name, rate)
+    for rtpmap in offer.media[index].rtpmaps:
+        codec = codecs.lookup(rtpmap.encoding_name, rtpmap.clock_rate_hz)
         if codec is not None:
-            out[payload_type] = codec
+            out[rtpmap.payload_type] = codec
     return out
 
 
@@ -138,7 +139,6 @@ class StreamState:
         "decoders",
         "pending",
         "latched",
-        "latched_last_s",
         "other_source_packets",
         "last_packet_s",
         "expects_media",
@@ -165,9 +165,8 @@ class StreamState:
         self.decoders = decoders
         self.pending: list[Placed] = []
         self.latched: tuple[str, int] | None = None
-        self.latched_last_s = 0.0
         self.other_source_packets = 0
-        self.last_packet_s: float | None = None
+        self.last_packet_s = 0.0  # arrival of the last packet taken (from the latched source)
         self.expects_media = answered.direction.value != "inactive"
         self.receiving = True
         self.srtp: SrtpInbound | None = None
@@ -181,7 +180,7 @@ class StreamState:
             self.capture.append((now, source, data))
         latched = self.latched
         if latched != source:
-            if latched is not None and now - self.latched_last_s < RELATCH_AFTER_S:
+            if latched is not None and now - self.last_packet_s < RELATCH_AFTER_S:
                 self.other_source_packets += 1
                 return
             self.latched = source  # first packet, or the old source went quiet
@@ -198,7 +197,6 @@ class StreamState:
                 # (RFC 3711 §3.3); it does not refresh the latch either.
                 self.timeline.count_drop(error.drop_reason)
                 return
-        self.latched_last_s = now
         self.last_packet_s = now
         placed = self.timeline.receive(data, now)
         if placed:
@@ -353,7 +351,7 @@ class RecordingSession:
             self.origin_s, clock, event_payload_types=() if te is None else (te,)
         )
         return StreamState(answered.index, stem, answered, timeline,
-                           _decoders(_rtpmaps(offer, answered.index)))
+                           _decoders(offer, answered.index))
 
     def _update_stream(
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
@@ -361,7 +359,7 @@ class RecordingSession:
         """A new offer for an existing stream: direction, codec set; the port is stable."""
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
-        stream.decoders.update(_decoders(_rtpmaps(offer, answered.index)))
+        stream.decoders.update(_decoders(offer, answered.index))
         stream.relatch()
 
     # -- metadata -----------------------------------------------------------------------
@@ -475,7 +473,7 @@ class RecordingSession:
             return "max_session_s"
         if not any(s.expects_media and s.receiving for s in self.streams):
             return None  # on hold: no media is expected
-        last = max((s.last_packet_s or 0.0 for s in self.streams), default=0.0)
+        last = max((s.last_packet_s for s in self.streams), default=0.0)
         if now - max(last, self.origin_s) >= rtp_timeout_s:
             return "rtp_timeout_s"
         return None
@@ -487,16 +485,4 @@ class RecordingSession:
         session_id = current.sessions[0].session_id if current.sessions else None
         group_id = current.groups[0].group_id if current.groups else None
         return sc.SiprecIds(session_id=session_id, group_id=group_id)
-
-
-def _rtpmaps(offer: SessionDescription, index: int) -> dict[int, tuple[str, int]]:
-    media = offer.media[index]
-    out: dict[int, tuple[str, int]] = {}
-    for payload_type in media.payload_types:
-        rtpmap = media.rtpmap(payload_type)
-        if rtpmap is not None:
-            out[payload_type] = (rtpmap.encoding_name, rtpmap.clock_rate_hz)
-        elif payload_type in codecs.STATIC_PAYLOAD_TYPES:  # RFC 3551 §6: no rtpmap needed
-            out[payload_type] = codecs.STATIC_PAYLOAD_TYPES[payload_type]
-    return out
 
