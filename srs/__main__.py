@@ -1,3 +1,3 @@
-from srs.cli import main
+from srs.cli.main import main
 
 raise SystemExit(main())

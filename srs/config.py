@@ -243,7 +243,7 @@ class WebhookSettings:
     def validate(self) -> None:
         if self.url is None:
             return
-        from srs.webhook.signing import WebhookUrl  # raises ConfigError naming webhook.url
+        from srs.ops.webhook.signing import WebhookUrl  # raises ConfigError naming webhook.url
 
         WebhookUrl.parse(self.url, key="webhook.url")
         if self.secret is None or len(self.secret) < 16:

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from srs.app import Application
+from srs.server.app import Application
 from srs.config import Settings, load_settings
 from srs.log import configure_logging
-from srs.tls import ensure_self_signed, server_context
+from srs.server.tls import ensure_self_signed, server_context
 
 TOKEN = "test-token-1234"
 

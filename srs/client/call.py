@@ -34,7 +34,7 @@ from srs.client.offer import (
 from srs.client.uac import ByeReceived, RequestTimedOut, ResponseReceived, Send, UacCall, UacOutput
 from srs.errors import PeerError, SipParseError, UsageError
 from srs.rtp.srtp import SrtpSuite
-from srs.sdp import Direction
+from srs.sdp.description import Direction
 from srs.sip.headers import Via
 from srs.sip.message import SipRequest, SipResponse
 from srs.sip.uri import NameAddr, SipUri

@@ -9,7 +9,7 @@ describes each track as a ``<stream>`` sent by one participant and received by t
 (RFC 4568 §9.1); the key is ours and is what we encrypt with (RFC 4568 §7.1.1).
 
 The SDP and the multipart body are built with srs's own types
-(:class:`~srs.sdp.SessionDescription`, :class:`~srs.multipart.MultipartBody`); the XML
+(:class:`~srs.sdp.description.SessionDescription`, :class:`~srs.siprec.multipart.MultipartBody`); the XML
 with :mod:`xml.etree.ElementTree`, never by formatting strings.
 """
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
 from srs.errors import SdpError, UsageError
-from srs.multipart import BodyPart, MultipartBody
+from srs.siprec.multipart import BodyPart, MultipartBody
 from srs.rtp.srtp import SUITES, SrtpSuite
-from srs.sdp import (
+from srs.sdp.description import (
     Attribute,
     Connection,
     CryptoAttribute,

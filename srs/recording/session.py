@@ -4,7 +4,7 @@
 call facts from the dialog-creating INVITE, the merged RFC 7865 metadata and every raw
 version of it, the negotiated streams, and each stream's track timeline.  It answers SDP
 offers (the INVITE's and every re-INVITE/UPDATE's) and turns all of it into the sidecar.
-It does no I/O and reads no clock: the asyncio shell (:mod:`srs.recording.manager`) binds
+It does no I/O and reads no clock: the asyncio shell (:mod:`srs.server.sessions`) binds
 the sockets, feeds packets to :meth:`StreamState.receive`, and writes files in a worker
 thread through :class:`StreamOutput`.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 from srs import codecs
 from srs.codecs import Codec
 from srs.errors import SdpError
-from srs.metadata import RecordingMetadata
-from srs.metadata_state import MetadataState
+from srs.siprec.metadata import RecordingMetadata
+from srs.siprec.metadata_state import MetadataState
 from srs.recording import sidecar as sc
 from srs.recording.layout import SessionLayout, unique_stream_stem
 from srs.errors import RtpError
@@ -40,8 +40,8 @@ from srs.rtp.srtp import (
 )
 from srs.recording.output import StreamOutput
 from srs.rtp.track import Placed, TrackTimeline
-from srs.sdp import SessionDescription
-from srs.sdp_answer import AnsweredStream, SdpAnswer, build_answer
+from srs.sdp.description import SessionDescription
+from srs.sdp.answer import AnsweredStream, SdpAnswer, build_answer
 from srs.sip.message import SipRequest
 
 __all__ = [

@@ -47,7 +47,7 @@ from typing import Literal
 import pylibsrtp
 
 from srs.errors import NotAcceptableHere, RtpError, UsageError
-from srs.sdp_crypto import CryptoAttribute, CryptoKeyParam
+from srs.sdp.crypto import CryptoAttribute, CryptoKeyParam
 
 __all__ = [
     "SUITES",
@@ -183,7 +183,7 @@ def policy_decline_reason(secure: bool, policy: SrtpPolicy) -> str | None:
     ``secure`` is whether the m-line's profile is RTP/SAVP(F) (``MediaDescription.is_secure``).
     ``off`` declines SRTP m-lines; ``require`` declines plain RTP/AVP m-lines.  A declined
     m-line gets port 0 (RFC 3264 §6); an offer with nothing left is answered with 488 by
-    :func:`srs.sdp_answer.build_answer`.
+    :func:`srs.sdp.answer.build_answer`.
     """
     if policy == "allow":
         return None

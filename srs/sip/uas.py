@@ -26,7 +26,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from srs.auth import Authenticator
+from srs.sip.auth import Authenticator
 from srs.errors import (
     BadExtension,
     CallDoesNotExist,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from srs.cli import main
+from srs.cli.main import main
 from tests.conftest import TOKEN, RunningServer
 from tests.e2e.audio import dominant_frequency
 

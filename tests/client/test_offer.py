@@ -15,9 +15,9 @@ from srs.client.offer import (
     srtp_suite,
 )
 from srs.errors import SdpError, UsageError
-from srs.metadata import RecordingMetadata, custom_parameters
-from srs.multipart import split_siprec_body
-from srs.sdp import Direction, SessionDescription
+from srs.siprec.metadata import RecordingMetadata, custom_parameters
+from srs.siprec.multipart import split_siprec_body
+from srs.sdp.description import Direction, SessionDescription
 
 
 def tracks(srtp: str | None = None) -> list[OfferedTrack]:

@@ -11,7 +11,7 @@ import textwrap
 import typing
 
 from srs import config
-from srs.docs import field_docs  # the attribute docstrings the README table is built from
+from srs.cli.docs import field_docs  # the attribute docstrings the README table is built from
 
 __all__ = ["env_example"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from srs.config import TWILIO_MEDIA_CIDRS, AuthSettings, Settings
-from srs.firewall import FirewallPlan, nftables_ruleset
+from srs.ops.firewall import FirewallPlan, nftables_ruleset
 from tests.deploy.tools import DEPLOY, tool
 
 COMMITTED = DEPLOY / "nftables" / "srs-twilio.nft"

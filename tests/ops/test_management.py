@@ -13,9 +13,9 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from srs.management import ManagementServer, readiness_problem
-from srs.metrics import Metrics
-from srs.retention import StorageGuard
+from srs.ops.management import ManagementServer, readiness_problem
+from srs.ops.metrics import Metrics
+from srs.ops.retention import StorageGuard
 
 
 def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:

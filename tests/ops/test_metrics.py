@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from srs.metrics import MAX_DROP_REASONS, Metrics
+from srs.ops.metrics import MAX_DROP_REASONS, Metrics
 from srs.recording.sidecar import PacketCounts
 
 

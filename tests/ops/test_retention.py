@@ -13,7 +13,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from srs.errors import ServiceUnavailable
-from srs.retention import StorageGuard, directory_bytes, remove_expired, run_retention
+from srs.ops.retention import StorageGuard, directory_bytes, remove_expired, run_retention
 from tests.ops.sessions import make_session
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from srs.errors import ConfigError, UsageError
-from srs.webhook.outbox import (
+from srs.ops.webhook.outbox import (
     FAILED_DIR,
     DeliveryRecord,
     Outbox,
@@ -20,8 +20,8 @@ from srs.webhook.outbox import (
     encode_record,
     new_delivery_id,
 )
-from srs.webhook.sender import completion_body
-from srs.webhook.signing import (
+from srs.ops.webhook.sender import completion_body
+from srs.ops.webhook.signing import (
     WebhookUrl,
     backoff_delay_s,
     classify_status,

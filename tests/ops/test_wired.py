@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from srs.webhook.signing import verify
+from srs.ops.webhook.signing import verify
 from tests.conftest import TOKEN, free_port, start_server
 from tests.ops.receiver import Script, receiver
 from tests.sipclient import Call, SipClient, send_tones

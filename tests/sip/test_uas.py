@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from srs.auth import Authenticator
+from srs.sip.auth import Authenticator
 from srs.errors import NotAcceptableHere
 from srs.sip.parser import SipMessageError, parse_message
 from srs.sip.transaction import Source

@@ -1,0 +1,314 @@
+"""The srs application: SIP transports, the UAS core and the recording sessions, wired.
+
+Bytes arrive at :class:`~srs.sip.transport.SipTransports`, go through the pure
+:class:`~srs.sip.uas.SipCore`, and its outputs are executed here: ``Transmit`` is sent, and
+session events go to the :class:`~srs.server.sessions.SessionManager`.  The core's
+timers are served by one ``call_at`` handle, re-armed after every input (DESIGN.md rule 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from srs.sip.auth import Authenticator
+from srs.config import Settings
+from srs.errors import ConfigError
+from srs.log import RateLimiter, get_logger
+from srs.ops.management import ManagementServer, readiness_problem
+from srs.ops.metrics import Metrics
+from srs.ops.retention import StorageGuard, run_retention
+from srs.ops.webhook import Outbox, WebhookConfig, WebhookSender, WebhookUrl, make_ssl_context
+from srs.server.sessions import SessionManager
+from srs.server.media import SocketMedia, quantize_s
+from srs.recording.repair import repair_recordings
+from srs.errors import SipParseError
+from srs.sip.parser import SipMessageError
+from srs.sip.transport import Peer, SipTransports
+from srs.sip.uas import Local, Refused, SessionEnded, SipCore, Transmit
+from srs.sip.uac import ClientTimedOut
+
+__all__ = ["Application"]
+
+# On shutdown, how long to wait for the answers to the BYEs srs sent.
+BYE_WAIT_S = 2.0
+
+
+class Application:
+    def __init__(
+        self, settings: Settings, *, tls_context: ssl.SSLContext | None, auth_enabled: bool = True
+    ) -> None:
+        self.settings = settings
+        self.tls_context = tls_context
+        self.log = get_logger()
+        tokens = settings.auth.tokens if auth_enabled else ()
+        self.core = SipCore(
+            authenticator=Authenticator.from_strings(
+                settings.auth.header, tokens, settings.auth.networks()
+            ),
+            max_dialogs=max(16, settings.server.max_sessions * 2),
+        )
+        self.transports = SipTransports(
+            host=settings.sip.host,
+            port=settings.sip.port,
+            tls_port=settings.sip.tls_port,
+            tls_context=tls_context,
+            on_message=self._on_message,
+            on_parse_error=self._on_parse_error,
+            max_message_bytes=settings.sip.max_message_bytes,
+            max_connections=settings.sip.max_connections,
+            idle_timeout_s=settings.sip.idle_timeout_s,
+            in_use=self.core.connection_in_use,
+        )
+        self.sessions: SessionManager | None = None
+        self.storage = StorageGuard(settings.recordings.dir,
+                                    settings.recordings.min_free_mb * 1024 * 1024)
+        self.metrics = Metrics(free_bytes=self.storage.free_bytes)
+        self.webhook: WebhookSender | None = None
+        hook = settings.webhook
+        if hook.url is not None and hook.secret is not None:
+            self.webhook = WebhookSender(
+                WebhookConfig(
+                    url=WebhookUrl.parse(hook.url), secret=hook.secret,
+                    timeout_s=hook.timeout_s, max_attempts=hook.max_attempts,
+                    max_delay_s=hook.max_delay_s,
+                    ssl_context=make_ssl_context(hook.ca) if hook.ca is not None else None),
+                Outbox(settings.server.state_dir / "webhook"),
+                recordings_dir=settings.recordings.dir, log=self.log, metrics=self.metrics)
+        self.management: ManagementServer | None = None
+        self._retention: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._warnings = RateLimiter()
+        self._local_cache: dict[str, str] = {}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        started = time.time()
+        await asyncio.to_thread(_usable_directory, self.settings.recordings.dir, "recordings.dir")
+        report = await asyncio.to_thread(
+            repair_recordings, self.settings.recordings.dir, started_before=None
+        )
+        for outcome in report.outcomes:
+            self.log.warning("session_repaired", dir=str(outcome.directory),
+                             repaired=outcome.repaired, problems=list(outcome.problems))
+            if outcome.repaired and self.webhook is not None:
+                await self.webhook.submit(outcome.directory)
+        self.metrics.sessions_repaired(sum(o.repaired for o in report.outcomes))
+        if self.webhook is not None:
+            await self.webhook.start()
+        # One fixed offset turns the session clock into Unix time for the sidecar, so
+        # every time a session records comes from the same clock as its packets.
+        self.epoch_offset_s = quantize_s(time.time() - self.now())
+        media = SocketMedia(self.settings.media.host, self.settings.media.port_min,
+                            self.settings.media.port_max, self.now)
+        self.sessions = SessionManager(
+            self.settings, self.core, transmit=self._execute, local_for=self._local_for,
+            media_address_for=self._media_address_for, log=self.log, media=media,
+            clock=self.now, epoch_offset_s=self.epoch_offset_s,
+            metrics=self.metrics, storage=self.storage, webhook=self.webhook,
+        )
+        try:
+            await self.transports.start()
+        except OSError as exc:
+            await self.transports.close()
+            raise _listen_error("sip.port", self.settings.sip.host,
+                                f"{self.settings.sip.port}/{self.settings.sip.tls_port}", exc) from None
+        if self.settings.management.port:
+            self.management = ManagementServer(
+                host=self.settings.management.host, port=self.settings.management.port,
+                metrics=self.metrics, readiness=self._readiness, log=self.log)
+            try:
+                await self.management.start()
+            except OSError as exc:
+                await self.transports.close()
+                raise _listen_error("management.port", self.settings.management.host,
+                                    str(self.settings.management.port), exc) from None
+        if self.settings.recordings.retention_days:
+            self._retention = loop.create_task(run_retention(
+                self.settings.recordings.dir, self.settings.recordings.retention_days,
+                self.log))
+        self.log.info(
+            "listening",
+            udp=self.transports.udp_port or None,
+            tcp=self.transports.tcp_port or None,
+            tls=self.transports.bound_tls_port or None,
+            host=self.settings.sip.host,
+            rtp=f"{self.settings.media.port_min}-{self.settings.media.port_max}",
+            auth=self.core.authenticator.enabled,
+            repair_s=round(time.time() - started, 3),
+        )
+
+    async def shutdown(self) -> None:
+        self.log.info("shutting_down", active=len(self.sessions.sessions) if self.sessions else 0)
+        if self.sessions is not None:
+            await self.sessions.shutdown()
+        # Our BYEs went out: give their answers (and UDP retransmissions) a moment.
+        deadline = self.now() + BYE_WAIT_S
+        while len(self.core.client) and self.now() < deadline:
+            await asyncio.sleep(0.05)
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+        if self.webhook is not None:
+            await self.webhook.close()  # after the sessions: their deliveries are stored
+        if self.management is not None:
+            await self.management.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.transports.close()
+        self.log.info("stopped")
+
+    # -- inputs from the transports -----------------------------------------------------
+
+    def now(self) -> float:
+        """The session clock: the event loop's monotonic time in whole microseconds."""
+        return quantize_s(self._loop.time())
+
+    def _readiness(self) -> str | None:
+        """For /readyz: the conditions under which an INVITE would get 503."""
+        sessions = self.sessions
+        return readiness_problem(
+            draining=sessions is None or sessions.draining,
+            active=len(sessions.sessions) + sessions.setting_up if sessions else 0,
+            max_sessions=self.settings.server.max_sessions,
+            storage_problem=self.storage.problem())
+
+    def _on_message(self, message: Any, peer: Peer) -> None:
+        method = getattr(message, "method", None)
+        if method is not None:
+            self.metrics.sip_request(method)
+        now = self.now()
+        if self.sessions is not None and self.sessions.capturing:
+            self._capture(message, peer, now)
+        self._execute(self.core.receive(message, peer, now))
+
+    def _capture(self, message: Any, peer: Peer, now: float) -> None:
+        """An incoming SIP message of a captured session (``recordings.capture``)."""
+        try:
+            call_id = message.call_id
+        except SipParseError:
+            return
+        assert self.sessions is not None
+        if call_id in self.sessions.capturing:
+            local = self._local_for(peer)
+            self.sessions.capture_sip(call_id, now, peer.host, peer.port, local.host, local.port,
+                                      peer.transport, self.sessions.redacted(message))
+
+    def _on_parse_error(self, error: SipMessageError, peer: Peer) -> None:
+        allowed, suppressed = self._warnings.allow(("parse", peer.host))
+        if allowed:
+            self.log.warning("sip_parse_error", src=f"{peer.host}:{peer.port}",
+                             transport=peer.transport, reason=error.reason,
+                             suppressed=suppressed)
+        self._execute(self.core.parse_failed(error, peer, self.now()))
+
+    # -- outputs of the core -----------------------------------------------------------
+
+    def _execute(self, outputs: Iterable[Any]) -> None:
+        for output in outputs:
+            if isinstance(output, Transmit):
+                peer = output.peer if isinstance(output.peer, Peer) else None
+                if peer is None:
+                    continue
+                if not peer.reliable:
+                    peer = Peer("udp", output.host, output.port)
+                self.transports.send(peer, output.data)
+                self.metrics.sip_transmitted(output.data)
+                if self.sessions is not None and output.call_id in self.sessions.capturing:
+                    local = self._local_for(peer)
+                    self.sessions.capture_sip(output.call_id, self.now(), local.host, local.port,
+                                              output.host, output.port, peer.transport, output.data)
+            elif isinstance(output, Refused):
+                self._refused(output)
+            elif isinstance(output, ClientTimedOut):
+                self.log.info("request_timed_out", method=output.method, call_id=output.call_id)
+            elif self.sessions is not None:
+                if isinstance(output, SessionEnded) and output.dialog_id is None:
+                    continue
+                self.sessions.dispatch(output)
+        self._arm_timer()
+
+    def _refused(self, refused: Refused) -> None:
+        if refused.status == 403:
+            self.metrics.auth_failed()
+        peer = refused.peer
+        host = getattr(peer, "host", "?")
+        allowed, suppressed = self._warnings.allow(("refused", host, refused.status))
+        if allowed:
+            log = self.log.warning if refused.status == 403 else self.log.info
+            log("request_refused", method=refused.method, status=refused.status,
+                reason=refused.reason, call_id=refused.call_id,
+                src=f"{host}:{getattr(peer, 'port', '?')}", suppressed=suppressed)
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.next_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._fire_timer)
+
+    def _fire_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._execute(self.core.handle_timer(self.now()))
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def _local_for(self, peer: Peer) -> Local:
+        port = {"udp": self.transports.udp_port, "tcp": self.transports.tcp_port,
+                "tls": self.transports.bound_tls_port}[peer.transport]
+        host = self.settings.media.advertised_address or self._route_address(
+            self.settings.sip.host, peer.host)
+        return Local(host, port, peer.transport)
+
+    def _media_address_for(self, peer: Peer) -> str:
+        return self.settings.media.advertised_address or self._route_address(
+            self.settings.media.host, peer.host)
+
+    def _route_address(self, bound: str, remote: str) -> str:
+        """Our address as ``remote`` sees it: the bound address when specific, else the
+        address of the interface that routes to ``remote`` (a connected UDP socket's
+        local address: no packet is sent)."""
+        if not ipaddress.ip_address(bound).is_unspecified:
+            return bound
+        cached = self._local_cache.get(remote)
+        if cached is not None:
+            return cached
+        family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect((remote, 9))
+                address = probe.getsockname()[0]
+            except OSError:
+                address = "127.0.0.1" if family == socket.AF_INET else "::1"
+        if len(self._local_cache) < 1024:
+            self._local_cache[remote] = address
+        return address
+
+
+def _listen_error(key: str, host: str, ports: str, exc: OSError) -> ConfigError:
+    return ConfigError(key, f"cannot listen on {host} port {ports}: {exc.strerror or exc}")
+
+
+def _usable_directory(path: Path, key: str) -> None:
+    """Create ``path`` if needed and prove it writable, or raise ConfigError naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".srs-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot use {str(path)!r}: {exc.strerror or exc}") from None
