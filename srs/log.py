@@ -87,3 +87,17 @@ class RateLimiter:
             return True, 0
         window[2] += 1
         return False, 0
+
+
+def log_entry(log: Any, entry: Any) -> None:
+    """Write a :class:`srs.recording.core.Log` (the recording core's log event) to ``log``
+    with the session's context bound; a bug's exception goes with its traceback."""
+    bound = log.bind(**entry.context)
+    if entry.error is not None:
+        bound.error(entry.event, exc_info=entry.error, **entry.fields)
+    elif entry.level == "error":
+        bound.error(entry.event, **entry.fields)
+    elif entry.level == "warning":
+        bound.warning(entry.event, **entry.fields)
+    else:
+        bound.info(entry.event, **entry.fields)

@@ -2,15 +2,11 @@
 
 :class:`RecordingSession` holds what srs knows about one SIPREC session (RFC 7866): the
 call facts from the dialog-creating INVITE, the merged RFC 7865 metadata and every raw
-version of it, the negotiated streams, and each stream's track timeline.  It answers SDP
-offers (the INVITE's and every re-INVITE/UPDATE's) and turns all of it into the sidecar.
-It does no I/O and reads no clock: the asyncio shell (:mod:`srs.server.sessions`) binds
-the sockets, feeds packets to :meth:`StreamState.receive`, and writes files in a worker
-thread through :class:`StreamOutput`.
-
-Threading: a :class:`StreamState` (timeline, latching, pending placed payloads) belongs to
-the event loop; a :class:`StreamOutput` (decoder, WAV writer, DTMF detector) to the worker
-thread.  The shell hands batches from one to the other.
+version of it, the negotiated streams (:class:`~srs.recording.stream.StreamState`), and
+each stream's track timeline.  It answers SDP offers (the INVITE's and every
+re-INVITE/UPDATE's) and turns all of it into the sidecar.  It does no I/O and reads no
+clock: the recording core (:mod:`srs.recording.core`) drives it, and file jobs report
+back what they wrote as :class:`~srs.recording.stream.OutputReport`.
 """
 
 from __future__ import annotations
@@ -18,50 +14,35 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
-from srs import codecs
-from srs.codecs import Codec
 from srs.errors import SdpError
-from srs.siprec.metadata import RecordingMetadata
-from srs.siprec.metadata_state import MetadataState
 from srs.recording import sidecar as sc
 from srs.recording.layout import SessionLayout, unique_stream_stem
-from srs.errors import RtpError
-from srs.rtp.packet import is_rtcp
+from srs.recording.stream import OutputReport, StreamState, decoders_for
 from srs.rtp.srtp import (
     AcceptedCrypto,
     NoAcceptableCrypto,
-    SrtpInbound,
     SrtpPolicy,
-    SrtpReceiver,
     choose_answer_crypto,
     policy_decline_reason,
 )
-from srs.recording.output import StreamOutput
-from srs.rtp.track import Placed, TrackTimeline
-from srs.sdp.description import SessionDescription
+from srs.rtp.track import TrackTimeline
 from srs.sdp.answer import AnsweredStream, SdpAnswer, build_answer
+from srs.sdp.description import SessionDescription
 from srs.sip.message import SipRequest
+from srs.siprec.metadata import RecordingMetadata
+from srs.siprec.metadata_state import MetadataState
 
 __all__ = [
     "CallInfo",
     "call_info_from_invite",
-    "StreamState",
     "RecordingSession",
     "MAX_HEADER_PARAMETERS",
-    "RELATCH_AFTER_S",
 ]
 
 # Custom parameters taken from X- headers: bounded in count and size (hostile input).
 MAX_HEADER_PARAMETERS = 64
 MAX_PARAMETER_CHARS = 1024
-# A latched media source silent this long is replaced by the next source that sends (a
-# restarted sender on a new port, NAT rebinding, an SBC failing over) rather than dropping
-# the rest of the call.  Above the gaps jitter makes (tens to a few hundred ms), below the
-# pause of a sender restart; while the latched source sends, other sources are counted
-# and dropped (``other_source``).
-RELATCH_AFTER_S = 0.5
 # RFC 4566 §5.2: our o= username; the session id is per session, the version counts up.
 ORIGIN_USERNAME = "srs"
 
@@ -112,123 +93,6 @@ def call_info_from_invite(
         twilio=twilio,
         header_parameters=params,
     )
-
-
-def _decoders(offer: SessionDescription, index: int) -> dict[int, Codec]:
-    """Every payload type of an m-line that srs can decode (explicit rtpmaps and the RFC 3551
-    static defaults, as the SDP layer resolves them): a sender may switch among the offered
-    codecs without a new offer (RFC 3264 §5.1)."""
-    out: dict[int, Codec] = {}
-    for rtpmap in offer.media[index].rtpmaps:
-        codec = codecs.lookup(rtpmap.encoding_name, rtpmap.clock_rate_hz)
-        if codec is not None:
-            out[rtpmap.payload_type] = codec
-    return out
-
-
-class StreamState:
-    """One m-line's media on the event loop: latching, timeline, pending payloads."""
-
-    __slots__ = (
-        "index",
-        "stem",
-        "label",
-        "port",
-        "answered",
-        "timeline",
-        "decoders",
-        "pending",
-        "latched",
-        "other_source_packets",
-        "last_packet_s",
-        "expects_media",
-        "receiving",
-        "srtp",
-        "crypto",
-        "capture",
-    )
-
-    def __init__(
-        self,
-        index: int,
-        stem: str,
-        answered: AnsweredStream,
-        timeline: TrackTimeline,
-        decoders: dict[int, Codec],
-    ) -> None:
-        self.index = index
-        self.stem = stem
-        self.label = answered.label
-        self.port = answered.port
-        self.answered = answered
-        self.timeline = timeline
-        self.decoders = decoders
-        self.pending: list[Placed] = []
-        self.latched: tuple[str, int] | None = None
-        self.other_source_packets = 0
-        self.last_packet_s = 0.0  # arrival of the last packet taken (from the latched source)
-        self.expects_media = answered.direction.value != "inactive"
-        self.receiving = True
-        self.srtp: SrtpInbound | None = None
-        self.crypto: AcceptedCrypto | None = None
-        # (now, source, datagram) as received, when the session is captured
-        self.capture: list[tuple[float, tuple[str, int], bytes]] | None = None
-
-    def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
-        """The per-packet path: latch, decrypt (SRTP), hand the datagram to the timeline."""
-        if self.capture is not None:
-            self.capture.append((now, source, data))
-        latched = self.latched
-        if latched != source:
-            if latched is not None and now - self.last_packet_s < RELATCH_AFTER_S:
-                self.other_source_packets += 1
-                return
-            self.latched = source  # first packet, or the old source went quiet
-        srtp = self.srtp
-        if srtp is not None:
-            try:
-                # RFC 5761 §4 tells SRTCP from SRTP by the (unencrypted) packet type.
-                if is_rtcp(data):
-                    data = srtp.unprotect_rtcp(data, now)
-                else:
-                    data = srtp.unprotect(data, now)
-            except RtpError as error:
-                # Failed authentication or replay: dropped and counted, never written
-                # (RFC 3711 §3.3); it does not refresh the latch either.
-                self.timeline.count_drop(error.drop_reason)
-                return
-        self.last_packet_s = now
-        placed = self.timeline.receive(data, now)
-        if placed:
-            self.pending.extend(placed)
-
-    def take_pending(self, now: float) -> list[Placed]:
-        batch = self.pending
-        self.pending = []
-        released = self.timeline.drain(now)
-        if released:
-            batch.extend(released)
-        return batch
-
-    def relatch(self) -> None:
-        """Forget the latched source (a re-INVITE may move the sender)."""
-        self.latched = None
-
-    def use_crypto(self, accepted: AcceptedCrypto | None, now: float) -> None:
-        """Key this stream for the crypto an answer accepted (RFC 4568 §7.1.4: a changed key
-        takes over without a gap; an unchanged one keeps the context and its rollover
-        counter)."""
-        if accepted is None:
-            self.srtp, self.crypto = None, None
-            return
-        if accepted is self.crypto:
-            return
-        receiver = SrtpReceiver.from_accepted(accepted)
-        if self.srtp is None:
-            self.srtp = SrtpInbound(receiver)
-        else:
-            self.srtp.rekey(receiver, now)
-        self.crypto = accepted
 
 
 @dataclass
@@ -351,7 +215,7 @@ class RecordingSession:
             self.origin_s, clock, event_payload_types=() if te is None else (te,)
         )
         return StreamState(answered.index, stem, answered, timeline,
-                           _decoders(offer, answered.index))
+                           decoders_for(offer, answered.index))
 
     def _update_stream(
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
@@ -359,7 +223,7 @@ class RecordingSession:
         """A new offer for an existing stream: direction, codec set; the port is stable."""
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
-        stream.decoders.update(_decoders(offer, answered.index))
+        stream.decoders.update(decoders_for(offer, answered.index))
         stream.relatch()
 
     # -- metadata -----------------------------------------------------------------------
@@ -420,25 +284,25 @@ class RecordingSession:
         ranked = sorted(streams, key=lambda s: (rank(s), s.index))
         return ranked[0], ranked[1]
 
-    def sidecar(self, outputs: Mapping[str, StreamOutput], status: sc.SessionStatus, *,
+    def sidecar(self, reports: Mapping[str, OutputReport], status: sc.SessionStatus, *,
                 ended_at: datetime | None = None, end_reason: sc.EndReason | None = None,
                 mix: sc.MixRecord | None = None, mix_skipped: str | None = None,
-                error: str | None = None, final: bool = False) -> sc.SessionSidecar:
-        """Everything known about the session, as ``session.json`` says it.  Reads the
-        track counters: call it on the event loop while packets flow (``final`` also
-        hashes the files: only once they are closed)."""
+                error: str | None = None) -> sc.SessionSidecar:
+        """Everything known about the session, as ``session.json`` says it: the track
+        counters (read on the event loop, which owns them) and what the file jobs reported
+        of each stream with files."""
         streams = []
         dtmf: list[sc.DtmfEvent] = []
         for stream in self.streams:
-            output = outputs.get(stream.stem)
-            if output is None:
+            report = reports.get(stream.stem)
+            if report is None:
                 continue
             stats = stream.timeline.stats()
             dropped = dict(stats.dropped)
             if stream.other_source_packets:
                 dropped["other_source"] = stream.other_source_packets
             streams.append(sc.StreamRecord(
-                label=stream.stem, file=output.path.name,
+                label=stream.stem, file=report.file,
                 codec=stream.answered.encoding_name or "unknown",
                 clock_rate=stream.timeline.clock_rate_hz,
                 srtp=stream.crypto.suite.name if stream.crypto is not None else None,
@@ -449,11 +313,11 @@ class RecordingSession:
                                         late=stats.late, dropped=dropped,
                                         rtcp=stats.rtcp_packets),
                 jitter_ms=round(max(stats.jitter_ms.values(), default=0.0), 3),
-                duration_s=round(output.writer.duration_s, 3),
-                trimmed_samples=output.assembler.trimmed_samples,
-                sha256=sc.sha256_file(output.path) if final and output.failed is None else None,
+                duration_s=round(report.duration_s, 3),
+                trimmed_samples=report.trimmed_samples,
+                sha256=report.sha256,
             ))
-            dtmf.extend(output.dtmf_events)
+            dtmf.extend(report.dtmf)
         return sc.SessionSidecar(
             status=status, call_id=self.info.call_id, from_=self.info.from_,
             to=self.info.to, request_uri=self.info.request_uri,

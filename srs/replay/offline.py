@@ -1,12 +1,12 @@
 """``srs replay CAPTURE --out DIR``: record the SIPREC sessions of a packet capture offline.
 
-The capture's packets drive the same UAS core and session manager as the live server,
-with each packet's timestamp as the clock: SIP from the recording client is fed to the
-core, the recorder's own answers in the capture tell which RTP port carried which
-m-line, and RTP goes to the streams those answers name.  Ticks (the once-a-second
-writes) and SIP timers run on packet time.  A session that srs captured itself
-(``recordings.capture``) therefore comes out byte for byte the same as the live
-recording.
+The capture's packets drive the same UAS core and recording core as the live server, with
+each packet's timestamp as the clock: SIP from the recording client is fed to the SIP
+core, the recorder's own answers in the capture tell which RTP port carried which m-line,
+and RTP goes to the streams those answers name.  The recording core's ticks and the SIP
+timers run on packet time, and its requests (ports, file jobs) are served inline.  A
+session that srs captured itself (``recordings.capture``) therefore comes out byte for
+byte the same as the live recording.
 
 Roles are read from the capture: the recorder is the destination of a SIPREC INVITE
 (``Require: siprec``, a ``+sip.src`` Contact, or a metadata body part).  Its own requests
@@ -16,31 +16,34 @@ does not end are finalised at its last packet with ``end_reason`` ``shutdown``.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from srs.sip.auth import Authenticator
 from srs.capture import read_capture
 from srs.capture.decode import PacketDecoder
 from srs.capture.packets import Datagram, StreamChunk, StreamGap
 from srs.config import Settings
 from srs.errors import SdpError, SipParseError
-from srs.log import get_logger
-from srs.recording import sidecar as sc
-from srs.server.sessions import TICK_S, SessionManager
-from srs.recording.session import StreamState
+from srs.log import get_logger, log_entry
+from srs.recording.core import Log, OpenPorts, Recorder, Request
+from srs.recording.policy import RecorderConfig
+from srs.recording.stream import StreamState
+from srs.replay.messages import is_siprec_invite, sip_message, stream_messages
 from srs.sdp.description import SessionDescription
+from srs.sip.auth import Authenticator
 from srs.sip.message import SipMessage, SipRequest, SipResponse
-from srs.sip.parser import SipMessageError, StreamParser, parse_message
+from srs.sip.parser import StreamParser
 from srs.sip.transaction import Source
-from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore, Transmit
+from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 
-__all__ = ["ReplayReport", "is_siprec_invite", "replay_capture", "sip_message", "stream_messages"]
+__all__ = ["ReplayReport", "replay_capture"]
 
 Progress = Callable[[int, int | None], None]
+# The ports a replay "binds": numbers for its answers; nothing is opened.
+_FIRST_PORT = 10000
 
 
 @dataclass
@@ -53,133 +56,72 @@ class ReplayReport:
     drops: dict[str, int] = field(default_factory=dict)
 
 
-class _ReplayMedia:
-    """Ports that bind nothing: the replay hands captured datagrams to the streams."""
-
-    def __init__(self) -> None:
-        self.next_port = 10000
-        self.streams: dict[int, StreamState] = {}
-
-    async def open(self, count: int, near: int | None) -> list[int]:
-        ports = list(range(self.next_port, self.next_port + 2 * count, 2))
-        self.next_port += 2 * count
-        return ports
-
-    def attach(self, port: int, stream: StreamState) -> None:
-        self.streams[port] = stream
-
-    def close(self, ports: list[int]) -> None:
-        for port in ports:
-            self.streams.pop(port, None)
-
-
-async def _direct(function: Callable[..., Any], *args: Any) -> Any:
-    return function(*args)
-
-
-def is_siprec_invite(request: SipRequest) -> bool:
-    """A dialog-creating INVITE from a recording client (RFC 7866 §6.1.1): ``Require:
-    siprec``, a ``+sip.src`` Contact, or a metadata body part.  Its destination is a
-    recorder."""
-    try:
-        if request.method != "INVITE" or request.to.tag is not None:
-            return False
-        if "siprec" in (tag.lower() for tag in request.require):
-            return True
-    except SipParseError:
-        return False  # a broken INVITE in the capture: nothing to replay
-    contact = request.headers.get("Contact") or ""
-    if "+sip.src" in contact:
-        return True
-    return b"rs-metadata" in request.body
-
-
 class _Replay:
-    def __init__(self, settings: Settings, report: ReplayReport) -> None:
-        self.settings = settings
+    """The offline driver of the recording core: packet time, requests served inline."""
+
+    def __init__(self, settings: Settings, report: ReplayReport, log: Any) -> None:
         self.report = report
+        self.log = log
         self.now = 0.0
         self.base_us = 0
         self.core = SipCore(authenticator=Authenticator.from_strings(settings.auth.header, ()))
-        self.media = _ReplayMedia()
+        self.recorder = Recorder(RecorderConfig.from_settings(settings), self.core,
+                                 epoch_offset_s=0.0)
+        self.next_port = _FIRST_PORT
         self.recorders: set[tuple[str, int]] = set()
         self.routes: dict[tuple[str, int], tuple[str, int]] = {}  # (addr, port) -> (call, m-line)
         self.captured_tags: dict[str, str] = {}  # Call-ID -> the original recorder's To tag
         self.parsers: dict[Any, StreamParser] = {}
-        self.manager: SessionManager | None = None
 
-    async def run(self, path: Path, progress: Progress | None) -> None:
-        self.manager = SessionManager(
-            self.settings, self.core, transmit=self._transmit, local_for=self._local_for,
-            media_address_for=lambda peer: "127.0.0.1", log=get_logger(replay=str(path)),
-            media=self.media, clock=lambda: self.now, epoch_offset_s=0.0,
-            blocking=_direct, autotick=False,
-        )
+    def run(self, path: Path, progress: Progress | None) -> None:
         decoder = PacketDecoder()
         with read_capture(path) as reader:
             for packet in reader:
                 self.report.packets += 1
                 if self.base_us == 0:
                     self.base_us = packet.timestamp_ns // 1000
-                    self.manager.epoch_offset_s = self.base_us / 1_000_000
+                    self.recorder.epoch_offset_s = self.base_us / 1_000_000
                 for event in decoder.decode(packet):
-                    await self._event(event, packet.timestamp_ns // 1000)
+                    self._event(event, packet.timestamp_ns // 1000)
                 if progress is not None and self.report.packets % 2000 == 0:
                     progress(reader.offset, reader.total_bytes)
             for event in decoder.finish():
-                await self._event(event, None)
+                self._event(event, None)
             if progress is not None:
                 progress(reader.offset, reader.total_bytes)
         self.report.drops = dict(decoder.drops)
-        for live in list(self.manager.sessions.values()):
-            await self.manager.finish(live, sc.EndReason.SHUTDOWN, at=self.now)
-        await self._settle()
+        self._execute(self.recorder.shutdown(self.now))
 
     # -- time ---------------------------------------------------------------------------
 
-    async def _advance(self, timestamp_us: int | None) -> None:
-        """Run every tick and SIP timer due before ``timestamp_us``, then set the clock."""
-        assert self.manager is not None
+    def _advance(self, timestamp_us: int | None) -> None:
+        """Run every tick and SIP timer due before ``timestamp_us``, then set the clock
+        (ticks first when both fall at once)."""
         target = self.now if timestamp_us is None else (timestamp_us - self.base_us) / 1_000_000
         while True:
-            due: list[tuple[float, Any]] = []
-            for live in self.manager.sessions.values():
-                tick_at = live.session.origin_s + (live.ticks + 1) * TICK_S
-                if tick_at <= target:
-                    due.append((tick_at, live))
-            timer = self.core.next_timer()
-            if timer is not None and timer <= target:
-                due.append((timer, None))
+            tick, timer = self.recorder.next_timer(), self.core.next_timer()
+            due = [t for t in (tick, timer) if t is not None and t <= target]
             if not due:
                 break
-            at, live = min(due, key=lambda item: item[0])
-            self.now = max(self.now, at)
-            if live is None:
-                self._handle(self.core.handle_timer(self.now))
+            self.now = max(self.now, min(due))
+            if tick is not None and tick <= self.now:
+                self._execute(self.recorder.handle_timer(self.now))
             else:
-                await self.manager.tick(live, self.now)
-            await self._settle()
+                self._execute(self.core.handle_timer(self.now))
         self.now = max(self.now, target)
-
-    async def _settle(self) -> None:
-        """Let every session task started by the last input run to completion."""
-        assert self.manager is not None
-        while self.manager.tasks:
-            await asyncio.gather(*list(self.manager.tasks))
 
     # -- packets ------------------------------------------------------------------------
 
-    async def _event(self, event: Any, timestamp_us: int | None) -> None:
+    def _event(self, event: Any, timestamp_us: int | None) -> None:
         if isinstance(event, Datagram):
-            await self._advance(timestamp_us)
+            self._advance(timestamp_us)
             message = sip_message(event.payload)
             if message is not None:
-                await self._sip(message, Source("udp", event.src, event.sport),
-                                (event.dst, event.dport))
+                self._sip(message, Source("udp", event.src, event.sport), (event.dst, event.dport))
             else:
                 self._rtp(event)
         elif isinstance(event, StreamChunk):
-            await self._advance(timestamp_us)
+            self._advance(timestamp_us)
             src, sport, dst, dport = event.flow
             for message in stream_messages(self.parsers, event):
                 # TLS is captured decrypted as stream data: the sender's Via names the
@@ -190,11 +132,11 @@ class _Replay:
                         transport = "tls" if message.top_via.transport.upper() == "TLS" else "tcp"
                     except SipParseError:
                         pass
-                await self._sip(message, Source(transport, src, sport, hash(event.flow)), (dst, dport))
+                self._sip(message, Source(transport, src, sport, hash(event.flow)), (dst, dport))
         elif isinstance(event, StreamGap):
             self.parsers.pop(event.flow, None)
 
-    async def _sip(self, message: SipMessage, peer: Source, destination: tuple[str, int]) -> None:
+    def _sip(self, message: SipMessage, peer: Source, destination: tuple[str, int]) -> None:
         self.report.sip_messages += 1
         source = (peer.host, peer.port)
         if isinstance(message, SipResponse):
@@ -207,9 +149,7 @@ class _Replay:
             self.recorders.add(destination)
         elif destination not in self.recorders:
             return  # traffic that is not to a recorder
-        message = self._map_tag(message)
-        self._handle(self.core.receive(message, peer, self.now))
-        await self._settle()
+        self._execute(self.core.receive(self._map_tag(message), peer, self.now))
 
     def _rtp(self, datagram: Datagram) -> None:
         route = self.routes.get((datagram.dst, datagram.dport))
@@ -221,13 +161,10 @@ class _Replay:
         stream.receive(datagram.payload, (datagram.src, datagram.sport), self.now)
 
     def _stream(self, route: tuple[str, int]) -> StreamState | None:
-        assert self.manager is not None
         call_id, index = route
-        for dialog_id, live in self.manager.sessions.items():
-            if dialog_id.call_id == call_id:
-                for stream in live.session.streams:
-                    if stream.index == index and stream.receiving:
-                        return stream
+        for owner, stream in self.recorder.streams():
+            if owner == call_id and stream.index == index and stream.receiving:
+                return stream
         return None
 
     def _learn(self, response: SipResponse) -> None:
@@ -250,55 +187,49 @@ class _Replay:
 
     def _map_tag(self, request: SipRequest) -> SipRequest:
         """In-dialog requests carry the original recorder's To tag; ours differs."""
-        assert self.manager is not None
         tag = request.to.tag
         if tag is None or self.captured_tags.get(request.call_id) != tag:
             return request
-        for dialog_id in self.manager.sessions:
-            if dialog_id.call_id == request.call_id:
-                to = request.to.with_param("tag", dialog_id.local_tag)
-                return request.with_headers(request.headers.set("To", str(to)))
-        return request
+        ours = self.recorder.local_tag(request.call_id)
+        if ours is None:
+            return request
+        to = request.to.with_param("tag", ours)
+        return request.with_headers(request.headers.set("To", str(to)))
 
     # -- outputs ------------------------------------------------------------------------
 
-    def _handle(self, outputs: list[Any]) -> None:
-        assert self.manager is not None
-        for output in outputs:
-            if isinstance(output, Transmit):
-                continue  # nothing goes back on the wire in a replay
-            if isinstance(output, SessionEnded) and output.dialog_id is None:
-                continue  # a CANCEL before the answer: the set-up sees it
-            if isinstance(output, NewSession | SessionUpdate | SessionEnded):
-                self.manager.dispatch(output)
+    def _execute(self, outputs: Iterable[Any]) -> None:
+        """Serve every output inline, and whatever serving it brings, in order."""
+        queue = deque(outputs)
+        while queue:
+            output = queue.popleft()
+            if isinstance(output, Request):
+                queue.extend(self._serve(output))
+            elif isinstance(output, NewSession):
+                queue.extend(self.recorder.receive(
+                    output, self.now, local=Local("127.0.0.1", 5060, output.peer.transport),
+                    media_address="127.0.0.1"))
+            elif isinstance(output, SessionUpdate | SessionEnded):
+                queue.extend(self.recorder.receive(output, self.now))
+            elif isinstance(output, Log):
+                log_entry(self.log, output)
+            # Nothing goes back on the wire, and the replay routes RTP itself (Attach,
+            # Release); metrics events have no reader here.
 
-    def _transmit(self, outputs: list[Any]) -> None:
-        self._handle(outputs)
+    def _serve(self, request: Request) -> list[Any]:
+        work = request.work
+        result: Any = None
+        error: Exception | None = None
+        try:
+            if isinstance(work, OpenPorts):
+                result = list(range(self.next_port, self.next_port + 2 * work.count, 2))
+                self.next_port += 2 * work.count
+            else:
+                result = work.run()
+        except Exception as exc:  # handed to the core, which classifies it
+            error = exc
+        return self.recorder.complete(request.id, result, error, self.now)
 
-    def _local_for(self, peer: Any) -> Local:
-        return Local("127.0.0.1", 5060, getattr(peer, "transport", "udp"))
-
-
-def sip_message(payload: bytes) -> SipMessage | None:
-    """The SIP message a captured UDP payload holds, or None (RTP, RTCP, anything else)."""
-    head = payload[:16]
-    if not (head.startswith(b"SIP/2.0 ") or b" sip:" in payload[:200] or b" sips:" in payload[:200]):
-        return None
-    try:
-        return parse_message(payload)
-    except SipMessageError:
-        return None
-
-
-def stream_messages(parsers: dict[Any, StreamParser], chunk: StreamChunk) -> list[SipMessage]:
-    """The SIP messages ``chunk`` completes on its TCP flow, with one parser per flow in
-    ``parsers``; a flow whose framing is lost starts afresh with its next chunk."""
-    parser = parsers.setdefault(chunk.flow, StreamParser())
-    try:
-        return parser.feed(chunk.data)
-    except SipMessageError as error:
-        parsers.pop(chunk.flow, None)
-        return list(error.messages)
 
 
 def replay_capture(path: Path, out_dir: Path, *, settings: Settings | None = None,
@@ -314,6 +245,6 @@ def replay_capture(path: Path, out_dir: Path, *, settings: Settings | None = Non
     report = ReplayReport()
     out_dir.mkdir(parents=True, exist_ok=True)
     before = set(out_dir.glob("*/*/*/*/session.json"))
-    asyncio.run(_Replay(settings, report).run(path, progress))
+    _Replay(settings, report, get_logger(replay=str(path))).run(path, progress)
     report.sessions = sorted(p.parent for p in set(out_dir.glob("*/*/*/*/session.json")) - before)
     return report

@@ -37,7 +37,7 @@ from srs.capture.decode import PacketDecoder
 from srs.capture.packets import Datagram, StreamChunk, StreamGap
 from srs.errors import PeerError, SipParseError
 from srs.siprec.multipart import MediaType, MultipartBody, split_siprec_body
-from srs.replay.offline import is_siprec_invite, sip_message, stream_messages
+from srs.replay.messages import is_siprec_invite, sip_message, stream_messages
 from srs.sdp.description import Connection, SessionDescription
 from srs.sip.headers import canonical_name
 from srs.sip.message import SipMessage, SipRequest, SipResponse

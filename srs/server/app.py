@@ -2,8 +2,9 @@
 
 Bytes arrive at :class:`~srs.sip.transport.SipTransports`, go through the pure
 :class:`~srs.sip.uas.SipCore`, and its outputs are executed here: ``Transmit`` is sent, and
-session events go to the :class:`~srs.server.sessions.SessionManager`.  The core's
-timers are served by one ``call_at`` handle, re-armed after every input (DESIGN.md rule 1).
+session events go to the recording core through :class:`~srs.server.sessions.LiveRecorder`.
+The SIP core's timers are served by one ``call_at`` handle, re-armed after every input
+(docs/architecture.md, "Pure core").
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from srs.ops.management import ManagementServer, readiness_problem
 from srs.ops.metrics import Metrics
 from srs.ops.retention import StorageGuard, run_retention
 from srs.ops.webhook import Outbox, WebhookConfig, WebhookSender, WebhookUrl, make_ssl_context
-from srs.server.sessions import SessionManager
-from srs.server.media import SocketMedia, quantize_s
+from srs.recording.capture import CaptureRecord, redact
+from srs.recording.core import Recorder
+from srs.recording.policy import RecorderConfig, quantize_s
+from srs.server.media import SocketMedia
+from srs.server.sessions import LiveRecorder
 from srs.recording.repair import repair_recordings
 from srs.errors import SipParseError
 from srs.sip.parser import SipMessageError
@@ -67,7 +71,7 @@ class Application:
             idle_timeout_s=settings.sip.idle_timeout_s,
             in_use=self.core.connection_in_use,
         )
-        self.sessions: SessionManager | None = None
+        self.sessions: LiveRecorder | None = None
         self.storage = StorageGuard(settings.recordings.dir,
                                     settings.recordings.min_free_mb * 1024 * 1024)
         self.metrics = Metrics(free_bytes=self.storage.free_bytes)
@@ -110,11 +114,14 @@ class Application:
         self.epoch_offset_s = quantize_s(time.time() - self.now())
         media = SocketMedia(self.settings.media.host, self.settings.media.port_min,
                             self.settings.media.port_max, self.now)
-        self.sessions = SessionManager(
-            self.settings, self.core, transmit=self._execute, local_for=self._local_for,
-            media_address_for=self._media_address_for, log=self.log, media=media,
-            clock=self.now, epoch_offset_s=self.epoch_offset_s,
-            metrics=self.metrics, storage=self.storage, webhook=self.webhook,
+        recorder = Recorder(
+            RecorderConfig.from_settings(self.settings), self.core,
+            epoch_offset_s=self.epoch_offset_s, storage_problem=self.storage.problem,
+            storage_retry_after_s=self.storage.retry_after_s)
+        self.sessions = LiveRecorder(
+            recorder, media=media, transmit=self._execute, local_for=self._local_for,
+            media_address_for=self._media_address_for, clock=self.now, log=self.log,
+            metrics=self.metrics, webhook=self.webhook,
         )
         try:
             await self.transports.start()
@@ -148,7 +155,7 @@ class Application:
         )
 
     async def shutdown(self) -> None:
-        self.log.info("shutting_down", active=len(self.sessions.sessions) if self.sessions else 0)
+        self.log.info("shutting_down", active=self.sessions.recorder.active if self.sessions else 0)
         if self.sessions is not None:
             await self.sessions.shutdown()
         # Our BYEs went out: give their answers (and UDP retransmissions) a moment.
@@ -177,8 +184,8 @@ class Application:
         """For /readyz: the conditions under which an INVITE would get 503."""
         sessions = self.sessions
         return readiness_problem(
-            draining=sessions is None or sessions.draining,
-            active=len(sessions.sessions) + sessions.setting_up if sessions else 0,
+            draining=sessions is None or sessions.recorder.draining,
+            active=sessions.recorder.active if sessions else 0,
             max_sessions=self.settings.server.max_sessions,
             storage_problem=self.storage.problem())
 
@@ -187,7 +194,7 @@ class Application:
         if method is not None:
             self.metrics.sip_request(method)
         now = self.now()
-        if self.sessions is not None and self.sessions.capturing:
+        if self.sessions is not None and self.settings.recordings.capture:
             self._capture(message, peer, now)
         self._execute(self.core.receive(message, peer, now))
 
@@ -198,10 +205,12 @@ class Application:
         except SipParseError:
             return
         assert self.sessions is not None
-        if call_id in self.sessions.capturing:
+        recorder = self.sessions.recorder
+        if recorder.capturing(call_id):
             local = self._local_for(peer)
-            self.sessions.capture_sip(call_id, now, peer.host, peer.port, local.host, local.port,
-                                      peer.transport, self.sessions.redacted(message))
+            data = redact(message, self.settings.auth.header)
+            recorder.capture_sip(call_id, CaptureRecord(now, peer.host, peer.port, local.host,
+                                                        local.port, data, peer.transport != "udp"))
 
     def _on_parse_error(self, error: SipMessageError, peer: Peer) -> None:
         allowed, suppressed = self._warnings.allow(("parse", peer.host))
@@ -223,10 +232,11 @@ class Application:
                     peer = Peer("udp", output.host, output.port)
                 self.transports.send(peer, output.data)
                 self.metrics.sip_transmitted(output.data)
-                if self.sessions is not None and output.call_id in self.sessions.capturing:
+                if self.sessions is not None and self.sessions.recorder.capturing(output.call_id):
                     local = self._local_for(peer)
-                    self.sessions.capture_sip(output.call_id, self.now(), local.host, local.port,
-                                              output.host, output.port, peer.transport, output.data)
+                    self.sessions.recorder.capture_sip(output.call_id, CaptureRecord(
+                        self.now(), local.host, local.port, output.host, output.port,
+                        output.data, peer.transport != "udp"))
             elif isinstance(output, Refused):
                 self._refused(output)
             elif isinstance(output, ClientTimedOut):

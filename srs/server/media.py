@@ -1,9 +1,9 @@
-"""Where recorded media comes from: live UDP sockets, or packets fed by a replay.
+"""RTP sockets of the live server: one UDP socket per recorded stream.
 
-The session manager asks a :class:`MediaPorts` for ports, attaches each stream to its
-port, and gives ports back.  :class:`SocketMedia` binds real UDP sockets from the port
-pool (the live server); a replay supplies its own implementation that binds nothing and
-feeds captured datagrams to the streams itself.
+The recording core asks for ports (:class:`~srs.recording.core.OpenPorts`), attaches each
+stream to its port and gives ports back; :class:`SocketMedia` binds real UDP sockets from
+the port pool and hands every datagram to its stream (the per-packet path).  A replay
+binds nothing: it routes captured datagrams to the streams itself.
 """
 
 from __future__ import annotations
@@ -12,35 +12,17 @@ import asyncio
 import errno
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from srs.errors import ServiceUnavailable
-from srs.recording.session import StreamState
+from srs.recording.stream import StreamState
 from srs.rtp.ports import PortPool
 
-__all__ = ["MediaPorts", "SocketMedia", "quantize_s"]
+__all__ = ["SocketMedia"]
 
 # Ports of the range another process holds are skipped; this many in a row give 503.
 _BIND_ATTEMPTS = 32
 _RTP_RCVBUF_BYTES = 256 * 1024
-
-
-def quantize_s(t: float) -> float:
-    """A clock reading rounded to whole microseconds: the resolution of a capture, so a
-    replay sees exactly the times the live server used (and a microsecond count times
-    8 kHz never falls on a half sample, so every rounding of a position agrees)."""
-    return round(t * 1_000_000) / 1_000_000
-
-
-class MediaPorts(Protocol):
-    async def open(self, count: int, near: int | None) -> list[int]:
-        """``count`` ports for new streams (after ``near`` when the session has ports)."""
-
-    def attach(self, port: int, stream: StreamState) -> None:
-        """Deliver what arrives on ``port`` to ``stream`` from now on."""
-
-    def close(self, ports: list[int]) -> None:
-        """Stop receiving on ``ports`` and give them back."""
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):

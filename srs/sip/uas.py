@@ -260,6 +260,13 @@ class SipCore:
         response = self._error_response(pending.request, error)
         return self._handle(self.transactions.send_response(pending, response, now), now)
 
+    def fail(self, pending: ServerTransaction, now: float) -> list[Output]:
+        """Answer a NewSession or SessionUpdate with 500 (RFC 3261 §21.5.1): srs's own
+        fault, not the peer's, so no PeerError stands for it."""
+        if not self._answerable(pending):
+            return []
+        return self._reply(pending, 500, now)
+
     def hang_up(self, dialog_id: DialogId, now: float, *, local: Local) -> list[Output]:
         """End a session from our side: BYE along the dialog's route set (RFC 3261 §15.1.1).
 

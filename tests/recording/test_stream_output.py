@@ -8,8 +8,8 @@ import numpy as np
 import soundfile as sf
 
 from srs import codecs
-from srs.server.sessions import SILENCE_LAG_S, TICK_S, WRITE_LAG_S
-from srs.recording.session import StreamOutput
+from srs.recording.output import StreamOutput
+from srs.recording.policy import SILENCE_LAG_S, TICK_S, WRITE_LAG_S
 from srs.rtp.track import TrackTimeline
 from tests.sipclient import constant_payload, rtp_packet
 

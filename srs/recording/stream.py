@@ -1,0 +1,165 @@
+"""One negotiated m-line's media on the event loop: latching, decryption, the timeline.
+
+:class:`StreamState` is the per-packet path of a recording (docs/architecture.md, "Hot
+path"): the media shell calls :meth:`StreamState.receive` for every datagram, and once a
+tick the recording core takes what the timeline placed (:meth:`StreamState.take_pending`)
+and hands it to a file job.  It does no I/O and reads no clock.
+
+:class:`OutputReport` is what a file job reports back about one stream's files (the
+worker thread owns the files; the sidecar is built from these reports, never from the
+files' objects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from srs import codecs
+from srs.codecs import Codec
+from srs.errors import RtpError
+from srs.recording import sidecar as sc
+from srs.rtp.packet import is_rtcp
+from srs.rtp.srtp import AcceptedCrypto, SrtpInbound, SrtpReceiver
+from srs.rtp.track import Placed, TrackTimeline
+from srs.sdp.answer import AnsweredStream
+from srs.sdp.description import SessionDescription
+
+__all__ = ["OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for"]
+
+# A latched media source silent this long is replaced by the next source that sends (a
+# restarted sender on a new port, NAT rebinding, an SBC failing over) rather than dropping
+# the rest of the call.  Above the gaps jitter makes (tens to a few hundred ms), below the
+# pause of a sender restart; while the latched source sends, other sources are counted
+# and dropped (``other_source``).
+RELATCH_AFTER_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class OutputReport:
+    """One stream's files as the last file job left them."""
+
+    file: str  # the WAV's name in the session directory
+    duration_s: float = 0.0
+    trimmed_samples: int = 0
+    dtmf: tuple[sc.DtmfEvent, ...] = ()
+    failed: str | None = None  # the storage error that stopped the file
+    sha256: str | None = None  # once the file is closed (the final report)
+
+
+def decoders_for(offer: SessionDescription, index: int) -> dict[int, Codec]:
+    """Every payload type of an m-line that srs can decode (explicit rtpmaps and the RFC 3551
+    static defaults, as the SDP layer resolves them): a sender may switch among the offered
+    codecs without a new offer (RFC 3264 §5.1)."""
+    out: dict[int, Codec] = {}
+    for rtpmap in offer.media[index].rtpmaps:
+        codec = codecs.lookup(rtpmap.encoding_name, rtpmap.clock_rate_hz)
+        if codec is not None:
+            out[rtpmap.payload_type] = codec
+    return out
+
+
+class StreamState:
+    """One m-line's media on the event loop: latching, timeline, pending payloads."""
+
+    __slots__ = (
+        "index",
+        "stem",
+        "label",
+        "port",
+        "answered",
+        "timeline",
+        "decoders",
+        "pending",
+        "latched",
+        "other_source_packets",
+        "last_packet_s",
+        "expects_media",
+        "receiving",
+        "srtp",
+        "crypto",
+        "capture",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        stem: str,
+        answered: AnsweredStream,
+        timeline: TrackTimeline,
+        decoders: dict[int, Codec],
+    ) -> None:
+        self.index = index
+        self.stem = stem
+        self.label = answered.label
+        self.port = answered.port
+        self.answered = answered
+        self.timeline = timeline
+        self.decoders = decoders
+        self.pending: list[Placed] = []
+        self.latched: tuple[str, int] | None = None
+        self.other_source_packets = 0
+        self.last_packet_s = 0.0  # arrival of the last packet taken (from the latched source)
+        self.expects_media = answered.direction.value != "inactive"
+        self.receiving = True
+        self.srtp: SrtpInbound | None = None
+        self.crypto: AcceptedCrypto | None = None
+        # (now, source, datagram) as received, when the session is captured
+        self.capture: list[tuple[float, tuple[str, int], bytes]] | None = None
+
+    def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        """The per-packet path: latch, decrypt (SRTP), hand the datagram to the timeline."""
+        if self.capture is not None:
+            self.capture.append((now, source, data))
+        latched = self.latched
+        if latched != source:
+            if latched is not None and now - self.last_packet_s < RELATCH_AFTER_S:
+                self.other_source_packets += 1
+                return
+            self.latched = source  # first packet, or the old source went quiet
+        srtp = self.srtp
+        if srtp is not None:
+            try:
+                # RFC 5761 §4 tells SRTCP from SRTP by the (unencrypted) packet type.
+                if is_rtcp(data):
+                    data = srtp.unprotect_rtcp(data, now)
+                else:
+                    data = srtp.unprotect(data, now)
+            except RtpError as error:
+                # Failed authentication or replay: dropped and counted, never written
+                # (RFC 3711 §3.3); it does not refresh the latch either.
+                self.timeline.count_drop(error.drop_reason)
+                return
+        self.last_packet_s = now
+        placed = self.timeline.receive(data, now)
+        if placed:
+            self.pending.extend(placed)
+
+    def take_pending(self, now: float) -> list[Placed]:
+        batch = self.pending
+        self.pending = []
+        released = self.timeline.drain(now)
+        if released:
+            batch.extend(released)
+        return batch
+
+    def relatch(self) -> None:
+        """Forget the latched source (a re-INVITE may move the sender)."""
+        self.latched = None
+
+    def use_crypto(self, accepted: AcceptedCrypto | None, now: float) -> None:
+        """Key this stream for the crypto an answer accepted (RFC 4568 §7.1.4: a changed key
+        takes over without a gap; an unchanged one keeps the context and its rollover
+        counter)."""
+        if accepted is None:
+            self.srtp, self.crypto = None, None
+            return
+        if accepted is self.crypto:
+            return
+        receiver = SrtpReceiver.from_accepted(accepted)
+        if self.srtp is None:
+            self.srtp = SrtpInbound(receiver)
+        else:
+            self.srtp.rekey(receiver, now)
+        self.crypto = accepted
+
+
