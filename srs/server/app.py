@@ -35,6 +35,7 @@ from srs.server.sessions import LiveRecorder
 from srs.recording.repair import repair_recordings
 from srs.errors import SipParseError
 from srs.sip.parser import SipMessageError
+from srs.server.timer import CoreTimer
 from srs.sip.transport import Peer, SipTransports
 from srs.sip.uas import Local, Refused, SessionEnded, SipCore, Transmit
 from srs.sip.uac import ClientTimedOut
@@ -88,8 +89,7 @@ class Application:
                 recordings_dir=settings.recordings.dir, log=self.log, metrics=self.metrics)
         self.management: ManagementServer | None = None
         self._retention: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = CoreTimer(self.core.next_timer, self._fire_timer)
         self._warnings = RateLimiter()
         self._local_cache: dict[str, str] = {}
 
@@ -169,8 +169,7 @@ class Application:
             await self.webhook.close()  # after the sessions: their deliveries are stored
         if self.management is not None:
             await self.management.close()
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         await self.transports.close()
         self.log.info("stopped")
 
@@ -245,7 +244,7 @@ class Application:
                 if isinstance(output, SessionEnded) and output.dialog_id is None:
                     continue
                 self.sessions.dispatch(output)
-        self._arm_timer()
+        self._timer.arm()
 
     def _refused(self, refused: Refused) -> None:
         if refused.status == 403:
@@ -259,20 +258,7 @@ class Application:
                 reason=refused.reason, call_id=refused.call_id,
                 src=f"{host}:{getattr(peer, 'port', '?')}", suppressed=suppressed)
 
-    def _arm_timer(self) -> None:
-        deadline = self.core.next_timer()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._fire_timer)
-
     def _fire_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         self._execute(self.core.handle_timer(self.now()))
 
     # -- addresses ---------------------------------------------------------------------

@@ -32,6 +32,7 @@ from srs.recording.core import (
     Started,
 )
 from srs.server.media import SocketMedia
+from srs.server.timer import CoreTimer
 from srs.sip.transport import Peer
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate
 
@@ -66,8 +67,7 @@ class LiveRecorder:
         self.webhook = webhook
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = CoreTimer(recorder.next_timer, self._fire_timer)
 
     def dispatch(self, event: NewSession | SessionUpdate | SessionEnded) -> None:
         """A session event of the UAS core."""
@@ -101,7 +101,7 @@ class LiveRecorder:
                 sip.append(output)  # the SIP core's own outputs
         if sip:
             self.transmit(sip)
-        self._arm_timer()
+        self._timer.arm()
 
     async def shutdown(self) -> None:
         """Stop taking sessions; BYE and finalise every active one, and let sessions that
@@ -117,8 +117,7 @@ class LiveRecorder:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
 
     # -- requests -----------------------------------------------------------------------
 
@@ -153,20 +152,7 @@ class LiveRecorder:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("task_failed", exc_info=task.exception())
 
-    # -- the core's timer and log --------------------------------------------------------
-
-    def _arm_timer(self) -> None:
-        deadline = self.recorder.next_timer()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._fire_timer)
+    # -- the core's timer ----------------------------------------------------------------
 
     def _fire_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         self.execute(self.recorder.handle_timer(self.clock()))
