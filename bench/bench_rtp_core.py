@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from srs import codecs
 from srs.rtp.packet import RtpPacket
-from srs.rtp.track import PcmAssembler, Placed, TrackTimeline
+from srs.rtp.assembler import PcmAssembler
+from srs.rtp.track import Placed, TrackTimeline
 
 PAYLOAD_BYTES = 160  # 20 ms of G.711: a 172-byte RTP packet
 

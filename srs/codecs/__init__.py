@@ -5,7 +5,7 @@ are case-insensitive, RFC 4855 §3) to a :class:`Codec`.  Decoders work on whole
 payload bytes (about a second at a time, DESIGN.md rule 10), never per packet.
 
 Comfort noise (RFC 3389, static PT 13) decodes to no samples at all: the gap it stands for
-is filled with silence by whoever lays the audio out (see ``srs.rtp.track.PcmAssembler``).
+is filled with silence by whoever lays the audio out (see ``srs.rtp.assembler.PcmAssembler``).
 ``telephone-event`` (RFC 4733) is not audio and has no entry here (see ``srs.rtp.dtmf``).
 """
 

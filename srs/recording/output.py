@@ -14,7 +14,8 @@ from srs.codecs import Codec
 from srs.recording import sidecar as sc
 from srs.recording.wav import RecordingIOError, WavWriter
 from srs.rtp.dtmf import DtmfDetector
-from srs.rtp.track import PcmAssembler, Placed
+from srs.rtp.assembler import PcmAssembler
+from srs.rtp.track import Placed
 
 __all__ = ["StreamOutput"]
 
