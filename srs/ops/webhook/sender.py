@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, ParamSpec, Protocol
+from typing import Final, ParamSpec, Protocol, assert_never
 
 from srs.errors import UsageError
 from srs.log import Logger
@@ -37,6 +37,7 @@ from srs.ops.webhook.outbox import DeliveryRecord, Outbox, OutboxError, OutboxFu
 from srs.ops.webhook.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
+    Outcome,
     WebhookUrl,
     backoff_delay_s,
     classify_status,
@@ -256,11 +257,12 @@ class WebhookSender:
             log.error("webhook_refused", attempts=attempt, response=detail)
             await self._give_up(delivery_id, log)
             self._result("refused")
-        elif attempt >= self.config.max_attempts:
-            log.error("webhook_gave_up", attempts=attempt, error=detail)
-            await self._give_up(delivery_id, log)
-            self._result("failed")
-        else:
+        elif verdict == "retry":
+            if attempt >= self.config.max_attempts:
+                log.error("webhook_gave_up", attempts=attempt, error=detail)
+                await self._give_up(delivery_id, log)
+                self._result("failed")
+                return
             delay_s = backoff_delay_s(attempt, base_s=self.config.backoff_base_s,
                                       max_s=self.config.max_delay_s, jitter=self.jitter())
             if retry_after_s is not None:
@@ -273,8 +275,12 @@ class WebhookSender:
             self._result("retry")
             self._inflight.discard(delivery_id)
             self._schedule(due, delivery_id)
+        else:
+            assert_never(verdict)
 
-    async def _send(self, record: DeliveryRecord, body: bytes) -> tuple[str, str, float | None]:
+    async def _send(
+        self, record: DeliveryRecord, body: bytes
+    ) -> tuple[Outcome, str, float | None]:
         """One attempt: (verdict, detail for the log, Retry-After seconds)."""
         headers = {DELIVERY_HEADER: record.id, EVENT_HEADER: record.event,
                    **signature_headers(self.config.secret, int(self.clock()), body)}
