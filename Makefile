@@ -1,13 +1,17 @@
 # The two set-up commands of the README, for a fresh Debian machine with python3:
 #   make serve   install srs into .venv and run the server on its defaults
 #   make test    install everything the tests need and run the whole suite
+#   make lint    ruff and mypy --strict (docs/architecture.md, "Types and lint");
+#                LINT_PATHS=srs/sdp MYPY_PATHS=srs/sdp to look at a part of the tree
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+LINT_PATHS ?= srs tests bench
+MYPY_PATHS ?= srs
 
-.PHONY: serve test install install-test bench clean
+.PHONY: serve test lint install install-test bench clean
 
 $(BIN)/python:
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
@@ -30,6 +34,13 @@ serve: install
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Both run, whatever the first finds; the target fails if either does.
+lint: install-test
+	@status=0; \
+	$(BIN)/ruff check $(LINT_PATHS) || status=1; \
+	$(BIN)/mypy $(MYPY_PATHS) || status=1; \
+	exit $$status
 
 bench: install-test
 	$(BIN)/python bench/capacity.py

@@ -19,6 +19,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pylibsrtp
@@ -60,6 +61,24 @@ def best_us(
     return [elapsed / len(packets) * 1e6 for elapsed in best]
 
 
+def bare(suite: SrtpSuite, key: bytes) -> Callable[[bytes], bytes]:
+    policy = pylibsrtp.Policy(
+        key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=suite.profile
+    )
+    return pylibsrtp.Session(policy).unprotect
+
+
+def rekeyed(suite: SrtpSuite, key: bytes) -> Callable[[bytes], bytes]:
+    old = SrtpReceiver(suite, secrets.token_bytes(suite.key_salt_bytes))
+    inbound = SrtpInbound(old, grace_s=1e9, overlap_s=1e9)
+    inbound.rekey(SrtpReceiver(suite, key), 0.0)
+    return lambda datagram: inbound.unprotect(datagram, 1.0)
+
+
+def ours(suite: SrtpSuite, key: bytes) -> Callable[[bytes], bytes]:
+    return SrtpReceiver(suite, key).unprotect
+
+
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     print(f"{count} packets of {12 + PAYLOAD_BYTES} bytes, best of {ROUNDS}; us/packet")
@@ -67,23 +86,8 @@ def main() -> None:
     for suite in SUITES.values():
         key = secrets.token_bytes(suite.key_salt_bytes)
         packets = protected_stream(suite, key, count)
-
-        def bare() -> Callable[[bytes], bytes]:
-            policy = pylibsrtp.Policy(
-                key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=suite.profile
-            )
-            return pylibsrtp.Session(policy).unprotect
-
-        def rekeyed() -> Callable[[bytes], bytes]:
-            old = SrtpReceiver(suite, secrets.token_bytes(suite.key_salt_bytes))
-            inbound = SrtpInbound(old, grace_s=1e9, overlap_s=1e9)
-            inbound.rekey(SrtpReceiver(suite, key), 0.0)
-            return lambda datagram: inbound.unprotect(datagram, 1.0)
-
-        def ours() -> Callable[[bytes], bytes]:
-            return SrtpReceiver(suite, key).unprotect
-
-        srs_us, bare_us, rekey_us = best_us([ours, bare, rekeyed], packets)
+        makers = [partial(make, suite, key) for make in (ours, bare, rekeyed)]
+        srs_us, bare_us, rekey_us = best_us(makers, packets)
         print(f"{suite.name:<26} {srs_us:6.2f} {bare_us:6.2f} {rekey_us:6.2f}")
 
 

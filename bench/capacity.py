@@ -33,13 +33,13 @@ Traffic goes only to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -115,10 +115,8 @@ class Processes:
 
 
 def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def process_cpu_s(pid: int) -> float:
@@ -154,8 +152,9 @@ def core_busy_s() -> dict[int, float]:
 
 
 def udp_counters() -> dict[str, int]:
-    lines = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines() if l.startswith("Udp:")]
-    return dict(zip(lines[0][1:], (int(v) for v in lines[1][1:])))
+    snmp = Path("/proc/net/snmp").read_text().splitlines()
+    names, values = (line.split()[1:] for line in snmp if line.startswith("Udp:"))
+    return dict(zip(names, (int(v) for v in values), strict=True))
 
 
 @dataclass
@@ -193,7 +192,8 @@ class Window:
         cores1 = core_busy_s()
         self.core_busy_s = {c: cores1[c] - self._cores0.get(c, 0.0) for c in cores1}
         udp1 = udp_counters()
-        self.udp = {k: udp1[k] - self._udp0.get(k, 0) for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
+        self.udp = {k: udp1[k] - self._udp0.get(k, 0)
+                    for k in ("InDatagrams", "RcvbufErrors", "InErrors")}
 
 
 # -- building and sending ----------------------------------------------------------------
@@ -257,7 +257,7 @@ class Signalling:
                 raise TimeoutError(f"no final response to {method}")
             try:
                 message = self.client.receive(left)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise TimeoutError(f"no final response to {method}") from None
             if (isinstance(message, SipResponse) and message.status >= 200
                     and message.call_id == call_id and message.cseq.method == method):
@@ -315,7 +315,8 @@ class Prober(threading.Thread):
             while not self.stop_event.wait(PROBE_INTERVAL_S):
                 sent_at = time.monotonic() - t0
                 rtt = self.signalling.options()
-                self.series.append((round(sent_at, 2), None if rtt is None else round(rtt * 1000, 1)))
+                rtt_ms = None if rtt is None else round(rtt * 1000, 1)
+                self.series.append((round(sent_at, 2), rtt_ms))
                 if rtt is None:
                     self.unanswered += 1
                 else:
@@ -344,7 +345,8 @@ def wait_idle(pid: int) -> float:
     while True:
         cpu0 = process_cpu_s(pid)
         time.sleep(DRAIN_S)
-        if (process_cpu_s(pid) - cpu0) / DRAIN_S < IDLE_CORE_SHARE or time.monotonic() - t0 > MAX_DRAIN_S:
+        idle = (process_cpu_s(pid) - cpu0) / DRAIN_S < IDLE_CORE_SHARE
+        if idle or time.monotonic() - t0 > MAX_DRAIN_S:
             return time.monotonic() - t0
 
 
@@ -522,7 +524,8 @@ def check_recordings(docs: list[dict[str, Any]], calls: int, per_stream: int,
             if abs(length_s - session_s) > LENGTH_TOLERANCE_S:
                 bad("WAV length != session", f"{name}: {length_s:.3f} s vs {session_s:.3f} s")
             if abs(length_s - stream["duration_s"]) > 0.01:
-                bad("WAV length != session.json", f"{name}: {length_s:.3f} vs {stream['duration_s']}")
+                bad("WAV length != session.json",
+                    f"{name}: {length_s:.3f} vs {stream['duration_s']}")
             tone = int(np.count_nonzero(np.abs(samples) > TONE_THRESHOLD))
             if tone < TONE_SAMPLES_PER_PACKET * count:
                 bad("received audio missing from WAV", f"{name}: {tone} tone samples "
@@ -542,7 +545,8 @@ def check_recordings(docs: list[dict[str, Any]], calls: int, per_stream: int,
         else:
             try:
                 samples, channels, _ = read_wav(directory / mix["file"])
-                if channels != 2 or abs(samples.size / 2 / SAMPLE_RATE_HZ - session_s) > LENGTH_TOLERANCE_S:
+                mix_s = samples.size / 2 / SAMPLE_RATE_HZ
+                if channels != 2 or abs(mix_s - session_s) > LENGTH_TOLERANCE_S:
                     bad("mix format or length", f"{directory.name}: {channels} ch")
             except (OSError, EOFError, ValueError, wave.Error) as exc:
                 bad("mix unreadable", f"{directory.name}: {exc}")
@@ -588,7 +592,7 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, list[tuple[str, floa
         if not stack:
             continue
         count = int(count_text)
-        frames = [f for f in stack.split(";") if not f.startswith("thread (") and not f.startswith("process ")]
+        frames = [f for f in stack.split(";") if not f.startswith(("thread (", "process "))]
         if not frames:
             continue
         total += count
@@ -596,7 +600,8 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, list[tuple[str, floa
         for frame in set(frames):
             inclusive[frame] += count
     share = lambda c: [(f, round(100 * n / total, 1)) for f, n in c.most_common(top)]  # noqa: E731
-    return {"samples": [("total", total)], "self_pct": share(own), "inclusive_pct": share(inclusive)}
+    return {"samples": [("total", total)], "self_pct": share(own),
+            "inclusive_pct": share(inclusive)}
 
 
 def run_server(procs: Processes, work: Path, sender: Path, calls: int, seconds: float,
@@ -722,12 +727,17 @@ def run_one(procs: Processes, work: Path, binaries: tuple[Path, Path], calls: in
 
 # -- output -------------------------------------------------------------------------------
 
+def _sender_us_per_packet(sender: dict[str, Any]) -> str:
+    return f"{1e6 * sender['cpu_s'] / max(1, sender['sent']):.1f}"
+
+
 COLUMNS = [
     ("calls", lambda r: r["calls"]),
     ("streams", lambda r: r["streams"]),
     ("pkt/s", lambda r: r["packets_per_s"]),
     ("srv us/pkt", lambda r: f"{r['server']['us_per_packet']:.1f}"),
-    ("srv %core", lambda r: f"{r['server']['core_pct']:.0f} (max {r['server']['core_pct_max_1s']:.0f})"),
+    ("srv %core",
+     lambda r: f"{r['server']['core_pct']:.0f} (max {r['server']['core_pct_max_1s']:.0f})"),
     ("loop %core", lambda r: f"{r['server']['loop_thread_pct']:.0f}"),
     ("loss pkts", lambda r: f"{r['server']['loss_packets']} ({r['server']['loss_pct']:.3g}%)"),
     ("rcvbuf drops", lambda r: r["server"]["udp"]["RcvbufErrors"]),
@@ -735,15 +745,17 @@ COLUMNS = [
     ("bad WAVs", lambda r: f"{r['server']['incomplete_wavs']}/{r['streams']}"),
     ("floor us/pkt", lambda r: f"{r['floor']['us_per_packet']:.1f}"),
     ("ratio", lambda r: f"{r['ratio']:.1f}x"),
-    ("sender us/pkt", lambda r: f"{1e6 * r['server']['sender']['cpu_s'] / max(1, r['server']['sender']['sent']):.1f}"),
-    ("SIP rtt p50/max ms", lambda r: f"{r['server']['sip_rtt']['p50_ms']:.1f}/{r['server']['sip_rtt']['max_ms']:.0f}"),
+    ("sender us/pkt", lambda r: _sender_us_per_packet(r["server"]["sender"])),
+    ("SIP rtt p50/max ms",
+     lambda r: f"{r['server']['sip_rtt']['p50_ms']:.1f}/{r['server']['sip_rtt']['max_ms']:.0f}"),
 ]
 
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [[name for name, _ in COLUMNS]] + [[str(get(r)) for _, get in COLUMNS] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [" | ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines = [" | ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True))
+             for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     notes = []
     for r in results:
@@ -756,17 +768,18 @@ def table(results: list[dict[str, Any]]) -> str:
             f"core {SERVER_CORE}: {foreign:.0f}%); SIP rtt p99 {s['sip_rtt']['p99_ms']} ms, "
             f"{s['sip_rtt']['over_1s']} over 1 s; floor loss {r['floor']['loss_packets']}; "
             f"server log levels {s['log_levels']}")
-        for example in s["problem_examples"][:5]:
-            notes.append(f"    {example}")
+        notes.extend(f"    {example}" for example in s["problem_examples"][:5])
         if "profile" in s:
-            notes.append("    py-spy self %: " + ", ".join(f"{f} {p}" for f, p in s["profile"]["self_pct"][:8]))
-    return "\n".join(lines + [""] + notes)
+            top = ", ".join(f"{f} {p}" for f, p in s["profile"]["self_pct"][:8])
+            notes.append(f"    py-spy self %: {top}")
+    return "\n".join([*lines, "", *notes])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="300",
-                        help="concurrent two-stream calls; a comma-separated list runs each (default 300)")
+                        help="concurrent two-stream calls; a comma-separated list runs each "
+                             "(default 300)")
     parser.add_argument("--seconds", type=float, default=20.0, help="sending window (default 20)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--fft-checks", type=int, default=8,
@@ -794,7 +807,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         binaries = build(work)
         for calls in counts:
-            print(f"capacity: {calls} calls for {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            print(f"capacity: {calls} calls for {args.seconds:g} s ...", file=sys.stderr,
+                  flush=True)
             results.append(run_one(procs, work, binaries, calls, args.seconds, args.fft_checks,
                                    args.profile))
     except RunFailed as exc:

@@ -70,7 +70,7 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True)
 class SipSettings:
-    host: str = "0.0.0.0"
+    host: str = "0.0.0.0"  # noqa: S104 - a server listens on every interface by default
     """Address the SIP listeners bind to (``::`` for IPv6 and IPv4)."""
     port: int = 5060
     """UDP and TCP listening port; 0 disables both."""
@@ -152,7 +152,7 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class MediaSettings:
-    host: str = "0.0.0.0"
+    host: str = "0.0.0.0"  # noqa: S104 - RTP arrives where the SDP says; see advertised_address
     """Address the RTP sockets bind to."""
     advertised_address: str | None = None
     """Address put in SDP ``c=`` lines; needed behind NAT/firewalls and in containers.
@@ -177,10 +177,13 @@ class MediaSettings:
         _check_range("media.port_min", self.port_min, 1024, 65534)
         _check_range("media.port_max", self.port_max, 1025, 65535)
         if self.port_min % 2:
-            raise ConfigError("media.port_min", f"must be even (RTP on even ports): {self.port_min}")
+            raise ConfigError(
+                "media.port_min", f"must be even (RTP on even ports): {self.port_min}"
+            )
         if self.port_max <= self.port_min:
             raise ConfigError(
-                "media.port_max", f"must be above media.port_min: {self.port_max} <= {self.port_min}"
+                "media.port_max",
+                f"must be above media.port_min: {self.port_max} <= {self.port_min}",
             )
         if self.srtp not in ("allow", "require", "off"):
             raise ConfigError("media.srtp", f"must be allow, require or off: {self.srtp!r}")
@@ -301,31 +304,35 @@ class Settings:
 
 
 _SECTIONS: dict[str, type] = typing.get_type_hints(Settings)
+# section -> key -> (where the value came from, for errors; the value as read)
+_RawSettings = dict[str, dict[str, tuple[str, object]]]
 
 
 def load_settings(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    overrides: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Settings:
     """Build and validate the settings tree.
 
     ``overrides`` (section -> key -> value) come from command-line flags and win over both
     the file and the environment.
     """
-    raw: dict[str, dict[str, tuple[str, Any]]] = {name: {} for name in _SECTIONS}
+    raw: _RawSettings = {name: {} for name in _SECTIONS}
     if path is not None:
         _merge_file(raw, path)
     _merge_env(raw, os.environ if environ is None else environ)
     for section, values in (overrides or {}).items():
         for key, value in values.items():
             raw[section][key] = (f"{section}.{key}", value)
-    settings = Settings(**{name: _build(name, raw[name]) for name in _SECTIONS})
+    # The one untyped step: Settings' own annotations chose each section's class (_SECTIONS).
+    sections: dict[str, Any] = {name: _build(name, raw[name]) for name in _SECTIONS}
+    settings = Settings(**sections)
     settings.validate()
     return settings
 
 
-def _merge_file(raw: dict[str, dict[str, tuple[str, Any]]], path: Path) -> None:
+def _merge_file(raw: _RawSettings, path: Path) -> None:
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -342,7 +349,7 @@ def _merge_file(raw: dict[str, dict[str, tuple[str, Any]]], path: Path) -> None:
             raw[section][key] = (f"{section}.{key}", value)
 
 
-def _merge_env(raw: dict[str, dict[str, tuple[str, Any]]], environ: Mapping[str, str]) -> None:
+def _merge_env(raw: _RawSettings, environ: Mapping[str, str]) -> None:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name.startswith(_CLIENT_ENV_PREFIXES):
             continue
@@ -352,19 +359,21 @@ def _merge_env(raw: dict[str, dict[str, tuple[str, Any]]], environ: Mapping[str,
         raw[section][key] = (name, value)
 
 
-def _build(section: str, values: dict[str, tuple[str, Any]]) -> Any:
+def _build(section: str, values: dict[str, tuple[str, object]]) -> object:
     cls = _SECTIONS[section]
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     for key, (origin, value) in values.items():
         if key not in known:
-            raise ConfigError(origin, f"unknown key (known in [{section}]: {', '.join(sorted(known))})")
+            raise ConfigError(
+                origin, f"unknown key (known in [{section}]: {', '.join(sorted(known))})"
+            )
         kwargs[key] = _coerce(origin, hints[key], value)
     return cls(**kwargs)
 
 
-def _coerce(origin: str, hint: Any, value: Any) -> Any:
+def _coerce(origin: str, hint: object, value: object) -> object:
     """Turn a TOML value or an environment string into the field's type."""
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -385,14 +394,14 @@ def _coerce(origin: str, hint: Any, value: Any) -> Any:
             return False
         raise ConfigError(origin, f"must be true or false: {value!r}")
     if hint is int:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ConfigError(origin, f"must be an integer: {value!r}")
         try:
             return int(value)
         except (TypeError, ValueError):
             raise ConfigError(origin, f"must be an integer: {value!r}") from None
     if hint is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ConfigError(origin, f"must be a number: {value!r}")
         try:
             return float(value)

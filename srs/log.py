@@ -11,17 +11,23 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import MutableMapping
-from typing import Any, TextIO
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, TextIO, TypeAlias
 
 import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-__all__ = ["configure_logging", "get_logger", "RateLimiter"]
+__all__ = ["configure_logging", "get_logger", "Logger", "RateLimiter"]
+
+Logger: TypeAlias = FilteringBoundLogger
+"""What :func:`get_logger` returns: ``configure_logging`` installs structlog's filtering
+bound logger, so this is the type to annotate a ``log`` parameter with."""
 
 _SECRET_KEY_PARTS = ("token", "password", "secret", "key_params", "master_key", "inline")
 
 
-def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     for key in list(event):
         lowered = key.lower()
         if any(part in lowered for part in _SECRET_KEY_PARTS):
@@ -33,7 +39,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     """Configure structlog for the whole process (called once by the CLI)."""
     out = stream if stream is not None else sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
-    renderer: Any = (
+    renderer: Processor = (
         structlog.processors.JSONRenderer()
         if use_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
@@ -56,8 +62,17 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     )
 
 
-def get_logger(**context: Any) -> Any:
-    return structlog.get_logger("srs").bind(**context)
+def get_logger(**context: Any) -> Logger:
+    """srs's logger with ``context`` bound (structlog's own ``get_logger`` is untyped)."""
+    logger: Logger = structlog.get_logger("srs").bind(**context)
+    return logger
+
+
+@dataclass(slots=True)
+class _Window:
+    started: float
+    logged: int = 1
+    suppressed: int = 0
 
 
 class RateLimiter:
@@ -70,22 +85,22 @@ class RateLimiter:
         self.period_s = period_s
         self.burst = burst
         self.max_keys = max_keys
-        self._windows: dict[Any, list[float | int]] = {}
+        self._windows: dict[Hashable, _Window] = {}
 
-    def allow(self, key: Any, now: float | None = None) -> tuple[bool, int]:
+    def allow(self, key: Hashable, now: float | None = None) -> tuple[bool, int]:
         """Return (log it?, how many were suppressed since the last logged one)."""
         now = time.monotonic() if now is None else now
         window = self._windows.get(key)
-        if window is None or now - window[0] >= self.period_s:
-            suppressed = int(window[2]) if window is not None else 0
+        if window is None or now - window.started >= self.period_s:
+            suppressed = window.suppressed if window is not None else 0
             if len(self._windows) >= self.max_keys and key not in self._windows:
                 self._windows.clear()
-            self._windows[key] = [now, 1, 0]
+            self._windows[key] = _Window(now)
             return True, suppressed
-        if window[1] < self.burst:
-            window[1] += 1
+        if window.logged < self.burst:
+            window.logged += 1
             return True, 0
-        window[2] += 1
+        window.suppressed += 1
         return False, 0
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from srs.server.app import Application
 from srs.config import Settings, load_settings
 from srs.log import configure_logging
+from srs.server.app import Application
 from srs.server.tls import ensure_self_signed, server_context
 
 TOKEN = "test-token-1234"
@@ -70,7 +70,9 @@ class RunningServer:
     def sessions(self) -> list[Path]:
         return sorted(p.parent for p in self.recordings.glob("*/*/*/*/session.json"))
 
-    def wait_sidecar(self, status: str = "complete", count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+    def wait_sidecar(
+        self, status: str = "complete", count: int = 1, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             docs = [json.loads((d / "session.json").read_text()) for d in self.sessions()]
@@ -139,7 +141,8 @@ def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
     thread = threading.Thread(target=run, name="srs-test-server", daemon=True)
     thread.start()
     assert ready.wait(15), "server did not start"
-    assert "app" in holder and holder["app"].transports.udp_port, f"server failed:\n{log_path.read_text()}"
+    assert "app" in holder, f"server failed:\n{log_path.read_text()}"
+    assert holder["app"].transports.udp_port, f"server failed:\n{log_path.read_text()}"
     return RunningServer(settings, holder["app"], holder["loop"], thread, holder["stop"], log_path)
 
 

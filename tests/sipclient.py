@@ -28,7 +28,7 @@ BOUNDARY = "srsboundary"
 def sdp_offer(ports: Sequence[int], labels: Sequence[str | None], *, direction: str = "sendonly",
               codecs: str = "0 101", extra: str = "", version: int = 1) -> str:
     lines = ["v=0", f"o=src 42 {version} IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0"]
-    for port, label in zip(ports, labels):
+    for port, label in zip(ports, labels, strict=True):
         lines.append(f"m=audio {port} RTP/AVP {codecs}")
         lines.append("a=rtpmap:0 PCMU/8000")
         if "101" in codecs.split():
@@ -41,14 +41,18 @@ def sdp_offer(ports: Sequence[int], labels: Sequence[str | None], *, direction: 
 
 def metadata(labels: Sequence[str], *, session_id: str = "sess-1", mode: str = "complete",
              extra: str = "") -> str:
-    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\r\n<recording xmlns="urn:ietf:params:xml:ns:recording:1">',
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\r\n'
+             '<recording xmlns="urn:ietf:params:xml:ns:recording:1">',
              f"<datamode>{mode}</datamode>",
-             f'<group group_id="grp-1"><associate-time>2026-11-23T10:00:00Z</associate-time></group>',
-             f'<session session_id="{session_id}"><sipSessionID>abc;remote=def</sipSessionID><group-ref>grp-1</group-ref></session>']
+             '<group group_id="grp-1"><associate-time>2026-11-23T10:00:00Z</associate-time>'
+             '</group>',
+             f'<session session_id="{session_id}"><sipSessionID>abc;remote=def</sipSessionID>'
+             '<group-ref>grp-1</group-ref></session>']
     for i, label in enumerate(labels):
         parts.append(f'<participant participant_id="p{i}"><nameID aor="sip:user{i}@example.com">'
                      f"<name>User {i}</name></nameID></participant>")
-        parts.append(f'<stream stream_id="st{i}" session_id="{session_id}"><label>{label}</label></stream>')
+        parts.append(f'<stream stream_id="st{i}" session_id="{session_id}">'
+                     f"<label>{label}</label></stream>")
     for i in range(len(labels)):
         other = (i + 1) % len(labels)
         parts.append(f'<participantstreamassoc participant_id="p{i}"><send>st{i}</send>'
@@ -142,9 +146,9 @@ class SipClient:
 
     # -- requests -----------------------------------------------------------------------
 
-    def request(self, method: str, call: Call, *, body: bytes = b"", content_type: str | None = None,
-                headers: Sequence[tuple[str, str]] = (), cseq: int | None = None,
-                branch: str | None = None, auth: bool = True) -> bytes:
+    def request(self, method: str, call: Call, *, body: bytes = b"",
+                content_type: str | None = None, headers: Sequence[tuple[str, str]] = (),
+                cseq: int | None = None, branch: str | None = None, auth: bool = True) -> bytes:
         via_transport = self.transport.upper()
         branch = branch or "z9hG4bK" + uuid.uuid4().hex[:16]
         to = "<sip:srs@127.0.0.1>" + (f";tag={call.to_tag}" if call.to_tag else "")
@@ -175,7 +179,8 @@ class SipClient:
                ack: bool = True) -> tuple[Call, SipResponse]:
         call = Call(uuid.uuid4().hex + "@0.0.0.0", uuid.uuid4().hex[:8])
         offer = sdp or sdp_offer([40000 + 2 * i for i in range(len(labels))], labels)
-        xml = metadata([l or f"x{i}" for i, l in enumerate(labels)]) if with_metadata else None
+        names = [label or f"x{i}" for i, label in enumerate(labels)]
+        xml = metadata(names) if with_metadata else None
         content_type, body = multipart(offer, xml)
         self.request("INVITE", call, body=body, content_type=content_type,
                      headers=[("Require", "siprec"), *headers], auth=auth)
@@ -211,7 +216,9 @@ def tone(freq_hz: float, start_sample: int, count: int, amplitude: int = 8000) -
     return (amplitude * np.sin(2 * np.pi * freq_hz * n / 8000)).astype(np.int16)
 
 
-def rtp_packet(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 0, marker: bool = False) -> bytes:
+def rtp_packet(
+    seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 0, marker: bool = False
+) -> bytes:
     return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF,
                        ts & 0xFFFFFFFF, ssrc) + payload
 
@@ -242,7 +249,7 @@ def send_tones(ports: Sequence[int], freqs: Sequence[float], packets: int, *,
     senders = [RtpSender(port, ssrc_base + i) for i, port in enumerate(ports)]
     t0 = time.monotonic()
     for i in range(packets):
-        for sender, freq in zip(senders, freqs):
+        for sender, freq in zip(senders, freqs, strict=True):
             payload = pcmu_encode(tone(freq, i * 160, 160))
             sender.send(rtp_packet(start_seq + i, start_ts + i * 160, sender.ssrc, payload))
         time.sleep(max(0.0, t0 + (i + 1) * 0.02 - time.monotonic()))

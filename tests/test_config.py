@@ -45,14 +45,15 @@ dir = "/var/rec"
     assert settings.auth.tokens == ("a1", "b2")
     assert settings.auth.allow_cidrs == ("twilio", "10.0.0.0/8")
     nets = [str(n) for n in settings.auth.networks()]
-    assert nets == list(TWILIO_SIGNALLING_CIDRS) + ["10.0.0.0/8"]
+    assert nets == [*TWILIO_SIGNALLING_CIDRS, "10.0.0.0/8"]
     assert settings.media.advertised_address == "203.0.113.7"
     assert settings.recordings.dir == Path("/var/rec")
 
 
 def test_environment_wins_over_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[sip]\nport = 5070\n[auth]\ntokens = ['file']\n")
-    env = {"SRS_SIP_PORT": "5080", "SRS_SIP_TLS_PORT": "0", "SRS_AUTH_TOKENS": "x,y", "PATH": "/bin"}
+    env = {"SRS_SIP_PORT": "5080", "SRS_SIP_TLS_PORT": "0", "SRS_AUTH_TOKENS": "x,y",
+           "PATH": "/bin"}
     settings = load_settings(path, env)
     assert settings.sip.port == 5080
     assert settings.sip.tls_port == 0

@@ -247,10 +247,9 @@ def _walk_extensions(
         if next_header in _IPV6_GENERIC_EXTENSIONS or next_header == _IPV6_AH:
             if pos + 2 > len(body):
                 raise PacketDecodeError("ip-truncated", f"extension header {next_header}")
-            if next_header == _IPV6_AH:
-                size = (body[pos + 1] + 2) * 4
-            else:
-                size = (body[pos + 1] + 1) * 8
+            # AH counts 4-octet units less 2 (RFC 4302 §2.2), the others 8-octet units less 1
+            # (RFC 8200 §4.3).
+            size = (body[pos + 1] + 2) * 4 if next_header == _IPV6_AH else (body[pos + 1] + 1) * 8
             if pos + size > len(body):
                 raise PacketDecodeError("ip-truncated", f"extension header {next_header}")
             next_header = body[pos]

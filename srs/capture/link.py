@@ -52,7 +52,7 @@ _AF_INET6: Final = frozenset({10, 24, 28, 30})
 def _by_ethertype(ethertype: int, frame: bytes, start: int) -> bytes:
     """Follow VLAN tags from an ethertype at ``frame[start-2:start]`` to the IP packet."""
     for _ in range(_MAX_VLAN_TAGS):
-        if ethertype == ETHERTYPE_IPV4 or ethertype == ETHERTYPE_IPV6:
+        if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
             return frame[start:]
         if ethertype not in _VLAN_TAGS:
             raise PacketDecodeError("not-ip", f"ethertype {ethertype:#06x}")
@@ -80,7 +80,7 @@ def ip_packet(linktype: int, frame: bytes) -> bytes:
             # IEEE 802.3 length field: an LLC frame (STP, CDP ...), never IP here.
             raise PacketDecodeError("not-ip", "802.3 LLC frame")
         return _by_ethertype(ethertype, frame, _ETHERNET_HEADER_BYTES)
-    if linktype == LINKTYPE_RAW or linktype == LINKTYPE_IPV4 or linktype == LINKTYPE_IPV6:
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
         return frame
     if linktype == LINKTYPE_LINUX_SLL:
         if len(frame) < _SLL_HEADER_BYTES:
@@ -90,7 +90,7 @@ def ip_packet(linktype: int, frame: bytes) -> bytes:
         if len(frame) < _SLL2_HEADER_BYTES:
             raise PacketDecodeError("link-truncated", "Linux cooked v2 header")
         return _by_ethertype(int.from_bytes(frame[0:2], "big"), frame, _SLL2_HEADER_BYTES)
-    if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         if len(frame) < 4:
             raise PacketDecodeError("link-truncated", "loopback header")
         if linktype == LINKTYPE_LOOP:

@@ -46,10 +46,7 @@ def read_pcap(
     source: ByteSource, magic_bytes: bytes, max_packet_bytes: int
 ) -> Iterator[CapturedPacket]:
     """Walk a classic pcap whose first four bytes (``magic_bytes``) were already read."""
-    if int.from_bytes(magic_bytes, "little") in PCAP_MAGICS:
-        order = "<"
-    else:
-        order = ">"
+    order = "<" if int.from_bytes(magic_bytes, "little") in PCAP_MAGICS else ">"
     (magic,) = struct.unpack(order + "I", magic_bytes)
     rest = source.read(FILE_HEADER_BYTES - 4, "pcap file header")
     major, minor, _zone, _sigfigs, _snaplen, linkfield = struct.unpack(order + "HHiIII", rest)

@@ -13,8 +13,8 @@ import os
 import ssl
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from srs.client.call import CallPlan, CallResult, Target
@@ -27,7 +27,7 @@ from srs.sip.uri import SipUri
 
 HELP = "place SIPREC recording calls at a server (a Twilio-shaped test and load client)"
 
-TOKEN_ENV = "SRS_CALL_TOKEN"
+TOKEN_ENV = "SRS_CALL_TOKEN"  # noqa: S105 - the name of the variable, not a token
 DEFAULT_LABELS = ("inbound", "outbound")  # Twilio's two forks (INTEROP.md)
 DEFAULT_TONES_HZ = (440.0, 1000.0)
 DEFAULT_TONE_S = 5.0
@@ -36,7 +36,8 @@ DEFAULT_SRTP = "AES_CM_128_HMAC_SHA1_80"
 MAX_TRACKS = 16
 PROGRESS_INTERVAL_S = 0.5
 
-__all__ = ["HELP", "TOKEN_ENV", "add_arguments", "add_connection_arguments", "credential", "build_plan", "run", "run_loop", "tls_context"]
+__all__ = ["HELP", "TOKEN_ENV", "add_arguments", "add_connection_arguments", "credential",
+           "build_plan", "run", "run_loop", "tls_context"]
 
 _T = TypeVar("_T")
 
@@ -88,7 +89,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser | argparse._Argumen
                         help="TLS: do not verify the server certificate (self-signed test servers)")
     parser.add_argument("--ca", type=Path, metavar="FILE",
                         help="TLS: PEM bundle to verify the server certificate with")
-    parser.add_argument("--token", help=f"credential value (default: ${TOKEN_ENV}; none: no header)")
+    parser.add_argument("--token",
+                        help=f"credential value (default: ${TOKEN_ENV}; none: no header)")
     parser.add_argument("--auth-header", default="X-Auth-Token", metavar="NAME",
                         help="credentials header name (default: X-Auth-Token)")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import itertools
 import textwrap
 import typing
 
@@ -19,10 +20,11 @@ __all__ = ["config_reference", "field_docs"]
 
 def field_docs(cls: type) -> dict[str, str]:
     """The string literal under each field of a dataclass body (its attribute docstring)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    definition = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    if not isinstance(definition, ast.ClassDef):
+        raise TypeError(f"{cls.__qualname__}: its source is no class definition")
     docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:]):
+    for node, following in itertools.pairwise(definition.body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)

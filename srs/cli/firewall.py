@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from srs.config import load_settings
 from srs.errors import ConfigError
@@ -71,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides: dict[str, dict[str, Any]] = {"sip": {}, "media": {}}
+    overrides: dict[str, dict[str, object]] = {"sip": {}, "media": {}}
     if args.sip_port is not None:
         overrides["sip"]["port"] = args.sip_port
     if args.tls_port is not None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from srs.capture import CaptureFormatError
 from srs.cli.call import add_connection_arguments
 from srs.log import configure_logging
+
+if TYPE_CHECKING:  # imported when the command runs: `srs --help` stays quick
+    from srs.replay.offline import Progress
 
 HELP = ("record the SIPREC sessions of a pcap/pcapng capture offline (--out DIR) "
         "or re-send them to a running SRS (--target URI)")
@@ -39,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="print every step of every session, not only its outcome")
 
 
-def _progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
+def _progress_bar(enabled: bool) -> Progress | None:
     if not enabled:
         return None
 
@@ -83,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
 def _run_live(args: argparse.Namespace) -> int:
     from srs.cli.call import credential, run_loop, tls_context
     from srs.client.call import Target
-    from srs.replay.sender import ReplayOptions, ReplayResult, replay_live
     from srs.errors import UsageError
     from srs.replay.plan import plan_capture
+    from srs.replay.sender import ReplayOptions, ReplayResult, replay_live
 
     try:
         target = Target.parse(args.target, args.transport)

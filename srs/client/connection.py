@@ -106,6 +106,7 @@ class SipConnection:
         TLS handshake failed) for the caller to report."""
         connection = cls(transport_name, host, port)
         loop = asyncio.get_running_loop()
+        transport: asyncio.BaseTransport
         if transport_name == "udp":
             local = local_address_for(host, port)
             transport, _ = await loop.create_datagram_endpoint(

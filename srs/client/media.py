@@ -57,7 +57,7 @@ _ENCODERS: dict[str, Callable[[npt.NDArray[np.int16]], bytes]] = {
 
 def tone(freq_hz: float, seconds: float, *, amplitude: float = 0.5) -> npt.NDArray[np.int16]:
     """A sine at 8 kHz, ``amplitude`` of full scale."""
-    n = np.arange(int(round(seconds * RATE_HZ)))
+    n = np.arange(round(seconds * RATE_HZ))
     wave = amplitude * 32767 * np.sin(2 * math.pi * freq_hz * n / RATE_HZ)
     return wave.astype(np.int16)
 
@@ -79,7 +79,7 @@ def resample(samples: npt.NDArray[np.float64], rate_in_hz: int) -> npt.NDArray[n
     # The cut-off as a fraction of the input's Nyquist frequency; the filter is widened
     # in input samples when decimating so that it keeps _HALF_TAPS zero crossings a side.
     cutoff = _CUTOFF * min(1.0, up / down)
-    half = int(math.ceil(_HALF_TAPS / cutoff))
+    half = math.ceil(_HALF_TAPS / cutoff)
     offsets = np.arange(-half + 1, half + 1)
     distance = offsets[None, :] - (np.arange(up) / up)[:, None]  # (phase, tap)
     window = np.i0(_KAISER_BETA * np.sqrt(np.clip(1 - (distance / (half + 1)) ** 2, 0, 1)))
@@ -101,12 +101,14 @@ def read_track(path: Path) -> npt.NDArray[np.int16]:
     Channels are averaged; other rates are resampled (see the module docstring).  Raises
     ``UsageError`` naming the file when it cannot be read.
     """
+    data: npt.NDArray[np.float64]  # (frames, channels): float64, always_2d
+    rate: int
     try:
         data, rate = sf.read(str(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     mono = data.mean(axis=1) * 32768.0
-    at_8k = resample(mono, int(rate))
+    at_8k = resample(mono, rate)
     return np.clip(np.round(at_8k), -32768, 32767).astype(np.int16)
 
 
@@ -221,7 +223,7 @@ async def send_paced(
         due = pacer.due(loop_time())
         while index < due:
             on_hold = paused()
-            for send, stream, track in zip(sends, streams, tracks):
+            for send, stream, track in zip(sends, streams, tracks, strict=True):
                 if stream is None:
                     continue
                 if on_hold:

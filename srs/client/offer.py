@@ -9,8 +9,9 @@ describes each track as a ``<stream>`` sent by one participant and received by t
 (RFC 4568 §9.1); the key is ours and is what we encrypt with (RFC 4568 §7.1.1).
 
 The SDP and the multipart body are built with srs's own types
-(:class:`~srs.sdp.description.SessionDescription`, :class:`~srs.siprec.multipart.MultipartBody`); the XML
-with :mod:`xml.etree.ElementTree`, never by formatting strings.
+(:class:`~srs.sdp.description.SessionDescription`,
+:class:`~srs.siprec.multipart.MultipartBody`); the XML with :mod:`xml.etree.ElementTree`,
+never by formatting strings.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
 from srs.errors import SdpError, UsageError
-from srs.siprec.multipart import BodyPart, MultipartBody
 from srs.rtp.srtp import SUITES, SrtpSuite
 from srs.sdp.description import (
     Attribute,
@@ -34,6 +34,7 @@ from srs.sdp.description import (
     Origin,
     SessionDescription,
 )
+from srs.siprec.multipart import BodyPart, MultipartBody
 
 __all__ = [
     "CODECS",
@@ -219,7 +220,10 @@ def recording_metadata(
             )
     # ElementTree names the namespaces ns0 (RFC 7865) and ns1 (parameters): any prefix
     # is the same XML, and srs's server reads elements by local name anyway.
-    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+    # typeshed types tostring with a str encoding as Any ("unicode" gives a str); UTF-8
+    # gives bytes.
+    document: bytes = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return document
 
 
 def siprec_body(sdp: bytes, metadata: bytes) -> tuple[str, bytes]:
@@ -268,7 +272,7 @@ def read_answer(body: bytes, tracks: Sequence[OfferedTrack]) -> tuple[AnsweredMe
     if len(answer.media) != len(tracks):
         raise SdpError(f"answer has {len(answer.media)} m-lines for {len(tracks)} offered")
     out = []
-    for number, (media, track) in enumerate(zip(answer.media, tracks), start=1):
+    for number, (media, track) in enumerate(zip(answer.media, tracks, strict=True), start=1):
         connection = answer.connection_for(media)
         host = connection.host if connection is not None else ""
         if media.port == 0:

@@ -11,9 +11,9 @@ is filled with silence by whoever lays the audio out (see ``srs.rtp.assembler.Pc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt

@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from srs.errors import UsageError
+from srs.log import Logger
 from srs.ops.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["ManagementServer", "readiness_problem", "watch_loop_lag"]
@@ -64,7 +65,7 @@ async def watch_loop_lag(observe: Callable[[float], None], *, interval_s: float 
 
 class ManagementServer:
     def __init__(self, *, host: str, port: int, metrics: Metrics,
-                 readiness: Callable[[], str | None], log: Any, max_connections: int = 16,
+                 readiness: Callable[[], str | None], log: Logger, max_connections: int = 16,
                  request_timeout_s: float = 5.0, max_head_bytes: int = 8192,
                  lag_interval_s: float | None = 1.0) -> None:
         if max_connections < 1 or request_timeout_s <= 0 or max_head_bytes < 256:
@@ -80,7 +81,7 @@ class ManagementServer:
         self.lag_interval_s = lag_interval_s
         self.last_lag_s: float | None = None
         self._server: asyncio.Server | None = None
-        self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._handlers: dict[asyncio.Task[object], asyncio.StreamWriter] = {}
         self._lag_task: asyncio.Task[None] | None = None
 
     @property

@@ -30,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from srs.errors import ServiceUnavailable, UsageError
+from srs.log import Logger
 from srs.recording.layout import SIDECAR_FILE
 from srs.recording.sidecar import SessionStatus, read_sidecar
 from srs.recording.wav import RecordingFormatError, RecordingIOError
@@ -154,7 +155,7 @@ def remove_expired(recordings_dir: Path, *, retention_days: int, now: datetime,
     removed: list[RemovedSession] = []
     problems: list[str] = []
     scanned = 0
-    for day, day_dir in _days(root, last_day, problems):
+    for _day, day_dir in _days(root, last_day, problems):
         for session_dir in _subdirs(day_dir, None, problems):
             if scanned >= max_scanned or len(removed) >= max_removals:
                 return _report(removed, problems, scanned, more_left=True)
@@ -257,7 +258,7 @@ def _prune_empty(root: Path, day_dir: Path) -> None:
             return  # not empty (or in use): the rest stays
 
 
-async def run_retention(recordings_dir: Path, retention_days: int, log: Any, *,
+async def run_retention(recordings_dir: Path, retention_days: int, log: Logger, *,
                         interval_s: float = 3600.0, busy_interval_s: float = 60.0,
                         max_removals: int = MAX_REMOVALS,
                         now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:

@@ -3,23 +3,23 @@
 Two layers, this module the pure one:
 
 * :func:`plan_capture` (pure apart from reading the file) finds every SIPREC session the
-  way :mod:`srs.replay.offline` does -- a SIPREC INVITE (:func:`srs.replay.offline.is_siprec_invite`)
-  makes its destination a recorder, and the recorder's 2xx answers tell which RTP
-  destination port carried which m-line -- and plans each one: the INVITE, the later
-  requests the recording client sent in its dialog (re-INVITE, UPDATE, BYE, ...) with
-  the recorder's final status, and every RTP/RTCP datagram by m-line, all with their
-  capture times.
+  way :mod:`srs.replay.offline` does -- a SIPREC INVITE
+  (:func:`srs.replay.offline.is_siprec_invite`) makes its destination a recorder, and
+  the recorder's 2xx answers tell which RTP destination port carried which m-line -- and
+  plans each one: the INVITE, the later requests the recording client sent in its dialog
+  (re-INVITE, UPDATE, BYE, ...) with the recorder's final status, and every RTP/RTCP
+  datagram by m-line, all with their capture times.
 * :func:`srs.replay.sender.replay_live` (asyncio) places each planned session as a new
-  call from srs's own UAC (:mod:`srs.client`): a fresh Call-ID, From tag, Via and Contact, the target as
-  Request-URI, our credential instead of the captured one, and ``X-Srs-Replay-Of``
-  naming the original Call-ID.  Bodies go out as captured (metadata byte for byte) except
-  that every SDP offer's ``c=`` names our RTP address and each m-line's port our socket
-  for it (:func:`rewrite_offer`).  The captured ``a=crypto`` lines stay: the captured
-  SRTP packets were protected with those keys, so offering them again lets the target
-  decrypt the packets as they are.  Each datagram is sent unchanged to the port the
-  target's answer gives its m-line, at its capture time counted from the INVITE (and
-  divided by the speed); requests go at their capture times, and the BYE at its own, or
-  after the last packet when the capture has none.
+  call from srs's own UAC (:mod:`srs.client`): a fresh Call-ID, From tag, Via and
+  Contact, the target as Request-URI, our credential instead of the captured one, and
+  ``X-Srs-Replay-Of`` naming the original Call-ID.  Bodies go out as captured (metadata
+  byte for byte) except that every SDP offer's ``c=`` names our RTP address and each
+  m-line's port our socket for it (:func:`rewrite_offer`).  The captured ``a=crypto``
+  lines stay: the captured SRTP packets were protected with those keys, so offering them
+  again lets the target decrypt the packets as they are.  Each datagram is sent
+  unchanged to the port the target's answer gives its m-line, at its capture time
+  counted from the INVITE (and divided by the speed); requests go at their capture
+  times, and the BYE at its own, or after the last packet when the capture has none.
 
 Each original media source (address and port) of an m-line gets a socket of its own, so
 the target sees the same source changes (and latches, or drops ``other_source``) as the
@@ -31,17 +31,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import assert_never
 
 from srs.capture import read_capture
 from srs.capture.decode import PacketDecoder
-from srs.capture.packets import Datagram, StreamChunk, StreamGap
+from srs.capture.packets import (
+    CaptureEvent,
+    Datagram,
+    Flow,
+    StreamChunk,
+    StreamClosed,
+    StreamGap,
+)
 from srs.errors import PeerError, SipParseError
-from srs.siprec.multipart import MediaType, MultipartBody, split_siprec_body
 from srs.replay.messages import is_siprec_invite, sip_message, stream_messages
 from srs.sdp.description import Connection, SessionDescription
 from srs.sip.headers import canonical_name
 from srs.sip.message import SipMessage, SipRequest, SipResponse
 from srs.sip.parser import StreamParser
+from srs.siprec.multipart import MediaType, MultipartBody, split_siprec_body
 
 __all__ = [
     "REPLAY_OF_HEADER",
@@ -168,9 +176,9 @@ class _Planner:
         self.seen: set[tuple[str, int, str]] = set()  # (Call-ID, CSeq number, method)
         # (address, port) -> (Call-ID, m-line index), from the recorder's latest answer
         self.routes: dict[tuple[str, int], tuple[str, int]] = {}
-        self.parsers: dict[object, StreamParser] = {}
+        self.parsers: dict[Flow, StreamParser] = {}
 
-    def event(self, event: object) -> None:
+    def event(self, event: CaptureEvent) -> None:
         if isinstance(event, Datagram):
             message = sip_message(event.payload)
             if message is None:
@@ -184,6 +192,10 @@ class _Planner:
                 self._sip(message, (src, sport), (dst, dport), event.timestamp)
         elif isinstance(event, StreamGap):
             self.parsers.pop(event.flow, None)
+        elif isinstance(event, StreamClosed):
+            pass  # nothing to plan: what the stream carried came in its chunks
+        else:
+            assert_never(event)
 
     def _sip(self, message: SipMessage, source: tuple[str, int],
              destination: tuple[str, int], at_s: float) -> None:

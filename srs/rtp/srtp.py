@@ -213,26 +213,29 @@ def choose_answer_crypto(
     """
     declined: list[tuple[int, str]] = []
     for attribute in offered:
-        suite = SUITES.get(attribute.suite)
-        why = _decline_reason(attribute, suite)
-        if why is None and suite is not None:
-            window = _session_params(attribute.session_params)
-            if isinstance(window, int):
-                key_salt = attribute.key_params[0].key_salt
-                if previous is not None and _is_unchanged(previous, attribute, key_salt):
-                    return previous
-                answer = CryptoAttribute(
-                    attribute.tag,
-                    suite.name,
-                    (CryptoKeyParam(secrets.token_bytes(suite.key_salt_bytes)),),
-                )
-                return AcceptedCrypto(suite, key_salt, window, answer)
-            why = window
-        declined.append((attribute.tag, why))
+        suite = _usable_suite(attribute)
+        if isinstance(suite, str):
+            declined.append((attribute.tag, suite))
+            continue
+        window = _session_params(attribute.session_params)
+        if isinstance(window, str):
+            declined.append((attribute.tag, window))
+            continue
+        key_salt = attribute.key_params[0].key_salt
+        if previous is not None and _is_unchanged(previous, attribute, key_salt):
+            return previous
+        answer = CryptoAttribute(
+            attribute.tag,
+            suite.name,
+            (CryptoKeyParam(secrets.token_bytes(suite.key_salt_bytes)),),
+        )
+        return AcceptedCrypto(suite, key_salt, window, answer)
     raise NoAcceptableCrypto(tuple(declined))
 
 
-def _decline_reason(attribute: CryptoAttribute, suite: SrtpSuite | None) -> str | None:
+def _usable_suite(attribute: CryptoAttribute) -> SrtpSuite | str:
+    """The line's suite when srs can use its key, or why the line is declined."""
+    suite = SUITES.get(attribute.suite)
     if suite is None:
         return f"unsupported suite {attribute.suite[:_MAX_SUITE_CHARS]}"
     if len(attribute.key_params) != 1:
@@ -249,7 +252,7 @@ def _decline_reason(attribute: CryptoAttribute, suite: SrtpSuite | None) -> str 
         # RFC 4568 §6.2.1: the suite's maximum is 2^48.  A short lifetime is the sender's
         # business: it must rekey in time (RFC 4568 §6.1), so any lifetime up to that is fine.
         return "key lifetime out of range"
-    return None
+    return suite
 
 
 def _session_params(params: Sequence[str]) -> int | str:

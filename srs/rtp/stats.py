@@ -5,8 +5,8 @@ Pure: arrival times come in as seconds (``arrival_s``), RTP timestamps as receiv
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from srs.errors import UsageError
 

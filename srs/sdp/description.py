@@ -458,18 +458,19 @@ def _parse_media(section: list[str], session_direction: Direction | None) -> Med
     bandwidths: list[str] = []
     attributes: list[Attribute] = []
     for line in section[1:]:
-        kind, value = line[0], line[2:]
+        kind, rest = line[0], line[2:]
         if kind == "c":
-            connection = _named(Connection.parse, value, line)
+            connection = _named(Connection.parse, rest, line)
         elif kind == "b":
-            bandwidths.append(value)
+            bandwidths.append(rest)
         elif kind == "a":
-            attributes.append(_named(Attribute.parse, value, line))
+            attributes.append(_named(Attribute.parse, rest, line))
     label = rtcp_mux = ptime_ms = None
     explicit: dict[int, RtpMap] = {}
     fmtps: dict[int, Fmtp] = {}
     crypto: list[CryptoAttribute] = []
-    for attribute, line in zip(attributes, (ln for ln in section[1:] if ln[0] == "a")):
+    a_lines = (ln for ln in section[1:] if ln[0] == "a")  # one attribute each, in order
+    for attribute, line in zip(attributes, a_lines, strict=True):
         name, value = attribute.name, attribute.value
         if name == "label" and value is not None:
             label = value.strip()  # RFC 4574 §4

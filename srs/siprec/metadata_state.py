@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from srs.errors import MetadataError
 from srs.siprec.metadata import (
@@ -23,9 +23,13 @@ from srs.siprec.metadata import (
     custom_parameters,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = ["LabelParties", "MetadataState"]
 
-_T = TypeVar("_T")
+# The metadata elements (Group, Participant, Stream, the associations): dataclasses.
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +179,12 @@ def _merge_fields(old: _T, new: _T) -> _T:
     update that states an association (an associate-time, or send/recv streams) without
     a disassociate-time therefore reopens it.
     """
-    changes: dict[str, Any] = {}
-    for field in fields(new):  # type: ignore[arg-type]
+    changes: dict[str, object] = {}
+    for field in fields(new):
         value = getattr(new, field.name)
         if value is not None and value != ():
             changes[field.name] = value
     states_association = any(name in changes for name in ("associate_time", "send", "recv"))
     if states_association and "disassociate_time" not in changes:
         changes["disassociate_time"] = None
-    return replace(old, **changes)  # type: ignore[type-var]
+    return replace(old, **changes)

@@ -276,7 +276,7 @@ def _parse_part(raw: bytes) -> BodyPart:
     """Split one part into headers and body at the first empty line (RFC 2046 §5.1)."""
     if not raw:
         return BodyPart((), b"")
-    if raw.startswith(b"\r\n") or raw.startswith(b"\n"):
+    if raw.startswith((b"\r\n", b"\n")):
         # No headers at all: the part is text/plain (RFC 2046 §5.1).
         return BodyPart((), raw[2:] if raw.startswith(b"\r\n") else raw[1:])
     end = _HEADER_END_RE.search(raw)

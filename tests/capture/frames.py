@@ -123,7 +123,9 @@ def ng_idb(
                     + ng_options(order, options))
 
 
-def ng_epb(order: str, interface: int, ticks: int, frame: bytes, original: int | None = None) -> bytes:
+def ng_epb(
+    order: str, interface: int, ticks: int, frame: bytes, original: int | None = None
+) -> bytes:
     body = struct.pack(
         order + "IIIII", interface, ticks >> 32, ticks & 0xFFFFFFFF, len(frame),
         len(frame) if original is None else original,

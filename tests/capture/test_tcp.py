@@ -68,7 +68,7 @@ def test_in_order_with_handshake_fin_and_one_chunk_per_segment() -> None:
 
 
 def test_out_of_order_is_released_when_the_hole_fills_and_merged() -> None:
-    segments = [(5, TCP_SYN, b"")] + cut(MESSAGE, 5, [10, 10, 10, 200])
+    segments = [(5, TCP_SYN, b""), *cut(MESSAGE, 5, [10, 10, 10, 200])]
     segments = [segments[0], segments[2], segments[4], segments[3], segments[1]]
     events, drops = run(segments)
     assert events == [StreamChunk(4.0, A, MESSAGE)]
@@ -120,7 +120,9 @@ def test_rst_closes_both_directions_and_discards_waiting_data() -> None:
 
 
 def test_a_new_syn_on_the_same_ports_starts_a_new_stream() -> None:
-    segments = [(0, TCP_SYN, b""), (1, DATA, b"first"), (5000, TCP_SYN, b""), (5001, DATA, b"second")]
+    segments = [
+        (0, TCP_SYN, b""), (1, DATA, b"first"), (5000, TCP_SYN, b""), (5001, DATA, b"second")
+    ]
     events, _ = run(segments)
     assert events == [StreamChunk(1.0, A, b"first"), StreamClosed(2.0, A, "evicted"),
                       StreamChunk(3.0, A, b"second")]
@@ -128,9 +130,9 @@ def test_a_new_syn_on_the_same_ports_starts_a_new_stream() -> None:
 
 def test_a_lost_segment_becomes_a_gap_when_the_flow_buffer_is_full() -> None:
     limits = TcpLimits(max_flow_buffer_bytes=600)
-    segments = [(0, TCP_SYN, b"")] + cut(bytes(range(256)) * 4, 0, [100] * 10)
+    segments = [(0, TCP_SYN, b""), *cut(bytes(range(256)) * 4, 0, [100] * 10)]
     del segments[2]  # bytes 100..199 never captured
-    events, drops = run(segments, limits)
+    events, _ = run(segments, limits)
     gaps = [e for e in events if isinstance(e, StreamGap)]
     assert gaps == [StreamGap(gaps[0].timestamp, A, 100)]
     assert stream_of(events) == (bytes(range(256)) * 4)[:100] + (bytes(range(256)) * 4)[200:1000]
@@ -139,7 +141,9 @@ def test_a_lost_segment_becomes_a_gap_when_the_flow_buffer_is_full() -> None:
 def test_a_gap_at_the_end_of_the_capture_is_reported_by_finish() -> None:
     segments = [(0, TCP_SYN, b""), (1, DATA, b"abc"), (10, DATA, b"xyz")]
     events, _ = run(segments)
-    assert events == [StreamChunk(1.0, A, b"abc"), StreamGap(99.0, A, 6), StreamChunk(99.0, A, b"xyz")]
+    assert events == [
+        StreamChunk(1.0, A, b"abc"), StreamGap(99.0, A, 6), StreamChunk(99.0, A, b"xyz")
+    ]
 
 
 def test_a_segment_far_ahead_resynchronises() -> None:

@@ -28,7 +28,8 @@ def sip_request(call_id: str, body: bytes = b"", transport: str = "UDP") -> byte
     ).encode() + body
 
 
-SDP = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       b"m=audio 4000 RTP/AVP 0\r\n")
 
 
 def rtp(seq: int) -> bytes:
@@ -46,7 +47,8 @@ def write_session(target: Path | io.BytesIO) -> bytes:
             writer.write_udp(T0 + 0.02 * n, "::1", 4006, "::1", 4004, rtp(n))
         for part in (tcp_message[:17], tcp_message[17:200], tcp_message[200:]):
             writer.write_tcp_stream_data(T0 + 1, "127.0.0.1", 41000, "127.0.0.1", 5060, part)
-        writer.write_tcp_stream_data(T0 + 2, "::1", 41002, "::1", 5060, sip_request("v6", b"", "TCP"))
+        v6 = sip_request("v6", b"", "TCP")
+        writer.write_tcp_stream_data(T0 + 2, "::1", 41002, "::1", 5060, v6)
         writer.write_tcp_close(T0 + 3, "127.0.0.1", 41000, "127.0.0.1", 5060)
         writer.flush()
     return tcp_message

@@ -14,7 +14,9 @@ from tests.conftest import free_port, rtp_range
 from tests.sipclient import Call, SipClient
 
 
-def serve(tmp_path: Path, config: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def serve(
+    tmp_path: Path, config: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     path = tmp_path / "srs.toml"
     path.write_text(config)
     return subprocess.Popen(
@@ -28,7 +30,8 @@ def config(tmp_path: Path, sip_port: int, extra: str = "") -> str:
     low, high = rtp_range()
     return (f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\ntls_port = 0\n'
             f'[media]\nhost = "127.0.0.1"\nport_min = {low}\nport_max = {high}\n'
-            f'[recordings]\ndir = "{tmp_path / "rec"}"\nmin_free_mb = 0\n[management]\nport = 0\n[server]\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[recordings]\ndir = "{tmp_path / "rec"}"\nmin_free_mb = 0\n'
+            f'[management]\nport = 0\n[server]\nstate_dir = "{tmp_path / "state"}"\n'
             f"{extra}")
 
 

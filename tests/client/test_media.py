@@ -55,7 +55,9 @@ def test_frames_pad_or_loop() -> None:
     assert list(frame(track, 1, loop=True)[40:45]) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("codec, pt, decode", [("PCMU", 0, pcmu_decode), ("PCMA", 8, pcma_decode)])
+@pytest.mark.parametrize(
+    ("codec", "pt", "decode"), [("PCMU", 0, pcmu_decode), ("PCMA", 8, pcma_decode)]
+)
 def test_rtp_stream_numbers_packets_and_encodes_the_law(codec: str, pt: int, decode) -> None:
     stream = RtpStream(codec, pt)
     audio = tone(440, 0.06)
@@ -79,5 +81,5 @@ def test_srtp_stream_is_decrypted_with_the_offered_key(suite: str) -> None:
     assert len(protected) == 12 + 160 + SUITES[suite].srtp_auth_tag_bytes
     plain = RtpPacket.parse(SrtpReceiver(SUITES[suite], key).unprotect(protected))
     assert len(plain.payload) == 160
-    with pytest.raises(UsageError, match="30-byte key|28-byte key|44-byte key"):
+    with pytest.raises(UsageError, match=r"30-byte key|28-byte key|44-byte key"):
         RtpStream("PCMU", 0, srtp=SUITES[suite], key_salt=b"short")

@@ -15,9 +15,9 @@ from srs.client.offer import (
     srtp_suite,
 )
 from srs.errors import SdpError, UsageError
+from srs.sdp.description import Direction, SessionDescription
 from srs.siprec.metadata import RecordingMetadata, custom_parameters
 from srs.siprec.multipart import split_siprec_body
-from srs.sdp.description import Direction, SessionDescription
 
 
 def tracks(srtp: str | None = None) -> list[OfferedTrack]:
@@ -44,7 +44,7 @@ def test_srtp_offer_carries_our_key_per_m_line() -> None:
                                              direction=Direction.INACTIVE))
     assert sdp.connection is not None and sdp.connection.addrtype == "IP6"
     assert sdp.origin.session_version == 3
-    for number, (media, track) in enumerate(zip(sdp.media, offered), start=1):
+    for number, (media, track) in enumerate(zip(sdp.media, offered, strict=True), start=1):
         assert media.proto == "RTP/SAVP" and media.direction is Direction.INACTIVE
         (crypto,) = media.crypto
         assert (crypto.tag, crypto.suite) == (number, "AES_CM_128_HMAC_SHA1_32")
@@ -83,7 +83,7 @@ def test_read_answer_takes_the_chosen_law_and_declined_lines() -> None:
     assert not second.accepted
 
 
-@pytest.mark.parametrize("body, problem", [
+@pytest.mark.parametrize(("body", "problem"), [
     (answer_sdp("m=audio 20000 RTP/AVP 0\r\n"), "1 m-lines for 2"),
     (answer_sdp("m=audio 20000 RTP/AVP 18\r\n", "m=audio 20002 RTP/AVP 0\r\n"), "no G.711"),
 ])
@@ -104,7 +104,7 @@ def test_srtp_answer_must_keep_our_tag() -> None:
         read_answer(good.replace(b"SAVP", b"AVP"), tracks("AES_CM_128_HMAC_SHA1_80"))
 
 
-@pytest.mark.parametrize("text, override, expected", [
+@pytest.mark.parametrize(("text", "override", "expected"), [
     ("sip:127.0.0.1", None, ("udp", "127.0.0.1", 5060)),
     ("sip:srs.example.com:5080;transport=tcp", None, ("tcp", "srs.example.com", 5080)),
     ("sip:127.0.0.1;transport=TLS", None, ("tls", "127.0.0.1", 5061)),
@@ -116,7 +116,7 @@ def test_target(text: str, override: str | None, expected: tuple[str, str, int])
     assert (target.transport, target.host, target.port) == expected
 
 
-@pytest.mark.parametrize("text, problem", [
+@pytest.mark.parametrize(("text", "problem"), [
     ("http://example.com", "not a sip: or sips: URI"),
     ("sip:127.0.0.1;transport=sctp", "transport must be udp, tcp or tls"),
 ])

@@ -92,5 +92,5 @@ def test_encode_accepts_lists_and_wider_ints() -> None:
 
 
 def test_tables_are_read_only() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         g711.PCMU_DECODE_TABLE[0] = 1

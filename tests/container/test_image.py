@@ -65,7 +65,8 @@ def test_image_keeps_its_contract(podman: Podman, srs_image: str) -> None:
     assert env["SRS_RECORDINGS_DIR"] == "/var/lib/srs/recordings"
     assert env["SRS_SERVER_STATE_DIR"] == "/var/lib/srs/state"
     # Kept only in the docker format: an OCI image would have lost it.
-    assert image["Healthcheck"]["Test"][0] == "CMD" and "/healthz" in image["Healthcheck"]["Test"][-1]
+    healthcheck = image["Healthcheck"]["Test"]
+    assert healthcheck[0] == "CMD" and "/healthz" in healthcheck[-1]
     # The runtime stage has the venv but no compiler, pip cache or build context.
     ids = podman("run", "--rm", "--network", "host", "--entrypoint", "sh", srs_image, "-c",
                  "id -u; id -g; ls /src 2>&1; command -v gcc || echo no-gcc").stdout.split("\n")

@@ -44,8 +44,7 @@ def env_example() -> str:
         parts.append(f"\n# [{section}]\n")
         for f in dataclasses.fields(cls):
             doc = docs.get(f.name, "").replace("``", "`")
-            for line in textwrap.wrap(doc, width=88):
-                parts.append(f"# {line}\n")
+            parts.extend(f"# {line}\n" for line in textwrap.wrap(doc, width=88))
             name = f"{config.ENV_PREFIX}{section.upper()}_{f.name.upper()}"
             parts.append(f"#{name}={_value(getattr(defaults, f.name))}\n")
     return "".join(parts)

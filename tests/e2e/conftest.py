@@ -17,6 +17,7 @@ teardown whatever the outcome of the test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -87,10 +88,8 @@ def start_process(args: list[str], *, log_path: Path, **kwargs: Any) -> subproce
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
     """Signal a process group started by :func:`start_process` and reap its leader."""
     if proc.poll() is None or sig == signal.SIGKILL:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
     if sig == signal.SIGKILL:
         proc.wait()
 

@@ -113,12 +113,12 @@ def rs_metadata(labels: tuple[str, ...], custom: dict[str, str]) -> str:
         "  <datamode>complete</datamode>",
         f'  <session session_id="{session}"><sipSessionID>e2e</sipSessionID></session>',
     ]
-    for n, label in enumerate(labels):
-        parts.append(
-            f'  <participant participant_id="cGFydGljaXBhbnQ{n}">'
-            f'<nameID aor="sip:+1555000{n:04d}@example.com"><name>Party {n}</name></nameID>'
-            "</participant>"
-        )
+    parts.extend(
+        f'  <participant participant_id="cGFydGljaXBhbnQ{n}">'
+        f'<nameID aor="sip:+1555000{n:04d}@example.com"><name>Party {n}</name></nameID>'
+        "</participant>"
+        for n in range(len(labels))
+    )
     for n, label in enumerate(labels):
         parts.append(
             f'  <stream stream_id="c3RyZWFt{n}" session_id="{session}">'

@@ -116,7 +116,7 @@ def test_completion_body_wraps_the_sidecar() -> None:
     body = completion_body("id-1", "2026/11/23/x", b'{"status": "complete"}')
     assert body == (b'{"event":"session.finished","delivery_id":"id-1",'
                     b'"directory":"2026/11/23/x","session":{"status":"complete"}}')
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a JSON object"):
         completion_body("id-1", "d", b"[1]")
 
 

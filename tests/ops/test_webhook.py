@@ -15,10 +15,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from srs.server.tls import ensure_self_signed
 from srs.ops.webhook.outbox import FAILED_DIR, SUFFIX, Outbox, decode_record
 from srs.ops.webhook.sender import WebhookConfig, WebhookSender, make_ssl_context
 from srs.ops.webhook.signing import WebhookUrl, verify
+from srs.server.tls import ensure_self_signed
 from tests.ops.receiver import Script, receiver
 from tests.ops.sessions import make_session
 

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from srs.ops.webhook.signing import verify
 from tests.conftest import TOKEN, free_port, start_server
 from tests.ops.receiver import Script, receiver
-from tests.sipclient import Call, SipClient, send_tones
+from tests.sipclient import SipClient, send_tones
 
 SECRET = "wired-test-secret-0123456789"
 

@@ -25,9 +25,9 @@ from srs.rtp.srtp import (
     policy_decline_reason,
 )
 from srs.rtp.track import TrackTimeline
-from srs.sdp.description import SessionDescription
 from srs.sdp.answer import build_answer
 from srs.sdp.crypto import CryptoAttribute, CryptoKeyParam
+from srs.sdp.description import SessionDescription
 
 SDP_DATA = Path(__file__).parent.parent / "data" / "sdp"
 SUITE_NAMES = sorted(SUITES)

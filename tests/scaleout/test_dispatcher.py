@@ -23,6 +23,7 @@ slowed to one a minute, so only the failure route can take it out of rotation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -169,10 +170,8 @@ class Cluster:
         for proc in self.others:
             kill_group(proc)
         kill_group(self.kamailio, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.kamailio.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
         kill_group(self.kamailio)
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srs.errors import SdpError, UsageError
-from srs.sdp.description import CryptoAttribute, Direction, SessionDescription
 from srs.sdp.answer import DEFAULT_CODECS, AnsweredStream, SupportedCodec, build_answer
+from srs.sdp.description import CryptoAttribute, Direction, SessionDescription
 
 DATA = Path(__file__).parents[1] / "data" / "sdp"
 # RFC 4568 §4 example answer key.
@@ -398,7 +398,8 @@ def test_answer_shape_property(
         assert error.status == 488
         return
     assert len(answer.description.media) == len(offer.media)
-    for offered, answered, stream in zip(offer.media, answer.description.media, answer.streams):
+    lines = zip(offer.media, answer.description.media, answer.streams, strict=True)
+    for offered, answered, stream in lines:
         assert answered.media == offered.media and answered.proto == offered.proto
         assert answered.port == stream.port
         if stream.accepted:

@@ -28,14 +28,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, ParamSpec, Protocol, assert_never
 
 from srs.errors import UsageError
+from srs.log import Logger
 from srs.ops.webhook.http import HttpTransportError, post
 from srs.ops.webhook.outbox import DeliveryRecord, Outbox, OutboxError, OutboxFull, new_delivery_id
 from srs.ops.webhook.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
+    Outcome,
     WebhookUrl,
     backoff_delay_s,
     classify_status,
@@ -47,6 +49,7 @@ __all__ = ["WebhookConfig", "WebhookSender", "WebhookMetrics", "completion_body"
            "EVENT_SESSION_FINISHED", "make_ssl_context"]
 
 EVENT_SESSION_FINISHED: Final = "session.finished"
+_P = ParamSpec("_P")
 _SIDECAR: Final = "session.json"
 _MAX_SIDECAR_BYTES: Final = 4 * 1024 * 1024
 
@@ -109,7 +112,7 @@ def _read_body(directory: Path, recordings_dir: Path, delivery_id: str) -> bytes
 
 class WebhookSender:
     def __init__(self, config: WebhookConfig, outbox: Outbox, *, recordings_dir: Path,
-                 log: Any, metrics: WebhookMetrics | None = None,
+                 log: Logger, metrics: WebhookMetrics | None = None,
                  clock: Callable[[], float] = time.time,
                  jitter: Callable[[], float] = random.random) -> None:
         self.config = config
@@ -247,32 +250,37 @@ class WebhookSender:
         verdict, detail, retry_after_s = await self._send(record, body)
         attempt = record.attempts + 1
         if verdict == "delivered":
-            await self._outbox_call(self.outbox.remove, delivery_id, log)
+            await self._outbox_call(log, self.outbox.remove, delivery_id)
             log.info("webhook_delivered", attempts=attempt, status=detail)
             self._result("delivered")
         elif verdict == "permanent":
             log.error("webhook_refused", attempts=attempt, response=detail)
             await self._give_up(delivery_id, log)
             self._result("refused")
-        elif attempt >= self.config.max_attempts:
-            log.error("webhook_gave_up", attempts=attempt, error=detail)
-            await self._give_up(delivery_id, log)
-            self._result("failed")
-        else:
+        elif verdict == "retry":
+            if attempt >= self.config.max_attempts:
+                log.error("webhook_gave_up", attempts=attempt, error=detail)
+                await self._give_up(delivery_id, log)
+                self._result("failed")
+                return
             delay_s = backoff_delay_s(attempt, base_s=self.config.backoff_base_s,
                                       max_s=self.config.max_delay_s, jitter=self.jitter())
             if retry_after_s is not None:
                 delay_s = max(delay_s, min(retry_after_s, self.config.max_delay_s))
             due = self.clock() + delay_s
             updated = record.after_failure(detail, due)
-            await self._outbox_call(self.outbox.update, updated, log, body)
+            await self._outbox_call(log, self.outbox.update, updated, body)
             log.warning("webhook_retry", attempts=attempt, error=detail,
                         retry_in_s=round(delay_s, 3))
             self._result("retry")
             self._inflight.discard(delivery_id)
             self._schedule(due, delivery_id)
+        else:
+            assert_never(verdict)
 
-    async def _send(self, record: DeliveryRecord, body: bytes) -> tuple[str, str, float | None]:
+    async def _send(
+        self, record: DeliveryRecord, body: bytes
+    ) -> tuple[Outcome, str, float | None]:
         """One attempt: (verdict, detail for the log, Retry-After seconds)."""
         headers = {DELIVERY_HEADER: record.id, EVENT_HEADER: record.event,
                    **signature_headers(self.config.secret, int(self.clock()), body)}
@@ -290,13 +298,13 @@ class WebhookSender:
             detail += ": " + response.body[:200].decode("utf-8", "replace")
         return verdict, detail, parse_retry_after(response.headers.get("retry-after"))
 
-    async def _give_up(self, delivery_id: str, log: Any) -> None:
-        await self._outbox_call(self.outbox.fail, delivery_id, log)
+    async def _give_up(self, delivery_id: str, log: Logger) -> None:
+        await self._outbox_call(log, self.outbox.fail, delivery_id)
 
-    async def _outbox_call(self, fn: Callable[..., None], first: Any, log: Any,
-                           *rest: Any) -> None:
+    async def _outbox_call(self, log: Logger, fn: Callable[_P, None],
+                           *args: _P.args, **kwargs: _P.kwargs) -> None:
         try:
-            await asyncio.to_thread(fn, first, *rest)
+            await asyncio.to_thread(fn, *args, **kwargs)
         except OSError as exc:
             # The state directory refused: the delivery's file keeps its last good version.
             log.error("webhook_outbox_write_failed", op=fn.__name__, error=str(exc))

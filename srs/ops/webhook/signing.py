@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from srs.errors import ConfigError, UsageError
@@ -39,9 +39,13 @@ __all__ = [
     "signature_headers",
     "verify",
     "backoff_delay_s",
+    "Outcome",
     "classify_status",
     "parse_retry_after",
 ]
+
+Outcome: TypeAlias = Literal["delivered", "retry", "permanent"]
+"""What one delivery attempt came to (:func:`classify_status`)."""
 
 SIGNATURE_HEADER: Final = "X-Srs-Signature"
 TIMESTAMP_HEADER: Final = "X-Srs-Timestamp"
@@ -159,7 +163,7 @@ def backoff_delay_s(attempt: int, *, base_s: float, max_s: float, jitter: float)
     return nominal / 2.0 + nominal / 2.0 * jitter
 
 
-def classify_status(status: int) -> str:
+def classify_status(status: int) -> Outcome:
     """``delivered`` (2xx), ``retry`` (408, 429, 5xx) or ``permanent`` (anything else).
 
     RFC 9110 §15.5.9 408 and RFC 6585 §4 429 say "try later"; other 4xx say the request
