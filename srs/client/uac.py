@@ -40,7 +40,7 @@ from srs.errors import SipParseError, UsageError
 from srs.sip.dialog import Dialog, DialogId
 from srs.sip.headers import Via
 from srs.sip.message import SipRequest, SipResponse, build_request, build_response
-from srs.sip.server_transaction import T1, T2, T4
+from srs.sip.timers import T1, T2, T4
 from srs.sip.transaction import new_branch
 from srs.sip.uri import NameAddr, SipUri
 

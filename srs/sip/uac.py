@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from srs.errors import SipParseError
 from srs.sip.message import SipRequest, SipResponse
-from srs.sip.server_transaction import T1, T2
+from srs.sip.timers import T1, T2
 
 __all__ = ["ClientTransactions", "Transmit", "ClientTimedOut", "MAX_CLIENT_TRANSACTIONS"]
 

@@ -15,7 +15,7 @@ from srs.client.uac import (
 from srs.sip.headers import Via
 from srs.sip.message import SipRequest, SipResponse, build_request, build_response
 from srs.sip.parser import parse_message
-from srs.sip.server_transaction import T1, T2
+from srs.sip.timers import T1, T2
 from srs.sip.uri import NameAddr, SipUri
 
 
