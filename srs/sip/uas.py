@@ -135,8 +135,7 @@ class Transmit:
 
 @dataclass(frozen=True, slots=True)
 class NextHop:
-    """Where a request of ours goes (RFC 3261 §8.1.2): over the transport (for TCP/TLS,
-    the connection) of ``peer``, to ``host``:``port``."""
+    """Where our request goes (RFC 3261 §8.1.2): ``host``:``port`` via ``peer``'s transport."""
 
     peer: SourceLike
     host: str
@@ -358,7 +357,8 @@ class SipCore:
         return outputs
 
     def _client(self, outputs: list[ClientOutput[NextHop]]) -> list[Output]:
-        """What the client transactions of our BYEs report, as core outputs."""
+        """Our BYEs' transaction outputs as core outputs.  Their answers change nothing (the
+        session ended with the BYE, RFC 3261 §15.1.1), nor do stray responses (§18.1.2)."""
         result: list[Output] = []
         for output in outputs:
             if isinstance(output, SendRequest):
@@ -367,11 +367,7 @@ class SipCore:
                                        output.request.call_id))
             elif isinstance(output, TimedOut):
                 result.append(output)
-            elif isinstance(output, ResponseReceived):
-                pass  # RFC 3261 §15.1.1: the session ended with our BYE, whatever the answer
-            elif isinstance(output, Unmatched):
-                pass  # srs sends nothing else: a stray or late response (RFC 3261 §18.1.2)
-            else:
+            elif not isinstance(output, ResponseReceived | Unmatched):
                 assert_never(output)
         return result
 
