@@ -4,7 +4,8 @@ Layers, pure first:
 
 * :mod:`srs.client.offer` -- the INVITE body (SDP offer, RFC 7865 metadata, multipart) and
   reading the answer;
-* :mod:`srs.client.uac` -- client transactions (RFC 3261 §17.1) and the dialog, sans-IO;
+* :mod:`srs.client.uac` -- one call's requests, its 2xx ACKs and its dialog, sans-IO, on
+  the client transactions of :mod:`srs.sip.client_transaction`;
 * :mod:`srs.client.media` -- tracks at 8 kHz, G.711 RTP/SRTP packets, real-time pacing;
 * :mod:`srs.client.connection` -- the sockets of one call (asyncio);
 * :mod:`srs.client.call` -- one call from INVITE to BYE (asyncio);

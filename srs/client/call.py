@@ -13,6 +13,7 @@ import asyncio
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 import numpy as np
 import numpy.typing as npt
@@ -31,10 +32,11 @@ from srs.client.offer import (
     recording_metadata,
     siprec_body,
 )
-from srs.client.uac import ByeReceived, RequestTimedOut, ResponseReceived, Send, UacCall, UacOutput
+from srs.client.uac import ByeReceived, Send, UacCall, UacOutput
 from srs.errors import PeerError, SipParseError, UsageError
 from srs.rtp.srtp import SrtpSuite
 from srs.sdp.description import Direction
+from srs.sip.client_transaction import ResponseReceived, TimedOut
 from srs.sip.headers import Via
 from srs.sip.message import SipRequest, SipResponse
 from srs.sip.uri import NameAddr, SipUri
@@ -165,12 +167,14 @@ class Signalling:
                         self.say(f"{what} -> {status} {output.response.reason}")
                     else:
                         future.set_result(output.response)
-            elif isinstance(output, RequestTimedOut):
+            elif isinstance(output, TimedOut):
                 _, future = self._waiting.get(id(output.request), ("", None))
                 if future is not None and not future.done():
                     future.set_result(None)
             elif isinstance(output, ByeReceived):
                 self.remote_bye.set()
+            else:
+                assert_never(output)
         self._rearm()
 
     def _rearm(self) -> None:

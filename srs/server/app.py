@@ -38,7 +38,7 @@ from srs.sip.parser import SipMessageError
 from srs.server.timer import CoreTimer
 from srs.sip.transport import Peer, SipTransports
 from srs.sip.uas import Local, Refused, SessionEnded, SipCore, Transmit
-from srs.sip.uac import ClientTimedOut
+from srs.sip.client_transaction import TimedOut
 
 __all__ = ["Application"]
 
@@ -160,7 +160,7 @@ class Application:
             await self.sessions.shutdown()
         # Our BYEs went out: give their answers (and UDP retransmissions) a moment.
         deadline = self.now() + BYE_WAIT_S
-        while len(self.core.client) and self.now() < deadline:
+        while self.core.client.unanswered() and self.now() < deadline:
             await asyncio.sleep(0.05)
         if self._retention is not None:
             self._retention.cancel()
@@ -238,7 +238,7 @@ class Application:
                         output.data, peer.transport != "udp"))
             elif isinstance(output, Refused):
                 self._refused(output)
-            elif isinstance(output, ClientTimedOut):
+            elif isinstance(output, TimedOut):
                 self.log.info("request_timed_out", method=output.method, call_id=output.call_id)
             elif self.sessions is not None:
                 if isinstance(output, SessionEnded) and output.dialog_id is None:

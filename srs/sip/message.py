@@ -24,6 +24,7 @@ __all__ = [
     "SIP_VERSION",
     "REASON_PHRASES",
     "DIALOG_CREATING_METHODS",
+    "ALLOW",
     "SipRequest",
     "SipResponse",
     "SipMessage",
@@ -91,6 +92,11 @@ _CLASS_PHRASES = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client E
 
 # RFC 3261 §12.1.1 (and RFC 6665 §4.1, RFC 3515 §2.4.1): requests that create a dialog.
 DIALOG_CREATING_METHODS: frozenset[str] = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+
+# RFC 3261 §20.5: the methods srs supports, in the Allow of its server and its client
+# alike.  INFO is accepted in a dialog and ignored (some SBCs send DTMF or keepalives as
+# INFO); PRACK is not: srs never sends reliable provisionals.
+ALLOW: tuple[str, ...] = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO")
 
 _T = TypeVar("_T")
 

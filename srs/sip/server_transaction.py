@@ -13,20 +13,15 @@ turns actions into events; the UAS core only reads transactions.  Time is passed
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
 
-from srs.errors import UsageError
 from srs.sip.message import SipRequest, SipResponse
+from srs.sip.timers import T1, T4, Kind, SipTimers, SourceLike
 
 __all__ = [
     "INVITE_TRANSITIONS",
     "NON_INVITE_TRANSITIONS",
     "STATE_TIMERS",
-    "T1",
-    "T2",
-    "T4",
     "TIMER_G",
     "TIMER_H",
     "TIMER_I",
@@ -35,50 +30,19 @@ __all__ = [
     "TIMER_L",
     "Action",
     "Input",
-    "Kind",
     "ServerTransaction",
-    "SipTimers",
-    "SourceLike",
     "State",
     "Timer",
     "duration_s",
     "transition",
 ]
 
-# RFC 3261 §17 Table 4 (and Appendix A), in seconds.
-T1 = 0.5  # RTT estimate
-T2 = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
-T4 = 5.0  # maximum time a message stays in the network
+# RFC 3261 §17 Table 4 with the default base values of srs.sip.timers, in seconds.
 TIMER_G = T1  # initial INVITE final-response retransmit interval (unreliable only)
 TIMER_H = 64 * T1  # wait for ACK receipt
 TIMER_I = T4  # wait for ACK retransmits (unreliable; zero on reliable)
 TIMER_J = 64 * T1  # wait for non-INVITE request retransmits (unreliable; zero on reliable)
 TIMER_L = 64 * T1  # RFC 6026 §8.7: wait for INVITE retransmits after a 2xx
-
-
-@dataclass(frozen=True, slots=True)
-class SipTimers:
-    """The three base values of RFC 3261 §17 Table 4; every timer derives from them."""
-
-    t1_s: float = T1
-    t2_s: float = T2
-    t4_s: float = T4
-
-    def __post_init__(self) -> None:
-        if not 0 < self.t1_s <= self.t2_s or self.t4_s <= 0:
-            raise UsageError("SipTimers need 0 < t1_s <= t2_s and t4_s > 0")
-
-
-class SourceLike(Protocol):
-    """What the layer needs of the transport's address value: whether it is reliable."""
-
-    @property
-    def reliable(self) -> bool: ...
-
-
-class Kind(Enum):
-    INVITE = "INVITE"
-    NON_INVITE = "non-INVITE"
 
 
 class State(Enum):
@@ -123,7 +87,7 @@ class Action(Enum):
 class Timer(Enum):
     G = "G"
     H = "H"
-    I = "I"
+    I = "I"  # noqa: E741 - the RFC 3261 name of Timer I
     J = "J"
     L = "L"
     # RFC 3261 §13.3.1.4: the UAS core's 2xx retransmission (no letter in the RFC).
@@ -286,7 +250,7 @@ class ServerTransaction:
         timers: SipTimers,
         now: float,
     ) -> None:
-        self.kind = Kind.INVITE if request.method == "INVITE" else Kind.NON_INVITE
+        self.kind = Kind.of(request.method)
         self.request = request
         self.source = source
         self.reliable = source.reliable

@@ -53,25 +53,14 @@ timer heap, and speaks in events.  A transaction is dropped the moment it is Ter
 from __future__ import annotations
 
 import dataclasses
-import heapq
-import itertools
 import secrets
 from collections.abc import Hashable
 from dataclasses import dataclass
 
 from srs.errors import SipParseError, UsageError
 from srs.sip.message import SipRequest, SipResponse, build_response
-from srs.sip.server_transaction import (
-    TIMER_INPUTS,
-    Action,
-    Input,
-    Kind,
-    ServerTransaction,
-    SipTimers,
-    SourceLike,
-    State,
-    Timer,
-)
+from srs.sip.server_transaction import TIMER_INPUTS, Action, Input, ServerTransaction, State, Timer
+from srs.sip.timers import Kind, SipTimers, SourceLike, TimerHeap
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -271,8 +260,7 @@ class TransactionLayer:
         self.retry_after_s = retry_after_s
         self._transactions: dict[Hashable, ServerTransaction] = {}
         self._awaiting_ack: dict[tuple[str, str, int], ServerTransaction] = {}
-        self._heap: list[tuple[float, int, ServerTransaction, Timer]] = []
-        self._sequence = itertools.count()
+        self._heap: TimerHeap[tuple[ServerTransaction, Timer]] = TimerHeap(self._current)
 
     def __len__(self) -> int:
         """How many transactions are live (not Terminated)."""
@@ -339,22 +327,12 @@ class TransactionLayer:
 
     def next_timer(self) -> float | None:
         """The earliest time ``handle_timer`` has work to do, or None."""
-        heap = self._heap
-        while heap:
-            deadline, _, transaction, timer = heap[0]
-            if transaction.deadlines.get(timer) == deadline and self._live(transaction):
-                return deadline
-            heapq.heappop(heap)
-        return None
+        return self._heap.next_timer()
 
     def handle_timer(self, now: float) -> list[Event]:
         """Fire every timer due at or before ``now``."""
         events: list[Event] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, transaction, timer = heapq.heappop(heap)
-            if transaction.deadlines.get(timer) != deadline or not self._live(transaction):
-                continue  # cancelled or re-armed since it was pushed
+        for (transaction, timer), _ in self._heap.pop_due(now):
             transaction.disarm(timer)
             if timer is Timer.RETRANSMIT_2XX:
                 events.extend(self._retransmit_2xx(transaction, now))
@@ -366,6 +344,11 @@ class TransactionLayer:
 
     def _live(self, transaction: ServerTransaction) -> bool:
         return self._transactions.get(transaction.key) is transaction
+
+    def _current(self, key: tuple[ServerTransaction, Timer], deadline: float) -> bool:
+        """Whether a heap entry still stands: not cancelled, re-armed or outlived."""
+        transaction, timer = key
+        return transaction.deadlines.get(timer) == deadline and self._live(transaction)
 
     def _receive_ack(self, request: SipRequest, source: SourceLike, now: float) -> list[Event]:
         # §17.2.3: an ACK matches the INVITE transaction it acknowledges.
@@ -447,8 +430,7 @@ class TransactionLayer:
         return [SendResponse(transaction.last_response, transaction.source, transaction)]
 
     def _push(self, transaction: ServerTransaction, timer: Timer) -> None:
-        deadline = transaction.deadlines[timer]
-        heapq.heappush(self._heap, (deadline, next(self._sequence), transaction, timer))
+        self._heap.push((transaction, timer), transaction.deadlines[timer])
 
     def _run(
         self,

@@ -12,8 +12,10 @@ it never reads a clock and never does I/O: every call takes ``now`` and returns 
     outputs = core.hang_up(dialog_id, now, local=...)   # we end a session (BYE)
     deadline = core.next_timer(); outputs = core.handle_timer(now)
 
-Outputs, handled in order: :class:`Transmit` (bytes to a peer), and the session events
-:class:`NewSession`, :class:`SessionUpdate`, :class:`SessionEnded`.
+Outputs, handled in order: :class:`Transmit` (bytes to a peer), the session events
+:class:`NewSession`, :class:`SessionUpdate`, :class:`SessionEnded`, and :class:`Refused`
+and :class:`~srs.sip.client_transaction.TimedOut` (our BYE got no answer) for the logs.
+Our own requests (the BYE) run in :class:`~srs.sip.client_transaction.ClientTransactions`.
 
 Order of checks for a dialog-creating INVITE (RFC 3261 §8.2): authentication first, so an
 unauthenticated peer learns nothing and costs nothing (no transaction state beyond the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import assert_never
 
 from srs.sip.auth import Authenticator
 from srs.errors import (
@@ -40,11 +43,20 @@ from srs.errors import (
     UnsupportedUriScheme,
     UsageError,
 )
+from srs.sip.client_transaction import (
+    ClientOutput,
+    ClientTransactions,
+    ResponseReceived,
+    SendRequest,
+    TimedOut,
+    Unmatched,
+)
 from srs.sip.dialog import Dialog, DialogId, DialogSet, new_tag
 from srs.sip.headers import Via
-from srs.sip.message import SipMessage, SipRequest, SipResponse, build_response
+from srs.sip.message import ALLOW, SipMessage, SipRequest, SipResponse, build_response
 from srs.sip.parser import SipMessageError, build_error_response
 from srs.sip.server_transaction import ServerTransaction
+from srs.sip.timers import SourceLike
 from srs.sip.transaction import (
     AckReceived,
     AckTimedOut,
@@ -57,7 +69,6 @@ from srs.sip.transaction import (
     TransactionTimedOut,
     TransportFailed,
 )
-from srs.sip.uac import ClientTimedOut, ClientTransactions, Transmit
 from srs.sip.uri import AbsoluteUri, NameAddr, SipUri
 
 __all__ = [
@@ -65,8 +76,8 @@ __all__ = [
     "SUPPORTED",
     "ACCEPT",
     "Local",
+    "NextHop",
     "Transmit",
-    "ClientTimedOut",
     "response_destination",
     "NewSession",
     "SessionUpdate",
@@ -76,9 +87,6 @@ __all__ = [
     "SipCore",
 ]
 
-# RFC 3261 §20.5: what srs accepts.  INFO is accepted in a dialog and ignored (some SBCs
-# send DTMF or keepalives as INFO); PRACK is not: srs never sends reliable provisionals.
-ALLOW = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO")
 # RFC 7866 §6.1.2 (siprec) and RFC 4028 (timer).
 SUPPORTED = ("siprec", "timer")
 ACCEPT = ("application/sdp", "application/rs-metadata+xml", "application/rs-metadata",
@@ -112,6 +120,30 @@ class Local:
         uri = SipUri(scheme, _uri_host(self.host), user="srs", port=self.port, params=params)
         # RFC 7866 §6.1.2: an SRS marks its Contact with the +sip.srs feature tag.
         return NameAddr(uri, params=(("+sip.srs", None),))
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send ``data`` to ``host``:``port`` using the transport of ``peer``."""
+
+    peer: object
+    data: bytes
+    host: str
+    port: int
+    call_id: str = ""  # for per-session capture
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Where our request goes (RFC 3261 §8.1.2): ``host``:``port`` via ``peer``'s transport."""
+
+    peer: SourceLike
+    host: str
+    port: int
+
+    @property
+    def reliable(self) -> bool:
+        return self.peer.reliable
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -162,7 +194,7 @@ class Refused:
     peer: object
 
 
-Output = Transmit | NewSession | SessionUpdate | SessionEnded | ClientTimedOut | Refused
+Output = Transmit | NewSession | SessionUpdate | SessionEnded | TimedOut | Refused
 
 
 class SipCore:
@@ -176,17 +208,22 @@ class SipCore:
         self.authenticator = authenticator
         self.transactions = transactions if transactions is not None else TransactionLayer()
         self.dialogs = DialogSet(max_dialogs=max_dialogs)
-        self.client = ClientTransactions()
+        self.client: ClientTransactions[NextHop] = ClientTransactions(
+            timers=self.transactions.timers
+        )
         # Where each dialog's INVITE came from: our BYE goes back over that transport
         # (and, for TCP/TLS, that connection).
-        self._dialog_peers: dict[DialogId, object] = {}
+        self._dialog_peers: dict[DialogId, SourceLike] = {}
         self.counters: dict[str, int] = {"auth_failures": 0, "requests": 0, "parse_errors": 0}
 
     # -- inputs ------------------------------------------------------------------------
 
     def receive(self, message: SipMessage, peer: object, now: float) -> list[Output]:
         if isinstance(message, SipResponse):
-            return list(self.client.receive_response(message, now))
+            try:
+                return self._client(self.client.receive_response(message, now))
+            except SipParseError:
+                return []  # RFC 3261 §18.1.2: a response that cannot be matched is dropped
         self.counters["requests"] += 1
         request = message
         try:
@@ -274,12 +311,12 @@ class SipCore:
         (RFC 3261 §17.1.2, Timer E/F).
         """
         dialog = self.dialogs.remove(dialog_id)
-        if dialog is None:
+        peer = self._dialog_peers.pop(dialog_id, None)
+        if dialog is None or peer is None:
             return []
         bye = dialog.create_request("BYE", via=local.via())
-        peer = self._dialog_peers.pop(dialog_id, None)
         host, port = _next_hop(dialog.next_hop, peer)
-        return list(self.client.send(bye, peer, host, port, now))
+        return self._client(self.client.send(bye, NextHop(peer, host, port), now))
 
     def connection_in_use(self, connection_id: int) -> bool:
         """Whether a dialog still needs the TCP/TLS connection ``connection_id``."""
@@ -287,12 +324,13 @@ class SipCore:
                    for peer in self._dialog_peers.values())
 
     def next_timer(self) -> float | None:
-        deadlines = [d for d in (self.transactions.next_timer(), self.client.next_timer()) if d]
-        return min(deadlines) if deadlines else None
+        """The earliest deadline of the server and the client transactions, or None."""
+        deadlines = [self.transactions.next_timer(), self.client.next_timer()]
+        return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timer(self, now: float) -> list[Output]:
         outputs = self._handle(self.transactions.handle_timer(now), now)
-        outputs.extend(self.client.handle_timer(now))
+        outputs.extend(self._client(self.client.handle_timer(now)))
         return outputs
 
     # -- internals -----------------------------------------------------------------------
@@ -324,6 +362,21 @@ class SipCore:
             else:  # pragma: no cover - a new event type this core does not know is a bug
                 raise UsageError(f"unhandled transaction event {event!r}")
         return outputs
+
+    def _client(self, outputs: list[ClientOutput[NextHop]]) -> list[Output]:
+        """Our BYEs' transaction outputs as core outputs.  Their answers change nothing (the
+        session ended with the BYE, RFC 3261 §15.1.1), nor do stray responses (§18.1.2)."""
+        result: list[Output] = []
+        for output in outputs:
+            if isinstance(output, SendRequest):
+                hop = output.destination
+                result.append(Transmit(hop.peer, output.data, hop.host, hop.port,
+                                       output.request.call_id))
+            elif isinstance(output, TimedOut):
+                result.append(output)
+            elif not isinstance(output, ResponseReceived | Unmatched):
+                assert_never(output)
+        return result
 
     def _request(self, event: RequestReceived, now: float) -> list[Output]:
         request, peer, pending = event.request, event.source, event.transaction

@@ -1,21 +1,19 @@
-"""The client transactions and dialog of srs.client.uac, on a fake clock (no sockets)."""
+"""UacCall (srs.client.uac): one call's requests, 2xx ACKs and dialog, on a fake clock.
+
+The transaction machines under it are tested table by table in
+tests/sip/test_client_transaction.py; here is what the call adds and how it drives them."""
 
 from __future__ import annotations
 
 import pytest
 
-from srs.client.uac import (
-    ByeReceived,
-    RequestTimedOut,
-    ResponseReceived,
-    Send,
-    TxState,
-    UacCall,
-)
+from srs.client.uac import ByeReceived, Send, UacCall
+from srs.errors import SipParseError, UsageError
+from srs.sip.client_transaction import ResponseReceived, State, TimedOut
 from srs.sip.headers import Via
-from srs.sip.message import SipRequest, SipResponse, build_request, build_response
+from srs.sip.message import ALLOW, SipRequest, SipResponse, build_request, build_response
 from srs.sip.parser import parse_message
-from srs.sip.server_transaction import T1, T2
+from srs.sip.timers import T1
 from srs.sip.uri import NameAddr, SipUri
 
 
@@ -62,6 +60,9 @@ def test_invite_is_shaped_for_siprec() -> None:
     assert request.contact is not None and request.contact.has_param("+sip.src")
     assert request.require == ("siprec",)
     assert request.from_.tag == "ours" and request.to.tag is None
+    assert request.headers.get("Allow") == ", ".join(ALLOW)  # the server's list, one constant
+    with pytest.raises(UsageError):
+        invite(call)  # one dialog-creating INVITE per call
 
 
 def test_invite_over_udp_doubles_timer_a_until_timer_b() -> None:
@@ -71,16 +72,18 @@ def test_invite_over_udp_doubles_timer_a_until_timer_b() -> None:
     resends = [t for t, o in fired if isinstance(o, Send)]
     # RFC 3261 §17.1.1.2: T1, 2*T1, 4*T1 ... after the first send, while under 64*T1.
     assert resends == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
-    assert [o for _, o in fired if isinstance(o, RequestTimedOut)] == [RequestTimedOut(request)]
+    assert [o for _, o in fired if isinstance(o, TimedOut)] == [TimedOut(request)]
     assert len(call) == 0 and call.next_timer() is None
 
 
-def test_provisional_stops_invite_retransmission_and_timer_b() -> None:
+def test_provisional_stops_invite_retransmission_but_not_timer_b() -> None:
     call = new_call()
     request, _ = invite(call)
     outputs = call.receive(answer(request, 100), 0.1)
     assert [type(o) for o in outputs] == [ResponseReceived]
-    assert run_timers(call, 100.0) == []
+    # §17.1.1.2: no retransmission in Proceeding; srs lets Timer B end the wait at 64*T1.
+    assert run_timers(call, 100.0) == [(64 * T1, TimedOut(request))]
+    assert len(call) == 0
 
 
 def test_2xx_creates_the_dialog_and_is_acked_again_when_retransmitted() -> None:
@@ -118,7 +121,7 @@ def test_reliable_transport_never_retransmits() -> None:
     call = new_call(reliable=True)
     request, _ = invite(call)
     fired = run_timers(call, 64 * T1)
-    assert [type(o) for _, o in fired] == [RequestTimedOut]
+    assert [type(o) for _, o in fired] == [TimedOut]
 
 
 def established(reliable: bool = False) -> tuple[UacCall, SipRequest]:
@@ -135,16 +138,6 @@ def test_in_dialog_requests_follow_the_dialog(method: str) -> None:
     assert sent(outputs) == [request]
     assert request.cseq.number == 2 and request.to.tag == "theirs"
     assert (request.contact is not None) == (method != "BYE")
-
-
-def test_non_invite_timer_e_caps_at_t2_then_timer_f() -> None:
-    call, _ = established()
-    bye, _ = call.request("BYE", now=0.0)
-    fired = run_timers(call, 64 * T1)
-    resends = [t for t, o in fired if isinstance(o, Send)]
-    assert resends == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
-    assert all(b - a <= T2 for a, b in zip(resends, resends[1:]))
-    assert [o for _, o in fired if isinstance(o, RequestTimedOut)] == [RequestTimedOut(bye)]
 
 
 def test_non_invite_final_absorbs_retransmissions() -> None:
@@ -171,12 +164,64 @@ def test_server_bye_is_answered_200() -> None:
     assert [parse_message(o.data).status for o in call.receive(stranger, 5.0)] == [481]
 
 
+@pytest.mark.parametrize(("method", "status"), [("OPTIONS", 200), ("INFO", 200), ("UPDATE", 488)])
+def test_server_requests_in_the_dialog_are_answered_as_allow_says(method: str, status: int) -> None:
+    call, _ = established()
+    dialog = call.dialog
+    assert dialog is not None
+    request = build_request(method, "sip:srs-call@127.0.0.1:4000", headers=[
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKserver"),
+        ("From", str(dialog.remote)), ("To", str(dialog.local)),
+        ("Call-ID", "c1@0.0.0.0"), ("CSeq", f"1 {method}"),
+    ])
+    (response,) = [parse_message(o.data) for o in call.receive(request, 5.0)]
+    assert response.status == status
+    if method == "OPTIONS":
+        assert response.headers.get("Allow") == ", ".join(ALLOW)
+    assert call.receive(build_request("ACK", "sip:x@127.0.0.1", headers=[
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKack"),
+        ("From", str(dialog.remote)), ("To", str(dialog.local)),
+        ("Call-ID", "c1@0.0.0.0"), ("CSeq", "1 ACK"),
+    ]), 5.0) == []  # RFC 3261 §17: never answered
+
+
+def test_cancel_needs_a_provisional_and_no_final_response() -> None:
+    call = new_call()
+    with pytest.raises(UsageError):
+        call.cancel(0.0)  # nothing to cancel yet
+    request, _ = invite(call)
+    with pytest.raises(UsageError):
+        call.cancel(0.0)  # RFC 3261 §9.1: MUST NOT before a provisional response
+    call.receive(answer(request, 180), 0.1)
+    cancel, outputs = call.cancel(0.2)
+    assert sent(outputs) == [cancel]
+    assert cancel.method == "CANCEL" and cancel.cseq.number == 1
+    assert cancel.top_via.branch == request.top_via.branch and cancel.to.tag is None
+    call.receive(answer(request, 487), 0.3)
+    with pytest.raises(UsageError):
+        call.cancel(0.4)  # answered: nothing left to cancel
+
+
+def test_in_dialog_request_needs_the_dialog() -> None:
+    with pytest.raises(UsageError):
+        new_call().request("BYE", now=0.0)
+
+
+def test_unreadable_response_is_raised_for_the_shell_to_drop() -> None:
+    call = new_call()
+    request, _ = invite(call)
+    broken = answer(request, 200)
+    broken = broken.with_headers(broken.headers.remove("CSeq"))
+    with pytest.raises(SipParseError):
+        call.receive(broken, 0.1)
+
+
 def test_states_follow_the_figures() -> None:
     call = new_call()
     request, _ = invite(call)
-    transaction = call._transactions[(request.top_via.branch, "INVITE")]
-    assert transaction.state is TxState.CALLING
+    transaction = call.transactions.get((request.top_via.branch, "INVITE"))
+    assert transaction is not None and transaction.state is State.CALLING
     call.receive(answer(request, 180), 0.1)
-    assert transaction.state is TxState.PROCEEDING
+    assert transaction.state is State.PROCEEDING
     call.receive(answer(request, 200), 0.2)
-    assert transaction.state is TxState.ACCEPTED
+    assert transaction.state is State.ACCEPTED

@@ -13,9 +13,6 @@ from srs.errors import SipParseError, UsageError
 from srs.sip.message import SipRequest, SipResponse, build_response
 from srs.sip.parser import parse_message
 from srs.sip.server_transaction import (
-    T1,
-    T2,
-    T4,
     TIMER_G,
     TIMER_H,
     TIMER_I,
@@ -23,12 +20,11 @@ from srs.sip.server_transaction import (
     TIMER_L,
     Action,
     Input,
-    Kind,
     ServerTransaction,
-    SipTimers,
     State,
     transition,
 )
+from srs.sip.timers import T1, T2, T4, Kind, SipTimers
 from srs.sip.transaction import (
     MAGIC_COOKIE,
     AckReceived,
@@ -139,6 +135,8 @@ def test_sip_timers_reject_inconsistent_values() -> None:
         SipTimers(t1_s=5.0, t2_s=4.0)
     with pytest.raises(UsageError):
         SipTimers(t4_s=0)
+    with pytest.raises(UsageError):
+        SipTimers(timer_d_s=0)
 
 
 def test_new_branch_has_cookie_and_64_random_bits() -> None:

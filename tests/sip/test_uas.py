@@ -9,7 +9,7 @@ from srs.errors import NotAcceptableHere
 from srs.sip.parser import SipMessageError, parse_message
 from srs.sip.transaction import Source
 from srs.sip.uas import Local, NewSession, Refused, SessionEnded, SessionUpdate, SipCore, Transmit
-from srs.sip.uac import ClientTimedOut
+from srs.sip.client_transaction import TimedOut
 
 PEER = Source("udp", "192.0.2.10", 5062)
 LOCAL = Local("192.0.2.1", 5060, "udp")
@@ -208,8 +208,32 @@ def test_our_bye_follows_route_set_and_is_retransmitted_until_answered() -> None
     assert sip.handle_timer(2.0) == []
     assert [o.data for o in sip.handle_timer(2.5)] == [first.data]
     ok = bytes(bye).replace(b"BYE sip:src@10.0.0.5:5062 SIP/2.0", b"SIP/2.0 200 OK")
-    sip.receive(parse_message(ok), PEER, 2.6)
+    assert sip.receive(parse_message(ok), PEER, 2.6) == []  # nothing for the session layer
+    # Answered: nothing left to wait for at shutdown, though Timer K (T4) still absorbs
+    # retransmitted 200s over UDP (RFC 3261 §17.1.2.2).
+    assert sip.client.unanswered() == 0 and len(sip.client) == 1
+    assert sip.receive(parse_message(ok), PEER, 3.0) == []
     assert sip.handle_timer(10.0) == [] and len(sip.client) == 0
+    assert sip.receive(parse_message(ok), PEER, 11.0) == []  # late: matches nothing
+    answered = parse_message(ok)
+    broken = answered.with_headers(answered.headers.remove("Via"))
+    assert sip.receive(broken, PEER, 11.0) == []  # unmatchable: dropped (RFC 3261 §18.1.2)
+
+
+def test_our_bye_over_tcp_goes_on_the_connection_and_is_not_retransmitted() -> None:
+    sip = core()
+    tcp = Source("tcp", "192.0.2.10", 40112, connection_id=7)
+    invite = parse_message(request("INVITE", extra=f"X-Auth-Token: {TOKEN}\r\n",
+                                   via="SIP/2.0/TCP 192.0.2.10:5062"))
+    [event] = [o for o in sip.receive(invite, tcp, 0.0) if isinstance(o, NewSession)]
+    _, dialog_id = sip.answer(event.pending, 200, 0.0, local=Local("192.0.2.1", 5060, "tcp"))
+    assert dialog_id is not None and sip.connection_in_use(7)
+    [first] = sip.hang_up(dialog_id, 1.0, local=Local("192.0.2.1", 5060, "tcp"))
+    assert first.peer is tcp and not sip.connection_in_use(7)
+    assert sip.hang_up(dialog_id, 1.0, local=LOCAL) == []  # already gone
+    outputs = sip.handle_timer(1.0 + 64 * 0.5)
+    assert [type(o) for o in outputs if not isinstance(o, Transmit)] == [TimedOut]
+    assert not any(o.data == first.data for o in outputs if isinstance(o, Transmit))
 
 
 def test_bye_to_a_vanished_peer_times_out() -> None:
@@ -225,7 +249,9 @@ def test_bye_to_a_vanished_peer_times_out() -> None:
         now = deadline
         outputs.extend(sip.handle_timer(now))
     assert now == pytest.approx(1.0 + 32.0)
-    assert outputs[-1] == ClientTimedOut("BYE", "call-1@0.0.0.0")
+    timeout = outputs[-1]
+    assert isinstance(timeout, TimedOut)
+    assert (timeout.method, timeout.call_id) == ("BYE", "call-1@0.0.0.0")
     assert sum(isinstance(o, Transmit) for o in outputs) == 10  # 0.5,1,2,4,4,... up to 32 s
 
 
