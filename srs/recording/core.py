@@ -37,45 +37,22 @@ from srs.recording import sidecar as sc
 from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture, collect, redact
 from srs.recording.layout import SessionLayout
 from srs.recording.output import StreamOutput
-from srs.recording.outputs import (
-    Attach,
-    Finished,
-    Log,
-    OpenPorts,
-    Rejected,
-    Release,
-    Request,
-    Started,
-)
-from srs.recording.policy import (
-    SIDECAR_EVERY_TICKS,
-    TICK_S,
-    Lifecycle,
-    RecorderConfig,
-    check_transition,
-    write_window,
-)
+from srs.recording.outputs import (Attach, Finished, Log, OpenPorts, Rejected, Release,
+                                   Request, Started)
+from srs.recording.policy import (SIDECAR_EVERY_TICKS, TICK_S, Lifecycle, RecorderConfig,
+                                  check_transition, write_window)
 from srs.recording.session import RecordingSession, call_info_from_invite
 from srs.recording.stream import OutputReport, StreamState
 from srs.recording.wav import RecordingIOError
 from srs.sdp.description import SessionDescription
 from srs.sip.dialog import DialogId
 from srs.sip.server_transaction import ServerTransaction
+from srs.sip.timers import TimerHeap
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 from srs.siprec.metadata import RecordingMetadata
 from srs.siprec.multipart import split_siprec_body
 
-__all__ = [
-    "Attach",
-    "Finished",
-    "Log",
-    "OpenPorts",
-    "Recorder",
-    "Rejected",
-    "Release",
-    "Request",
-    "Started",
-]
+__all__ = ["Recorder"]
 
 
 Output = Any  # SIP core outputs and the classes above
@@ -135,6 +112,8 @@ class Recorder:
         self._waiting: dict[int, _Session] = {}  # request id -> its session
         self._ids = itertools.count(1)
         self._out: list[Output] = []
+        # Every recording session's next tick (one heap, as for SIP transactions).
+        self._ticks: TimerHeap[_Session] = TimerHeap(lambda s, at: s.next_tick_s == at)
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -175,15 +154,12 @@ class Recorder:
 
     def next_timer(self) -> float | None:
         """When :meth:`handle_timer` is next due: the earliest tick of any session."""
-        due = [s.next_tick_s for s in self._sessions if s.next_tick_s is not None]
-        return min(due) if due else None
+        return self._ticks.next_timer()
 
     def handle_timer(self, now: float) -> list[Output]:
         """Queue a write for every session whose tick is due."""
         self.now = now
-        for s in list(self._sessions):
-            if s.next_tick_s is None or s.next_tick_s > now:
-                continue
+        for s, _ in list(self._ticks.pop_due(now)):
             self._schedule_tick(s)  # a late loop skips ticks rather than bunching them
             if not s.tick_queued:
                 s.tick_queued = True
@@ -591,6 +567,7 @@ class Recorder:
             s.tick_index += 1
             s.next_tick_s = s.session.origin_s + s.tick_index * TICK_S
             if s.next_tick_s > self.now:
+                self._ticks.push(s, s.next_tick_s)
                 return
 
     def _sidecar_job(self, s: _Session) -> jobs.WriteSidecar:

@@ -28,7 +28,8 @@ from srs.capture.packets import Datagram, StreamChunk, StreamGap
 from srs.config import Settings
 from srs.errors import SdpError, SipParseError
 from srs.log import get_logger, log_entry
-from srs.recording.core import Log, OpenPorts, Recorder, Request
+from srs.recording.core import Recorder
+from srs.recording.outputs import Log, OpenPorts, Request
 from srs.recording.policy import RecorderConfig
 from srs.recording.stream import StreamState
 from srs.replay.messages import is_siprec_invite, sip_message, stream_messages

@@ -20,12 +20,12 @@ from srs.log import log_entry
 from srs.ops.metrics import Metrics
 from srs.ops.retention import directory_bytes
 from srs.ops.webhook import WebhookSender
-from srs.recording.core import (
+from srs.recording.core import Recorder
+from srs.recording.outputs import (
     Attach,
     Finished,
     Log,
     OpenPorts,
-    Recorder,
     Rejected,
     Release,
     Request,
