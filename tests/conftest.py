@@ -88,6 +88,16 @@ class RunningServer:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
 
+    def wait_event(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """The first log event named ``event`` with ``fields``, once the server logged it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.events():
+                if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
+                    return entry
+            time.sleep(0.05)
+        raise AssertionError(f"no {event!r} event with {fields}; log:\n{self.log()}")
+
     def stop(self) -> None:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop_event.set)

@@ -465,6 +465,7 @@ class Recorder:
             self._capturing.pop(s.session.info.call_id, None)
             yield jobs.DiscardFiles(tuple(s.outputs.values()), s.capture, s.session.layout.directory)
         self._move(s, Lifecycle.DISCARDED)
+        self._log("info", "session_discarded", s.context)
 
     # -- failures: the one classification ----------------------------------------------
 

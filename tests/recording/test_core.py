@@ -179,6 +179,7 @@ def test_an_offer_with_nothing_acceptable_gets_488_and_leaves_no_directory(
     final = host.final_for(dialog, "INVITE")
     assert final is not None and final.status == 488
     assert "DiscardFiles" in job_kinds(host)  # its directory existed, and was removed
+    assert "session_discarded" in host.log_events()
     assert host.sessions() == [] and host.recorder.idle
     assert not any(isinstance(e, Finished) for e in host.events)
 

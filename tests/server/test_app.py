@@ -116,7 +116,7 @@ def test_invite_without_the_right_credential_is_403_and_writes_nothing(
     finally:
         client.close()
     assert response.status == 403
-    time.sleep(0.3)
+    server.wait_event("request_refused", status=403)
     assert server.sessions() == []
     assert not any(server.recordings.rglob("*.wav"))
     assert TOKEN not in server.log()
@@ -226,8 +226,9 @@ def test_nothing_acceptable_is_488(server: RunningServer) -> None:
     _, response = client.invite(sdp=offer)
     client.close()
     assert response.status == 488
-    time.sleep(0.2)
+    server.wait_event("session_discarded")
     assert server.sessions() == []
+    assert not any(server.recordings.rglob("*.wav"))
 
 
 def test_session_limit_is_503_with_retry_after(tmp_path: Path) -> None:
