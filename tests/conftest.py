@@ -1,4 +1,4 @@
-"""Shared fixtures: an srs server running in-process on loopback, on free ports."""
+"""Shared fixtures: an srs server running in-process on loopback, on ports it chose."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ TOKEN = "test-token-1234"
 
 
 def free_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1 (SIP uses the same number for both)."""
+    """A port free for UDP and TCP on 127.0.0.1 (SIP uses the same number for both).
+
+    A probe, and so a race with every other process: only for a peer that must be told
+    its number before it starts (a Kamailio command line).  Servers of srs bind port 0
+    (``sip.ephemeral_ports``) and report what they got; helper sockets bind 0 directly."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind(("127.0.0.1", 0))
@@ -60,8 +64,17 @@ class RunningServer:
         return self.app.transports.udp_port
 
     @property
+    def tcp_port(self) -> int:
+        return self.app.transports.tcp_port
+
+    @property
     def tls_port(self) -> int:
         return self.app.transports.bound_tls_port
+
+    @property
+    def management_port(self) -> int:
+        """0 unless started with ``management={"ephemeral_port": True}`` (or a port)."""
+        return self.app.management.port if self.app.management is not None else 0
 
     @property
     def recordings(self) -> Path:
@@ -100,7 +113,7 @@ class RunningServer:
 def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
     port_min, port_max = rtp_range()
     overrides: dict[str, dict[str, Any]] = {
-        "sip": {"host": "127.0.0.1", "port": free_port(), "tls_port": free_port()},
+        "sip": {"host": "127.0.0.1", "ephemeral_ports": True},
         "auth": {"tokens": [TOKEN]},
         "media": {"host": "127.0.0.1", "port_min": port_min, "port_max": port_max},
         "recordings": {"dir": str(tmp_path / "recordings"), "min_free_mb": 0},
@@ -109,6 +122,8 @@ def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
         "log": {"format": "json", "level": "debug"},
     }
     for section, values in sections.items():
+        if section == "management":
+            overrides[section] = {}  # the caller's section replaces "off" (port 0) whole
         overrides.setdefault(section, {}).update(values)
     settings = load_settings(None, {}, overrides)
     log_path = tmp_path / "server.log"
