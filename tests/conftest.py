@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import selectors
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -48,6 +51,32 @@ def rtp_range(size: int = 200) -> tuple[int, int]:
     sockets bound to port 0 would collide with it."""
     base = random.randrange(20000, 32768 - size, 2)
     return base, base + size
+
+
+def wait_for_event(
+    process: subprocess.Popen[str], event: str, timeout_s: float = 15.0
+) -> tuple[dict[str, Any], str]:
+    """Read the JSON log a subprocess writes to its stdout pipe until ``event`` (such as
+    ``listening``, which carries the ports it bound); returns the event and the text read.
+
+    The pipe is read with ``os.read``, past the file object's buffer, so that a later
+    ``communicate()`` reads the rest; prepend the text returned to what it gives."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break  # the process closed its stdout: it exited
+            data += chunk
+            for line in data.decode(errors="replace").splitlines()[: data.count(b"\n")]:
+                if line.startswith("{") and json.loads(line).get("event") == event:
+                    return json.loads(line), data.decode(errors="replace")
+    raise AssertionError(f"no {event!r} event within {timeout_s} s (exit code "
+                         f"{process.poll()}); stdout:\n{data.decode(errors='replace')}")
 
 
 @dataclass
