@@ -60,7 +60,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: the test client lives in tests/
 
 from srs.sip.message import SipResponse  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 from tests.sipclient import Call, SipClient, metadata, multipart, sdp_offer  # noqa: E402
 
 PACKETS_PER_S = 50  # 20 ms of G.711 per packet
@@ -360,15 +359,14 @@ def rtp_base(span: int) -> int:
     return random.randrange(10000, top, 2)
 
 
-def write_config(work: Path, calls: int, seconds: float) -> tuple[Path, int]:
-    sip_port = free_port()
+def write_config(work: Path, calls: int, seconds: float) -> Path:
     span = 4 * calls + 200  # 2N even ports and room for the pool's cool-down
     base = rtp_base(span)
     config = work / "srs.toml"
     config.write_text(f"""\
 [sip]
 host = "127.0.0.1"
-port = {sip_port}
+ephemeral_ports = true
 tls_port = 0
 [auth]
 tokens = ["{TOKEN}"]
@@ -389,25 +387,34 @@ max_sessions = {calls + 10}
 level = "info"
 format = "json"
 """)
-    return config, sip_port
+    return config
 
 
-def start_server(procs: Processes, work: Path, config: Path,
-                 sip_port: int) -> subprocess.Popen[Any]:
+def start_server(procs: Processes, work: Path,
+                 config: Path) -> tuple[subprocess.Popen[Any], int]:
+    """The server and the UDP port it bound (from its ``listening`` event)."""
     log = (work / "server.log").open("w")
     err = (work / "server.stderr").open("w")
     proc = procs.start(["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "srs",
                         "serve", "--config", str(config)], stdout=log, stderr=err, cwd=work)
     log.close()
     err.close()
+    deadline = time.monotonic() + 30
+    sip_port = 0
+    while not sip_port:
+        check_alive(proc, work)
+        if time.monotonic() > deadline:
+            raise RunFailed("the server logged no listening event within 30 s")
+        time.sleep(0.05)
+        text = (work / "server.log").read_text(errors="replace")
+        for line in text.splitlines()[: text.count("\n")]:  # whole lines only
+            if line.startswith("{") and json.loads(line).get("event") == "listening":
+                sip_port = int(json.loads(line)["udp"])
     probe = Signalling(sip_port)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            check_alive(proc, work)
-            if probe.options(timeout_s=0.5) is not None:
-                return proc
-        raise RunFailed("the server did not answer OPTIONS within 30 s")
+        if probe.options(timeout_s=2.0) is None:
+            raise RunFailed(f"the server did not answer OPTIONS on UDP {sip_port}")
+        return proc, sip_port
     finally:
         probe.close()
 
@@ -606,8 +613,8 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, list[tuple[str, floa
 
 def run_server(procs: Processes, work: Path, sender: Path, calls: int, seconds: float,
                fft_checks: int, profile: Path | None) -> dict[str, Any]:
-    config, sip_port = write_config(work, calls, seconds)
-    server = start_server(procs, work, config, sip_port)
+    config = write_config(work, calls, seconds)
+    server, sip_port = start_server(procs, work, config)
     signalling = Signalling(sip_port)
     try:
         t0 = time.monotonic()

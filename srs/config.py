@@ -76,6 +76,10 @@ class SipSettings:
     """UDP and TCP listening port; 0 disables both."""
     tls_port: int = 5061
     """TLS listening port; 0 disables it."""
+    ephemeral_ports: bool = False
+    """Bind ports the system chooses instead of ``port`` and ``tls_port`` (UDP and TCP
+    still share one number), and log them in the ``listening`` event: for tests and for
+    instances side by side behind a dispatcher.  A port of 0 still disables its listener."""
     max_message_bytes: int = 65535
     """Largest SIP message accepted on any transport."""
     max_connections: int = 1024
@@ -86,6 +90,9 @@ class SipSettings:
     def validate(self) -> None:
         _check_port("sip.port", self.port)
         _check_port("sip.tls_port", self.tls_port)
+        if self.ephemeral_ports and not (self.port or self.tls_port):
+            raise ConfigError("sip.ephemeral_ports",
+                              "nothing to bind: sip.port and sip.tls_port are both 0 (disabled)")
         _check_host("sip.host", self.host)
         _check_range("sip.max_message_bytes", self.max_message_bytes, 1024, 1 << 20)
         _check_range("sip.max_connections", self.max_connections, 1, 1 << 20)
@@ -266,10 +273,16 @@ class ManagementSettings:
     is not authenticated: keep it on a private address."""
     port: int = 8080
     """Its TCP port; 0 disables it."""
+    ephemeral_port: bool = False
+    """Bind a port the system chooses instead of ``port``, and log it in the ``listening``
+    event (as ``management``)."""
 
     def validate(self) -> None:
         _check_host("management.host", self.host)
         _check_port("management.port", self.port)
+        if self.ephemeral_port and not self.port:
+            raise ConfigError("management.ephemeral_port",
+                              "nothing to bind: management.port is 0 (disabled)")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
-"""Shared fixtures: an srs server running in-process on loopback, on free ports."""
+"""Shared fixtures: an srs server running in-process on loopback, on ports it chose."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import selectors
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +28,11 @@ TOKEN = "test-token-1234"
 
 
 def free_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1 (SIP uses the same number for both)."""
+    """A port free for UDP and TCP on 127.0.0.1 (SIP uses the same number for both).
+
+    A probe, and so a race with every other process: only for a peer that must be told
+    its number before it starts (a Kamailio command line).  Servers of srs bind port 0
+    (``sip.ephemeral_ports``) and report what they got; helper sockets bind 0 directly."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind(("127.0.0.1", 0))
@@ -46,6 +53,32 @@ def rtp_range(size: int = 200) -> tuple[int, int]:
     return base, base + size
 
 
+def wait_for_event(
+    process: subprocess.Popen[str], event: str, timeout_s: float = 15.0
+) -> tuple[dict[str, Any], str]:
+    """Read the JSON log a subprocess writes to its stdout pipe until ``event`` (such as
+    ``listening``, which carries the ports it bound); returns the event and the text read.
+
+    The pipe is read with ``os.read``, past the file object's buffer, so that a later
+    ``communicate()`` reads the rest; prepend the text returned to what it gives."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break  # the process closed its stdout: it exited
+            data += chunk
+            for line in data.decode(errors="replace").splitlines()[: data.count(b"\n")]:
+                if line.startswith("{") and json.loads(line).get("event") == event:
+                    return json.loads(line), data.decode(errors="replace")
+    raise AssertionError(f"no {event!r} event within {timeout_s} s (exit code "
+                         f"{process.poll()}); stdout:\n{data.decode(errors='replace')}")
+
+
 @dataclass
 class RunningServer:
     settings: Settings
@@ -60,8 +93,17 @@ class RunningServer:
         return self.app.transports.udp_port
 
     @property
+    def tcp_port(self) -> int:
+        return self.app.transports.tcp_port
+
+    @property
     def tls_port(self) -> int:
         return self.app.transports.bound_tls_port
+
+    @property
+    def management_port(self) -> int:
+        """0 unless started with ``management={"ephemeral_port": True}`` (or a port)."""
+        return self.app.management.port if self.app.management is not None else 0
 
     @property
     def recordings(self) -> Path:
@@ -110,7 +152,7 @@ class RunningServer:
 def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
     port_min, port_max = rtp_range()
     overrides: dict[str, dict[str, Any]] = {
-        "sip": {"host": "127.0.0.1", "port": free_port(), "tls_port": free_port()},
+        "sip": {"host": "127.0.0.1", "ephemeral_ports": True},
         "auth": {"tokens": [TOKEN]},
         "media": {"host": "127.0.0.1", "port_min": port_min, "port_max": port_max},
         "recordings": {"dir": str(tmp_path / "recordings"), "min_free_mb": 0},
@@ -119,6 +161,8 @@ def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
         "log": {"format": "json", "level": "debug"},
     }
     for section, values in sections.items():
+        if section == "management":
+            overrides[section] = {}  # the caller's section replaces "off" (port 0) whole
         overrides.setdefault(section, {}).update(values)
     settings = load_settings(None, {}, overrides)
     log_path = tmp_path / "server.log"

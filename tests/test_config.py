@@ -21,6 +21,15 @@ def test_defaults_without_file_or_environment() -> None:
     assert (settings.media.port_min, settings.media.port_max) == (10000, 20000)
     assert settings.recordings.dir == Path("./recordings")
     assert settings.server.state_dir == Path("./.srs-state")
+    assert not settings.sip.ephemeral_ports and not settings.management.ephemeral_port
+    assert settings.management.port == 8080
+
+
+def test_ephemeral_ports_keep_zero_as_disabled() -> None:
+    settings = load_settings(None, {"SRS_SIP_EPHEMERAL_PORTS": "true", "SRS_SIP_TLS_PORT": "0",
+                                    "SRS_MANAGEMENT_EPHEMERAL_PORT": "on"})
+    assert settings.sip.ephemeral_ports and settings.management.ephemeral_port
+    assert (settings.sip.port, settings.sip.tls_port) == (5060, 0)
 
 
 def test_file_values_are_typed(tmp_path: Path) -> None:
@@ -81,6 +90,11 @@ def test_client_variables_are_not_server_settings() -> None:
         ({"SRS_TLS_VERIFY_CLIENT": "true"}, "tls.verify_client", "needs tls.ca"),
         ({"SRS_TLS_CERT": "/nonexistent.pem"}, "tls.cert", "given together"),
         ({"SRS_LOG_LEVEL": "loud"}, "SRS_LOG_LEVEL", "must be one of"),
+        ({"SRS_SIP_EPHEMERAL_PORTS": "maybe"}, "SRS_SIP_EPHEMERAL_PORTS", "true or false"),
+        ({"SRS_SIP_EPHEMERAL_PORTS": "1", "SRS_SIP_PORT": "0", "SRS_SIP_TLS_PORT": "0"},
+         "sip.ephemeral_ports", "nothing to bind"),
+        ({"SRS_MANAGEMENT_EPHEMERAL_PORT": "yes", "SRS_MANAGEMENT_PORT": "0"},
+         "management.ephemeral_port", "management.port is 0"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], key: str, fragment: str) -> None:

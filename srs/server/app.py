@@ -71,6 +71,7 @@ class Application:
             max_connections=settings.sip.max_connections,
             idle_timeout_s=settings.sip.idle_timeout_s,
             in_use=self.core.connection_in_use,
+            ephemeral=settings.sip.ephemeral_ports,
         )
         self.sessions: LiveRecorder | None = None
         self.storage = StorageGuard(settings.recordings.dir,
@@ -127,18 +128,20 @@ class Application:
             await self.transports.start()
         except OSError as exc:
             await self.transports.close()
-            raise _listen_error("sip.port", self.settings.sip.host,
-                                f"{self.settings.sip.port}/{self.settings.sip.tls_port}", exc) from None
-        if self.settings.management.port:
+            sip = self.settings.sip
+            ports = "any" if sip.ephemeral_ports else f"{sip.port}/{sip.tls_port}"
+            raise _listen_error("sip.port", sip.host, ports, exc) from None
+        management = self.settings.management
+        if management.port:
             self.management = ManagementServer(
-                host=self.settings.management.host, port=self.settings.management.port,
+                host=management.host, port=0 if management.ephemeral_port else management.port,
                 metrics=self.metrics, readiness=self._readiness, log=self.log)
             try:
                 await self.management.start()
             except OSError as exc:
                 await self.transports.close()
-                raise _listen_error("management.port", self.settings.management.host,
-                                    str(self.settings.management.port), exc) from None
+                raise _listen_error("management.port", management.host,
+                                    str(self.management.requested_port or "any"), exc) from None
         if self.settings.recordings.retention_days:
             self._retention = loop.create_task(run_retention(
                 self.settings.recordings.dir, self.settings.recordings.retention_days,
@@ -148,6 +151,7 @@ class Application:
             udp=self.transports.udp_port or None,
             tcp=self.transports.tcp_port or None,
             tls=self.transports.bound_tls_port or None,
+            management=self.management.port if self.management is not None else None,
             host=self.settings.sip.host,
             rtp=f"{self.settings.media.port_min}-{self.settings.media.port_max}",
             auth=self.core.authenticator.enabled,

@@ -12,6 +12,7 @@ buffered for writing to a slow peer (beyond which the connection is closed).
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import socket
 import ssl
@@ -28,6 +29,10 @@ TransportName = Literal["udp", "tcp", "tls"]
 
 # A peer that stops reading: close the connection rather than buffer without bound.
 MAX_WRITE_BUFFER_BYTES = 1 << 20
+
+# Ephemeral ports: how many UDP ports the system may hand out whose number TCP cannot
+# also bind, before start() gives up (each try is a new port; a clash is rare).
+EPHEMERAL_ATTEMPTS = 16
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,10 @@ class _Stream(asyncio.Protocol):
 class SipTransports:
     """The SIP listeners of one server.  ``start()`` binds; ``close()`` unbinds.
 
+    With ``ephemeral`` the enabled listeners (a port of 0 still disables one) bind a port
+    the system chooses instead of ``port`` and ``tls_port``; ``udp_port``, ``tcp_port``
+    and ``bound_tls_port`` say what they got.
+
     ``on_message(message, peer)`` and ``on_parse_error(error, peer)`` are called from
     the event loop for every message received.  ``send(peer, data)`` sends to a peer:
     over UDP to ``(peer.host, peer.port)`` from the listening socket, over TCP/TLS on the
@@ -152,10 +161,12 @@ class SipTransports:
         max_connections: int = 1024,
         idle_timeout_s: float = 300.0,
         in_use: Callable[[int], bool] | None = None,
+        ephemeral: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.tls_port = tls_port
+        self.ephemeral = ephemeral
         self.tls_context = tls_context
         self.on_message = on_message
         self.on_parse_error = on_parse_error
@@ -186,18 +197,22 @@ class SipTransports:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         if self.port:
-            sock = _bound_socket(family, socket.SOCK_DGRAM, self.host, self.port)
-            _, protocol = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
+            udp, tcp = _bound_pair(family, self.host, 0 if self.ephemeral else self.port)
+            try:
+                _, protocol = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp)
+            except BaseException:
+                udp.close()
+                tcp.close()
+                raise
             self._udp = protocol
             self._udp_family = family
-            self.udp_port = sock.getsockname()[1]
-            # TCP on the same port number as UDP (RFC 3261 §18: 5060 for both).
-            tcp = _bound_socket(family, socket.SOCK_STREAM, self.host, self.udp_port)
+            self.udp_port = udp.getsockname()[1]
             server = await loop.create_server(lambda: _Stream(self, "tcp"), sock=tcp, backlog=256)
             self._servers.append(server)
             self.tcp_port = self.udp_port
         if self.tls_port and self.tls_context is not None:
-            tls = _bound_socket(family, socket.SOCK_STREAM, self.host, self.tls_port)
+            tls_port = 0 if self.ephemeral else self.tls_port
+            tls = _bound_socket(family, socket.SOCK_STREAM, self.host, tls_port)
             server = await loop.create_server(
                 lambda: _Stream(self, "tls"),
                 sock=tls,
@@ -248,6 +263,22 @@ class SipTransports:
             await server.wait_closed()
         if self._udp is not None and self._udp.transport is not None:
             self._udp.transport.close()
+
+
+def _bound_pair(family: int, host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to the same port number (RFC 3261 §18: 5060 for
+    both).  For port 0 the number is the one the system gave UDP; when TCP cannot have it
+    too, try again with a new one, ``EPHEMERAL_ATTEMPTS`` times at most."""
+    attempts = 1 if port else EPHEMERAL_ATTEMPTS
+    while True:
+        attempts -= 1
+        udp = _bound_socket(family, socket.SOCK_DGRAM, host, port)
+        try:
+            return udp, _bound_socket(family, socket.SOCK_STREAM, host, udp.getsockname()[1])
+        except OSError as exc:
+            udp.close()
+            if attempts == 0 or exc.errno != errno.EADDRINUSE:
+                raise
 
 
 def _bound_socket(family: int, kind: int, host: str, port: int) -> socket.socket:

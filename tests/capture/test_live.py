@@ -21,7 +21,6 @@ from srs.capture import CaptureFormatError, read_capture
 from srs.capture.decode import PacketDecoder, decode_packets
 from srs.capture.packets import Datagram, StreamChunk, StreamClosed
 from tests.capture.tools import dumpcap, require_tools, run_tool, tshark_count
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.peers
 DATAGRAMS = 20
@@ -39,42 +38,49 @@ class Captured:
     tcp_port: int
 
 
-def _tcp_exchange(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as server:
-        server.bind((host, port))
-        server.listen(1)
-        with socket.create_connection((host, port)) as client:
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer, _ = server.accept()
-            with peer:
-                for part in (SIP[:40], SIP[40:150], SIP[150:]):
-                    client.sendall(part)
-                    time.sleep(0.05)  # separate segments, not one coalesced write
-                client.shutdown(socket.SHUT_WR)
-                received = b""
-                while chunk := peer.recv(4096):
-                    received += chunk
-                assert received == SIP
+def _dual_stack(kind: int) -> socket.socket:
+    """A socket on ``::`` port 0 that serves IPv4 too: one port number the system chose
+    for both families, known before dumpcap starts (its filter names it)."""
+    sock = socket.socket(socket.AF_INET6, kind)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::", 0))
+    return sock
 
 
-def _send_traffic(udp_port: int, tcp_port: int) -> None:
+def _tcp_exchange(host: str, server: socket.socket) -> None:
+    port = server.getsockname()[1]
+    with socket.create_connection((host, port)) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer, _ = server.accept()
+        with peer:
+            for part in (SIP[:40], SIP[40:150], SIP[150:]):
+                client.sendall(part)
+                time.sleep(0.05)  # separate segments, not one coalesced write
+            client.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := peer.recv(4096):
+                received += chunk
+            assert received == SIP
+
+
+def _send_traffic(sink: socket.socket, server: socket.socket) -> None:
+    udp_port = sink.getsockname()[1]
     for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
-        with socket.socket(family, socket.SOCK_DGRAM) as sink, \
-                socket.socket(family, socket.SOCK_DGRAM) as sender:
-            sink.bind((host, udp_port))
+        with socket.socket(family, socket.SOCK_DGRAM) as sender:
             for n in range(DATAGRAMS):
                 sender.sendto(f"datagram {host} {n}".encode(), (host, udp_port))
-        _tcp_exchange(host, tcp_port)
+        _tcp_exchange(host, server)
 
 
 def _capture(work: Path, name: str, interface: str, linktype: str | None) -> Captured:
     require_tools("dumpcap", "editcap", "tshark")
-    udp_port, tcp_port = free_port(), free_port()
     path = work / f"{name}.pcapng"
-    with dumpcap(path, f"udp port {udp_port} or tcp port {tcp_port}", ("127.0.0.1", udp_port),
-                 interface=interface, linktype=linktype):
-        _send_traffic(udp_port, tcp_port)
+    with _dual_stack(socket.SOCK_DGRAM) as sink, _dual_stack(socket.SOCK_STREAM) as server:
+        server.listen(2)
+        udp_port, tcp_port = sink.getsockname()[1], server.getsockname()[1]
+        with dumpcap(path, f"udp port {udp_port} or tcp port {tcp_port}",
+                     ("127.0.0.1", udp_port), interface=interface, linktype=linktype):
+            _send_traffic(sink, server)
     return Captured(path, udp_port, tcp_port)
 
 

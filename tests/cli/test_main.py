@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import free_port, rtp_range
+from tests.conftest import rtp_range, wait_for_event
 from tests.sipclient import Call, SipClient
 
 
@@ -26,9 +26,12 @@ def serve(
     )
 
 
-def config(tmp_path: Path, sip_port: int, extra: str = "") -> str:
+def config(tmp_path: Path, sip_port: int | None = None, extra: str = "") -> str:
+    """Without ``sip_port``, UDP and TCP on a port the system chooses (see the ``listening``
+    event)."""
     low, high = rtp_range()
-    return (f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\ntls_port = 0\n'
+    port = "ephemeral_ports = true" if sip_port is None else f"port = {sip_port}"
+    return (f'[sip]\nhost = "127.0.0.1"\n{port}\ntls_port = 0\n'
             f'[media]\nhost = "127.0.0.1"\nport_min = {low}\nport_max = {high}\n'
             f'[recordings]\ndir = "{tmp_path / "rec"}"\nmin_free_mb = 0\n'
             f'[management]\nport = 0\n[server]\nstate_dir = "{tmp_path / "state"}"\n'
@@ -46,17 +49,15 @@ def finish(process: subprocess.Popen[str], timeout: float = 20) -> tuple[int, st
 
 
 def test_bad_setting_exits_2_naming_the_key(tmp_path: Path) -> None:
-    code, _, err = finish(serve(tmp_path, config(tmp_path, free_port()),
-                                env={"SRS_MEDIA_PORT_MIN": "ten"}))
+    code, _, err = finish(serve(tmp_path, config(tmp_path), env={"SRS_MEDIA_PORT_MIN": "ten"}))
     assert code == 2
     assert err.strip() == "srs: configuration error: SRS_MEDIA_PORT_MIN: must be an integer: 'ten'"
 
 
 def test_busy_port_exits_2_naming_the_setting(tmp_path: Path) -> None:
-    port = free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
-        taken.bind(("127.0.0.1", port))
-        code, _, err = finish(serve(tmp_path, config(tmp_path, port)))
+        taken.bind(("127.0.0.1", 0))
+        code, _, err = finish(serve(tmp_path, config(tmp_path, taken.getsockname()[1])))
     assert code == 2
     assert "srs: cannot start: sip.port: cannot listen on 127.0.0.1 port" in err
     assert "Address already in use" in err
@@ -64,7 +65,7 @@ def test_busy_port_exits_2_naming_the_setting(tmp_path: Path) -> None:
 
 def test_unusable_recordings_dir_exits_2(tmp_path: Path) -> None:
     (tmp_path / "rec").write_text("a file, not a directory")
-    code, _, err = finish(serve(tmp_path, config(tmp_path, free_port())))
+    code, _, err = finish(serve(tmp_path, config(tmp_path)))
     assert code == 2
     assert "srs: cannot start: recordings.dir: cannot use" in err
 
@@ -83,10 +84,11 @@ def wait_ready(port: int) -> SipClient:
 
 
 def test_first_start_prints_the_generated_token_once_and_sigterm_stops(tmp_path: Path) -> None:
-    port = free_port()
-    process = serve(tmp_path, config(tmp_path, port))
+    process = serve(tmp_path, config(tmp_path))
     try:
-        client = wait_ready(port)
+        listening, early = wait_for_event(process, "listening")
+        assert listening["udp"] == listening["tcp"]
+        client = wait_ready(listening["udp"])
         token = (tmp_path / "state" / "auth-token").read_text().strip()
         client.token = token
         _, response = client.invite()
@@ -94,6 +96,7 @@ def test_first_start_prints_the_generated_token_once_and_sigterm_stops(tmp_path:
         client.close()
         process.send_signal(signal.SIGTERM)
         code, out, err = finish(process)
+        out = early + out
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -102,12 +105,13 @@ def test_first_start_prints_the_generated_token_once_and_sigterm_stops(tmp_path:
     assert token not in out  # the log never carries it
     assert '"event": "session_finished"' in out and '"end_reason": "shutdown"' in out
     # A second start reuses the stored token and does not print it.
-    port = free_port()
-    again = serve(tmp_path, config(tmp_path, port))
+    again = serve(tmp_path, config(tmp_path))
     try:
-        wait_ready(port).close()
+        listening, early = wait_for_event(again, "listening")
+        wait_ready(listening["udp"]).close()
         again.send_signal(signal.SIGTERM)
         code, out, err = finish(again)
+        out = early + out
     finally:
         if again.poll() is None:
             os.killpg(again.pid, signal.SIGKILL)

@@ -142,6 +142,8 @@ def srs_container(podman: Podman, srs_image: str, tmp_path: Path) -> Iterator[Sr
         (root / sub).mkdir(parents=True)
         os.chown(root / sub, SRS_UID, SRS_UID)  # the image's non-root user writes there
     rtp_min, rtp_max = pick_rtp_range()
+    # Probes (a race): the image is driven by SRS_*_PORT as a deployment would be; with
+    # sip.ephemeral_ports the ports would come from the listening event in `podman logs`.
     container = SrsContainer(podman, f"srs-test-{secrets.token_hex(4)}", root,
                              free_udp_tcp_port(), free_udp_tcp_port(), secrets.token_urlsafe(18))
     env = {

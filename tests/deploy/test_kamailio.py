@@ -138,7 +138,7 @@ def test_kamailio_fails_over_to_the_next_node_and_stays_on_the_route(tmp_path: P
     busy, healthy = FakeNode(503), FakeNode(200)
     list_file = tmp_path / "dispatcher.list"
     list_file.write_text(dispatcher_list([("127.0.0.1", busy.port), ("127.0.0.1", healthy.port)]))
-    port = free_port()
+    port = free_port()  # a probe: Kamailio is told its listen port on the command line
     log = (tmp_path / "kamailio.log").open("w")
     process = subprocess.Popen(kamailio_command(kamailio, tmp_path, port=port, list_file=list_file),
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

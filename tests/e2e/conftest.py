@@ -1,6 +1,7 @@
 """Fixtures for the end-to-end tests: a real ``srs serve`` process and real peers.
 
-* ``free_udp_tcp_port()`` -- a port free for both UDP and TCP on 127.0.0.1;
+* ``free_udp_tcp_port()`` -- a port free for both UDP and TCP on 127.0.0.1 (a probe: for
+  peers told their port on the command line; ``srs serve`` binds ports it reports);
 * ``rtp_range`` -- ``(port_min, port_max)``: 200 ports at a random even offset, some checked free;
 * ``srs_server`` -- a started server (see :class:`SrsServer`: ``stop()`` is SIGTERM and a
   clean exit, ``kill()`` a crash), its process group killed at teardown;
@@ -109,7 +110,10 @@ def _bindable(port: int, kind: int) -> bool:
 
 
 def free_udp_tcp_port() -> int:
-    """A port that both UDP and TCP can bind on 127.0.0.1 right now."""
+    """A port that both UDP and TCP can bind on 127.0.0.1 right now.
+
+    A probe, so a race with other processes: only for peers (sipp, Kamailio, a container's
+    published ports) that must be given their number before they start."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
@@ -153,12 +157,14 @@ def rtp_range() -> tuple[int, int]:
 @dataclass
 class SrsServer:
     """One ``srs serve`` configured under ``root``; ``start()`` may be called again after
-    ``stop()`` or ``kill()`` (a restart on the same directories and ports)."""
+    ``stop()`` or ``kill()`` (a restart on the same directories).  The server binds ports
+    the system chooses (``sip.ephemeral_ports``); ``start()`` reads them from its
+    ``listening`` event into ``sip_port`` (UDP and TCP), new ones at every start."""
 
     root: Path
-    sip_port: int
     rtp_min: int
     rtp_max: int
+    sip_port: int = 0
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     auth_header: str = "X-Auth-Token"
     extra_config: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -187,7 +193,7 @@ class SrsServer:
 
     def write_config(self) -> None:
         sections: dict[str, dict[str, Any]] = {
-            "sip": {"host": "127.0.0.1", "port": self.sip_port, "tls_port": 0},
+            "sip": {"host": "127.0.0.1", "ephemeral_ports": True, "tls_port": 0},
             "auth": {"header": self.auth_header, "tokens": [self.token]},
             "media": {
                 "host": "127.0.0.1",
@@ -222,23 +228,32 @@ class SrsServer:
             env=env,
             cwd=self.root,
         )
+        listening = self._wait_listening()
+        self.sip_port = listening["udp"]
+        response = sip_options(self.sip_port, timeout_s=2.0)
+        if response is None or response.status != 200:
+            self.kill()
+            got = "nothing" if response is None else f"{response.status} {response.reason}"
+            pytest.fail(f"OPTIONS to UDP {self.sip_port} got {got}, not 200; "
+                        f"log:\n{self.log_tail()}")
+
+    def _wait_listening(self) -> dict[str, Any]:
+        """The ``listening`` event of this run, once it is in the log."""
+        assert self.proc is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if line.startswith("{") and '"listening"' in line:
+                    event: dict[str, Any] = json.loads(line)
+                    if event.get("event") == "listening":
+                        return event
             if self.proc.poll() is not None:
-                pytest.fail(
-                    f"srs serve exited with {self.proc.returncode} before answering OPTIONS; "
-                    f"log:\n{self.log_tail()}"
-                )
-            response = sip_options(self.sip_port, timeout_s=0.3)
-            if response is not None and response.status == 200:
-                return
-            if response is not None:
-                pytest.fail(f"OPTIONS got {response.status} {response.reason}, not 200")
+                pytest.fail(f"srs serve exited with {self.proc.returncode} before listening; "
+                            f"log:\n{self.log_tail()}")
+            time.sleep(0.05)
         self.kill()
-        pytest.fail(
-            f"srs serve did not answer OPTIONS on UDP {self.sip_port} within "
-            f"{READY_TIMEOUT_S} s; log:\n{self.log_tail()}"
-        )
+        pytest.fail(f"srs serve logged no listening event within {READY_TIMEOUT_S} s; "
+                    f"log:\n{self.log_tail()}")
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -343,7 +358,7 @@ class ServerPool:
         root = self.root / f"srs{len(self.servers) + 1}"
         root.mkdir(parents=True)
         rtp_min, rtp_max = pick_rtp_range()
-        server = SrsServer(root, free_udp_tcp_port(), rtp_min, rtp_max, extra_config=extra_config)
+        server = SrsServer(root, rtp_min, rtp_max, extra_config=extra_config)
         self.servers.append(server)
         if start:
             server.start()
@@ -571,7 +586,7 @@ def run_sipp(
     cid_prefix = f"CAe2e{secrets.token_hex(4)}-"
     args = [
         "sipp", "-sf", str(work / scenario),
-        "-i", "127.0.0.1", "-p", str(free_udp_tcp_port()),
+        "-i", "127.0.0.1", "-p", str(free_udp_tcp_port()),  # a probe: sipp is given its port
         "-mp", str(free_even_udp_block(4)),
         "-t", transport, "-m", "1", "-nostdin",
         "-cid_str", cid_prefix + "%u-%p@0.0.0.0",

@@ -104,7 +104,7 @@ def test_kill_9_mid_call_is_repaired_on_restart(
     before = read_sidecar(directory)
     assert before is not None and before["status"] == "recording", before
 
-    srs_server.start()  # same config, ports and directories; repair runs before listening
+    srs_server.start()  # same config and directories, new ports; repair runs before listening
     [(repaired_dir, sidecar)] = srs_server.wait_sessions(1, status="interrupted")
     assert repaired_dir == directory
     assert sidecar["end_reason"] == "crash"

@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from srs.ops.webhook.signing import verify
-from tests.conftest import TOKEN, free_port, start_server
+from tests.conftest import TOKEN, start_server
 from tests.ops.receiver import Script, receiver
 from tests.sipclient import SipClient, send_tones
 
@@ -35,11 +35,11 @@ def samples(payload: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 def test_a_call_shows_in_metrics_and_reaches_the_webhook(tmp_path: Path) -> None:
     script = Script(statuses=[503])
-    port = free_port()
     with receiver(script) as url:
-        server = start_server(tmp_path, management={"port": port},
+        server = start_server(tmp_path, management={"ephemeral_port": True},
                               webhook={"url": url, "secret": SECRET})
         try:
+            port = server.management_port
             assert get(port, "/readyz") == (200, b"ready\n")
             client = SipClient("127.0.0.1", server.sip_port, "udp", token=TOKEN)
             try:

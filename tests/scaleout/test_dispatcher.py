@@ -229,7 +229,7 @@ def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
             node.start()
         list_file = tmp_path / "dispatcher.list"
         list_file.write_text(dispatcher_list([("127.0.0.1", n.sip_port) for n in nodes]))
-        port = free_udp_tcp_port()
+        port = free_udp_tcp_port()  # a probe: Kamailio is told its port on the command line
         args = kamailio_command(kamailio, tmp_path, port=port, list_file=list_file)
         if probe_interval_s is not None:
             args = with_define(args, "PROBE_INTERVAL_S", str(probe_interval_s))

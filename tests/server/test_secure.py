@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from srs.codecs.g711 import pcmu_decode, pcmu_encode
 from srs.rtp.srtp import SUITES
 from srs.server.tls import certificate_fingerprint
-from tests.conftest import TOKEN, RunningServer, free_port, rtp_range, start_server
+from tests.conftest import TOKEN, RunningServer, rtp_range, start_server, wait_for_event
 from tests.sipclient import Call, SipClient, rtp_packet, sdp_offer, tone
 
 KEY_30 = bytes(range(1, 31))  # AES_CM_128 master key (16) || salt (14)
@@ -291,10 +291,9 @@ def test_client_certificate_required(tmp_path: Path) -> None:
 def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path) -> None:
     first_key = ec.generate_private_key(ec.SECP256R1())
     cert_path, key_path = _pem(tmp_path / "server", _issue("first", first_key, None), first_key)
-    sip_port, tls_port = free_port(), free_port()
     low, high = rtp_range()
     (tmp_path / "srs.toml").write_text(
-        f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\ntls_port = {tls_port}\n'
+        f'[sip]\nhost = "127.0.0.1"\nephemeral_ports = true\n'
         f'[tls]\ncert = "{cert_path}"\nkey = "{key_path}"\n[auth]\ntokens = ["{TOKEN}"]\n'
         f'[media]\nhost = "127.0.0.1"\nport_min = {low}\nport_max = {high}\n'
         f'[recordings]\ndir = "{tmp_path / "rec"}"\nmin_free_mb = 0\n[management]\nport = 0\n[server]\nstate_dir = "{tmp_path / "state"}"\n')
@@ -302,7 +301,7 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
 
-    def served_fingerprint() -> str:
+    def served_fingerprint(tls_port: int) -> str:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -313,14 +312,9 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path
         return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                assert served_fingerprint() == "first"
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+        listening, early = wait_for_event(process, "listening")
+        tls_port = listening["tls"]
+        assert served_fingerprint(tls_port) == "first"
         client = SipClient("127.0.0.1", tls_port, "tls", token=TOKEN)
         call, answer = client.invite()
         assert answer.status == 200
@@ -328,13 +322,14 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path
         _pem(tmp_path / "server", _issue("second", second_key, None), second_key)
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while served_fingerprint() != "second":
+        while served_fingerprint(tls_port) != "second":
             assert time.monotonic() < deadline, "certificate not reloaded"
             time.sleep(0.2)
         assert client.bye(call).status == 200  # the session's TLS connection survived
         client.close()
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=20)
+        out = early + out
         assert '"event": "tls_reloaded"' in out
         assert certificate_fingerprint(cert_path) in out
     finally:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from srs.sip import transport
+from srs.sip.transport import EPHEMERAL_ATTEMPTS, SipTransports
 from tests.conftest import start_server
 from tests.sipclient import Call, SipClient
 
@@ -99,3 +103,71 @@ def test_ipv6_listener_serves_ipv6_and_ipv4(tmp_path: Path) -> None:
             sock.close()
     finally:
         server.stop()
+
+
+def test_ephemeral_ports_answer_options_on_each_reported_port(tmp_path: Path) -> None:
+    server = start_server(tmp_path, management={"ephemeral_port": True})  # sip.ephemeral_ports
+    try:
+        ports = {"udp": server.sip_port, "tcp": server.tcp_port, "tls": server.tls_port}
+        assert all(ports.values()) and ports["udp"] == ports["tcp"] != ports["tls"]
+        assert 5060 not in ports.values() and 5061 not in ports.values()
+        [listening] = [e for e in server.events() if e["event"] == "listening"]
+        assert {name: listening[name] for name in ports} == ports
+        assert listening["management"] == server.management_port != 8080
+        for name, port in ports.items():
+            client = SipClient("127.0.0.1", port, name)
+            try:
+                client.request("OPTIONS", Call(f"ephemeral-{name}", "x"), auth=False)
+                assert client.final().status == 200, name
+            finally:
+                client.close()
+    finally:
+        server.stop()
+
+
+def _clashing_tcp(monkeypatch: pytest.MonkeyPatch, clashes: int) -> list[int]:
+    """Make TCP's bind fail as if taken, ``clashes`` times; returns the UDP ports tried."""
+    bound = transport._bound_socket
+    tried: list[int] = []
+
+    def bound_socket(family: int, kind: int, host: str, port: int) -> socket.socket:
+        if kind == socket.SOCK_STREAM and len(tried) < clashes:
+            tried.append(port)
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        return bound(family, kind, host, port)
+
+    monkeypatch.setattr(transport, "_bound_socket", bound_socket)
+    return tried
+
+
+def _transports(port: int) -> SipTransports:
+    return SipTransports(host="127.0.0.1", port=port, tls_port=0, tls_context=None,
+                         on_message=lambda m, p: None, on_parse_error=lambda e, p: None,
+                         ephemeral=True)
+
+
+def test_ephemeral_udp_port_is_changed_until_tcp_can_have_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried = _clashing_tcp(monkeypatch, EPHEMERAL_ATTEMPTS - 1)
+
+    async def main() -> tuple[int, int]:
+        sip = _transports(5060)
+        await sip.start()
+        try:
+            return sip.udp_port, sip.tcp_port
+        finally:
+            await sip.close()
+
+    udp_port, tcp_port = asyncio.run(main())
+    assert len(tried) == EPHEMERAL_ATTEMPTS - 1 and 0 not in tried
+    assert udp_port == tcp_port and udp_port not in (0, 5060)
+
+
+def test_ephemeral_ports_give_up_after_a_bounded_number_of_clashes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried = _clashing_tcp(monkeypatch, EPHEMERAL_ATTEMPTS + 5)
+    with pytest.raises(OSError, match="in use"):
+        asyncio.run(_transports(5060).start())
+    assert len(tried) == EPHEMERAL_ATTEMPTS
