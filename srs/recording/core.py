@@ -23,11 +23,10 @@ drivers: one runs requests on asyncio and threads, the other inline on packet ti
 
 from __future__ import annotations
 
+import functools
 import itertools
 import secrets
-from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,60 +34,38 @@ from srs.errors import CallDoesNotExist, PeerError, ServiceUnavailable, UsageErr
 from srs.recording import jobs
 from srs.recording import sidecar as sc
 from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture, collect, redact
-from srs.recording.layout import SessionLayout
+from srs.recording.entry import Operation, SessionEntry, is_recording
 from srs.recording.output import StreamOutput
-from srs.recording.outputs import (Attach, Finished, Log, OpenPorts, Rejected, Release,
-                                   Request, Started)
-from srs.recording.policy import (SIDECAR_EVERY_TICKS, TICK_S, Lifecycle, RecorderConfig,
-                                  check_transition, write_window)
+from srs.recording.outputs import (
+    Attach,
+    Finished,
+    Log,
+    OpenPorts,
+    Output,
+    Rejected,
+    Release,
+    Request,
+    Started,
+)
+from srs.recording.policy import (
+    SIDECAR_EVERY_TICKS,
+    TICK_S,
+    Lifecycle,
+    RecorderConfig,
+    check_transition,
+    write_window,
+)
 from srs.recording.session import RecordingSession, call_info_from_invite
 from srs.recording.stream import OutputReport, StreamState
 from srs.recording.wav import RecordingIOError
 from srs.sdp.description import SessionDescription
 from srs.sip.dialog import DialogId
-from srs.sip.server_transaction import ServerTransaction
 from srs.sip.timers import TimerHeap
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 from srs.siprec.metadata import RecordingMetadata
 from srs.siprec.multipart import split_siprec_body
 
 __all__ = ["Recorder"]
-
-
-Output = Any  # SIP core outputs and the classes above
-
-_Op = Generator[OpenPorts | jobs.FileJob, Any, None]
-
-
-@dataclass(eq=False)
-class _Session:
-    """One recording session and what the core holds for it."""
-
-    local: Local
-    context: dict[str, str]
-    state: Lifecycle = Lifecycle.SETTING_UP
-    session: RecordingSession | None = None  # once its directory exists
-    dialog_id: DialogId | None = None
-    answering: ServerTransaction | None = None  # the request the current operation answers
-    ports: list[int] = field(default_factory=list)
-    outputs: dict[str, StreamOutput] = field(default_factory=dict)  # by stream stem
-    reports: dict[str, OutputReport] = field(default_factory=dict)
-    capture: SessionCapture | None = None
-    ops: deque[Callable[[], _Op]] = field(default_factory=deque)
-    current: _Op | None = None
-    ticks: int = 0
-    tick_queued: bool = False
-    stepping: bool = False  # its operations are being run (no re-entry)
-    end_reason: sc.EndReason | None = None  # once ENDING
-    next_tick_s: float | None = None
-    tick_index: int = 0  # ticks fall on origin + n * TICK_S
-    end_after_setup: sc.EndReason | None = None
-
-    @property
-    def layout(self) -> SessionLayout:
-        if self.session is None:
-            raise UsageError("the session has no directory yet")
-        return self.session.layout
 
 
 class Recorder:
@@ -106,14 +83,14 @@ class Recorder:
         self.storage_retry_after_s = storage_retry_after_s
         self.draining = False
         self.now = 0.0  # the reading of the call being served
-        self._sessions: set[_Session] = set()  # every session not yet finished
-        self._by_dialog: dict[DialogId, _Session] = {}
-        self._capturing: dict[str, _Session] = {}  # Call-ID -> captured session
-        self._waiting: dict[int, _Session] = {}  # request id -> its session
+        self._sessions: set[SessionEntry] = set()  # every session not yet finished
+        self._by_dialog: dict[DialogId, SessionEntry] = {}
+        self._capturing: dict[str, SessionEntry] = {}  # Call-ID -> captured session
+        self._waiting: dict[int, SessionEntry] = {}  # request id -> its session
         self._ids = itertools.count(1)
         self._out: list[Output] = []
         # Every recording session's next tick (one heap, as for SIP transactions).
-        self._ticks: TimerHeap[_Session] = TimerHeap(lambda s, at: s.next_tick_s == at)
+        self._ticks: TimerHeap[SessionEntry] = TimerHeap(lambda s, at: s.next_tick_s == at)
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -131,7 +108,7 @@ class Recorder:
             if s is None or s.state is not Lifecycle.RECORDING:
                 self._out.extend(self.sip.reject(event.pending, _gone(), now))
             else:
-                self._queue(s, lambda: self._update(s, event))
+                self._queue(s, functools.partial(self._update, s, event))
         elif event.dialog_id is not None:  # a CANCEL before the answer: the set-up sees it
             s = self._by_dialog.get(event.dialog_id)
             if s is not None and s.state is Lifecycle.RECORDING:
@@ -239,11 +216,11 @@ class Recorder:
             error = ServiceUnavailable(f"Service Unavailable: {problem}", retry_after_s=retry)
             self._out.extend(self.sip.reject(event.pending, error, self.now))
             return
-        s = _Session(local=local, context=context)
+        s = SessionEntry(local=local, context=context)
         self._sessions.add(s)
         self._queue(s, lambda: self._setup(s, event, media_address))
 
-    def _setup(self, s: _Session, event: NewSession, media_address: str) -> _Op:
+    def _setup(self, s: SessionEntry, event: NewSession, media_address: str) -> Operation:
         request, peer = event.request, event.peer
         s.answering = event.pending
         origin_s = event.received_at
@@ -290,11 +267,10 @@ class Recorder:
         if s.end_after_setup is not None:
             self._end(s, s.end_after_setup, at=self.now, bye=True)
 
-    def _negotiate(self, s: _Session, offer: SessionDescription) -> Generator[Any, Any, bytes]:
+    def _negotiate(self, s: SessionEntry, offer: SessionDescription) -> Generator[Any, Any, bytes]:
         """Answer an offer: ports for new m-lines, their files; streams the answer
         declines stop."""
-        session = s.session
-        assert session is not None
+        session = s.recording
         acceptable = session.acceptable(offer)  # 488 when nothing can be taken
         known = {x.index for x in session.streams if x.receiving}
         wanted = [i for i, ok in enumerate(acceptable) if ok and i not in known]
@@ -325,13 +301,13 @@ class Recorder:
                              for stem, output in opened.items())
         return answer
 
-    def _metadata(self, s: _Session, raw: bytes, parsed: RecordingMetadata, method: str,
+    def _metadata(self, s: SessionEntry, raw: bytes, parsed: RecordingMetadata, method: str,
                   received_at: float) -> Generator[Any, Any, None]:
-        assert s.session is not None
-        n = s.session.apply_metadata(raw, parsed, self.wall(received_at), method)
-        yield jobs.WriteMetadata(s.session.layout, n, raw)
+        session = s.recording
+        n = session.apply_metadata(raw, parsed, self.wall(received_at), method)
+        yield jobs.WriteMetadata(session.layout, n, raw)
 
-    def _update(self, s: _Session, event: SessionUpdate) -> _Op:
+    def _update(self, s: SessionEntry, event: SessionUpdate) -> Operation:
         """A re-INVITE or UPDATE: new metadata, a new offer, or neither."""
         if s.state is not Lifecycle.RECORDING:
             self._out.extend(self.sip.reject(event.pending, _gone(), self.now))
@@ -356,11 +332,10 @@ class Recorder:
                                      content_type="application/sdp" if answer else None)
         s.answering = None
         self._out.extend(outputs)
-        assert s.session is not None
         self._log("info", "session_updated", s.context, method=request.method,
-                  streams=[x.stem for x in s.session.streams if x.receiving])
+                  streams=[x.stem for x in s.recording.streams if x.receiving])
 
-    def _tick(self, s: _Session) -> _Op:
+    def _tick(self, s: SessionEntry) -> Operation:
         """Write what arrived up to now; end the session when it expired."""
         s.tick_queued = False
         if s.state is not Lifecycle.RECORDING or s.session is None:
@@ -380,14 +355,14 @@ class Recorder:
         if writes or sidecar is not None or captured:
             reports = yield jobs.WriteBatch(tuple(writes), s.capture, captured, sidecar)
             s.reports.update(reports)
-        if s.state is not Lifecycle.RECORDING:
+        if not is_recording(s):  # a BYE or a failure may have moved it while the write ran
             return
         reason = s.session.expired(now, self.config.rtp_timeout_s, self.config.max_session_s)
         if reason is not None:
             self._log("info", "session_expired", s.context, why=reason)
             self._end(s, sc.EndReason.TIMEOUT, at=now, bye=True)
 
-    def _end(self, s: _Session, reason: sc.EndReason, *, at: float, bye: bool,
+    def _end(self, s: SessionEntry, reason: sc.EndReason, *, at: float, bye: bool,
              error: str | None = None) -> None:
         """End a recording session: our BYE when the end is ours (RFC 3261 §15.1.1), then
         finish its files after whatever operation is running."""
@@ -400,11 +375,11 @@ class Recorder:
                 self._out.extend(self.sip.hang_up(s.dialog_id, at, local=s.local))
         self._queue(s, lambda: self._finish(s, reason, at, error))
 
-    def _finish(self, s: _Session, reason: sc.EndReason, at: float, error: str | None) -> _Op:
+    def _finish(self, s: SessionEntry, reason: sc.EndReason, at: float,
+                error: str | None) -> Operation:
         """Flush every track to the session's length, close the files, build the mix,
         write the final sidecar."""
-        session = s.session
-        assert session is not None
+        session = s.recording
         self._unbind(s, list(s.ports))
         finishes = []
         for stream in session.streams:
@@ -427,20 +402,20 @@ class Recorder:
         yield jobs.WriteSidecar(session.layout.sidecar, record)
         self._finished(s, Lifecycle.FAILED if failed else Lifecycle.FINISHED, reason, at)
 
-    def _finished(self, s: _Session, state: Lifecycle, reason: sc.EndReason, at: float) -> None:
+    def _finished(self, s: SessionEntry, state: Lifecycle, reason: sc.EndReason, at: float) -> None:
         self._move(s, state)
-        assert s.session is not None
+        session = s.recording
         status = sc.SessionStatus.FAILED if state is Lifecycle.FAILED else sc.SessionStatus.COMPLETE
-        stats = {x.stem: x.timeline.stats() for x in s.session.streams}
+        stats = {x.stem: x.timeline.stats() for x in session.streams}
         if s.dialog_id is not None:
-            self._out.append(Finished(status, str(s.session.layout.directory),
+            self._out.append(Finished(status, str(session.layout.directory),
                                       tuple(stats.values())))
         self._log("info", "session_finished", s.context, status=status.value,
-                  end_reason=reason.value, duration_s=round(at - s.session.origin_s, 3),
+                  end_reason=reason.value, duration_s=round(at - session.origin_s, 3),
                   packets={k: v.received for k, v in stats.items()},
                   lost={k: v.lost for k, v in stats.items()})
 
-    def _fail(self, s: _Session, error: str, reason: sc.EndReason) -> _Op:
+    def _fail(self, s: SessionEntry, error: str, reason: sc.EndReason) -> Operation:
         """Storage failed or a bug: close what can be closed, mark the session failed."""
         self._unbind(s, list(s.ports))  # no packet reaches the counters after this
         if s.session is None:
@@ -458,27 +433,28 @@ class Recorder:
         else:
             self._move(s, Lifecycle.FAILED)
 
-    def _discard(self, s: _Session) -> Generator[Any, Any, None]:
+    def _discard(self, s: SessionEntry) -> Generator[Any, Any, None]:
         """A session that never started (rejected or cancelled): remove its files."""
         self._unbind(s, list(s.ports))
         if s.session is not None:
             self._capturing.pop(s.session.info.call_id, None)
-            yield jobs.DiscardFiles(tuple(s.outputs.values()), s.capture, s.session.layout.directory)
+            yield jobs.DiscardFiles(tuple(s.outputs.values()), s.capture,
+                                    s.session.layout.directory)
         self._move(s, Lifecycle.DISCARDED)
         self._log("info", "session_discarded", s.context)
 
     # -- failures: the one classification ----------------------------------------------
 
-    def _failed(self, s: _Session, exc: BaseException) -> None:
+    def _failed(self, s: SessionEntry, exc: BaseException) -> None:
         """An operation raised.  A peer error answers the request being handled with its
         status; storage failing fails the session; anything else is a bug, logged with its
         traceback.  Whatever it was, a recorded session is still finalised."""
         pending, s.answering = s.answering, None
         if isinstance(exc, PeerError) and pending is not None:
             setup = s.state is Lifecycle.SETTING_UP
+            fields: dict[str, Any] = {} if setup else {"method": pending.request.method}
             self._log("warning", "invite_rejected" if setup else "update_rejected", s.context,
-                      **({} if setup else {"method": pending.request.method}),
-                      status=exc.status, reason=exc.reason)
+                      status=exc.status, reason=exc.reason, **fields)
             if setup and exc.status == 503:
                 self._out.append(Rejected("ports"))
             self._out.extend(self.sip.reject(pending, exc, self.now))
@@ -509,15 +485,15 @@ class Recorder:
 
     # -- running operations -------------------------------------------------------------
 
-    def _queue(self, s: _Session, op: Callable[[], _Op]) -> None:
+    def _queue(self, s: SessionEntry, op: Callable[[], Operation]) -> None:
         s.ops.append(op)
         if s.current is None and not s.stepping:
             self._step(s, None, None)
 
-    def _queue_first(self, s: _Session, op: Callable[[], _Op]) -> None:
+    def _queue_first(self, s: SessionEntry, op: Callable[[], Operation]) -> None:
         s.ops.appendleft(op)
 
-    def _step(self, s: _Session, value: Any, error: BaseException | None) -> None:
+    def _step(self, s: SessionEntry, value: Any, error: BaseException | None) -> None:
         """Run ``s``'s operations until one waits for the driver or none is left."""
         s.stepping = True
         try:
@@ -525,7 +501,7 @@ class Recorder:
         finally:
             s.stepping = False
 
-    def _run(self, s: _Session, value: Any, error: BaseException | None) -> None:
+    def _run(self, s: SessionEntry, value: Any, error: BaseException | None) -> None:
         while True:
             if s.current is None:
                 if not s.ops:
@@ -550,33 +526,33 @@ class Recorder:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _move(self, s: _Session, target: Lifecycle) -> None:
+    def _move(self, s: SessionEntry, target: Lifecycle) -> None:
         check_transition(s.state, target)
         s.state = target
 
-    def _unbind(self, s: _Session, ports: list[int]) -> None:
+    def _unbind(self, s: SessionEntry, ports: list[int]) -> None:
         mine = tuple(port for port in ports if port in s.ports)
         for port in mine:
             s.ports.remove(port)
         if mine:
             self._out.append(Release(mine))
 
-    def _schedule_tick(self, s: _Session) -> None:
+    def _schedule_tick(self, s: SessionEntry) -> None:
         """The session's next tick: the first point of its grid after now."""
-        assert s.session is not None
+        session = s.recording
         while True:
             s.tick_index += 1
-            s.next_tick_s = s.session.origin_s + s.tick_index * TICK_S
+            s.next_tick_s = session.origin_s + s.tick_index * TICK_S
             if s.next_tick_s > self.now:
                 self._ticks.push(s, s.next_tick_s)
                 return
 
-    def _sidecar_job(self, s: _Session) -> jobs.WriteSidecar:
-        assert s.session is not None
-        record = s.session.sidecar(s.reports, sc.SessionStatus.RECORDING)
-        return jobs.WriteSidecar(s.session.layout.sidecar, record)
+    def _sidecar_job(self, s: SessionEntry) -> jobs.WriteSidecar:
+        session = s.recording
+        record = session.sidecar(s.reports, sc.SessionStatus.RECORDING)
+        return jobs.WriteSidecar(session.layout.sidecar, record)
 
-    def _take_capture(self, s: _Session) -> list[CaptureRecord]:
+    def _take_capture(self, s: SessionEntry) -> list[CaptureRecord]:
         if s.capture is None or s.session is None:
             return []
         return collect(s.capture, s.session)
@@ -594,5 +570,5 @@ def _gone() -> PeerError:
     return CallDoesNotExist("Call/Transaction Does Not Exist")
 
 
-def _bind(op: Callable[[_Session], _Op], s: _Session) -> Callable[[], _Op]:
+def _bind(op: Callable[[SessionEntry], Operation], s: SessionEntry) -> Callable[[], Operation]:
     return lambda: op(s)

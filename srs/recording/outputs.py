@@ -15,6 +15,7 @@ from srs.recording import jobs
 from srs.recording import sidecar as sc
 from srs.recording.stream import StreamState
 from srs.rtp.track import TrackStats
+from srs.sip.uas import Output as SipOutput
 
 __all__ = [
     "Attach",
@@ -25,6 +26,8 @@ __all__ = [
     "Release",
     "Request",
     "Started",
+    "Output",
+    "RecorderOutput",
 ]
 
 
@@ -90,3 +93,9 @@ class Finished:
     status: sc.SessionStatus
     directory: str
     streams: tuple[TrackStats, ...]
+
+
+# What the recorder hands its driver: its own requests and notices, and the SIP core's
+# outputs it produced while answering (answers, rejections, BYEs), in order.
+RecorderOutput = Request | Attach | Release | Log | Rejected | Started | Finished
+Output = RecorderOutput | SipOutput

@@ -16,11 +16,12 @@ does not end are finalised at its last packet with ``end_reason`` ``shutdown``.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from srs.capture import read_capture
 from srs.capture.decode import PacketDecoder
@@ -29,16 +30,27 @@ from srs.config import Settings
 from srs.errors import SdpError, SipParseError
 from srs.log import get_logger, log_entry
 from srs.recording.core import Recorder
-from srs.recording.outputs import Log, OpenPorts, Request
+from srs.recording.outputs import (
+    Attach,
+    Finished,
+    Log,
+    OpenPorts,
+    Output,
+    Rejected,
+    Release,
+    Request,
+    Started,
+)
 from srs.recording.policy import RecorderConfig
 from srs.recording.stream import StreamState
 from srs.replay.messages import is_siprec_invite, sip_message, stream_messages
 from srs.sdp.description import SessionDescription
 from srs.sip.auth import Authenticator
+from srs.sip.client_transaction import TimedOut
 from srs.sip.message import SipMessage, SipRequest, SipResponse
 from srs.sip.parser import StreamParser
 from srs.sip.transaction import Source
-from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
+from srs.sip.uas import Local, NewSession, Refused, SessionEnded, SessionUpdate, SipCore, Transmit
 
 __all__ = ["ReplayReport", "replay_capture"]
 
@@ -129,10 +141,8 @@ class _Replay:
                 # transport it used (RFC 3261 §18.1.1).
                 transport = "tcp"
                 if isinstance(message, SipRequest):
-                    try:
+                    with contextlib.suppress(SipParseError):
                         transport = "tls" if message.top_via.transport.upper() == "TLS" else "tcp"
-                    except SipParseError:
-                        pass
                 self._sip(message, Source(transport, src, sport, hash(event.flow)), (dst, dport))
         elif isinstance(event, StreamGap):
             self.parsers.pop(event.flow, None)
@@ -199,7 +209,7 @@ class _Replay:
 
     # -- outputs ------------------------------------------------------------------------
 
-    def _execute(self, outputs: Iterable[Any]) -> None:
+    def _execute(self, outputs: Iterable[Output]) -> None:
         """Serve every output inline, and whatever serving it brings, in order."""
         queue = deque(outputs)
         while queue:
@@ -214,10 +224,14 @@ class _Replay:
                 queue.extend(self.recorder.receive(output, self.now))
             elif isinstance(output, Log):
                 log_entry(self.log, output)
-            # Nothing goes back on the wire, and the replay routes RTP itself (Attach,
-            # Release); metrics events have no reader here.
+            elif isinstance(output, Transmit | Refused | TimedOut | Attach | Release | Rejected
+                            | Started | Finished):
+                pass  # nothing goes back on the wire, the replay routes RTP itself, and
+                # metrics events have no reader here
+            else:
+                assert_never(output)
 
-    def _serve(self, request: Request) -> list[Any]:
+    def _serve(self, request: Request) -> list[Output]:
         work = request.work
         result: Any = None
         error: Exception | None = None

@@ -17,11 +17,10 @@ import ssl
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
-from srs.sip.auth import Authenticator
 from srs.config import Settings
-from srs.errors import ConfigError
+from srs.errors import ConfigError, SipParseError
 from srs.log import RateLimiter, get_logger
 from srs.ops.management import ManagementServer, readiness_problem
 from srs.ops.metrics import Metrics
@@ -30,15 +29,17 @@ from srs.ops.webhook import Outbox, WebhookConfig, WebhookSender, WebhookUrl, ma
 from srs.recording.capture import CaptureRecord, redact
 from srs.recording.core import Recorder
 from srs.recording.policy import RecorderConfig, quantize_s
+from srs.recording.repair import repair_recordings
 from srs.server.media import SocketMedia
 from srs.server.sessions import LiveRecorder
-from srs.recording.repair import repair_recordings
-from srs.errors import SipParseError
-from srs.sip.parser import SipMessageError
 from srs.server.timer import CoreTimer
-from srs.sip.transport import Peer, SipTransports
-from srs.sip.uas import Local, Refused, SessionEnded, SipCore, Transmit
+from srs.sip.auth import Authenticator
 from srs.sip.client_transaction import TimedOut
+from srs.sip.parser import SipMessageError
+from srs.sip.routing import PeerLike
+from srs.sip.transport import Peer, SipTransports
+from srs.sip.uas import Local, NewSession, Refused, SessionEnded, SessionUpdate, SipCore, Transmit
+from srs.sip.uas import Output as SipOutput
 
 __all__ = ["Application"]
 
@@ -207,7 +208,8 @@ class Application:
             call_id = message.call_id
         except SipParseError:
             return
-        assert self.sessions is not None
+        if self.sessions is None:
+            return  # capture is a recording feature: no recording layer, nothing captured
         recorder = self.sessions.recorder
         if recorder.capturing(call_id):
             local = self._local_for(peer)
@@ -225,7 +227,7 @@ class Application:
 
     # -- outputs of the core -----------------------------------------------------------
 
-    def _execute(self, outputs: Iterable[Any]) -> None:
+    def _execute(self, outputs: Iterable[SipOutput]) -> None:
         for output in outputs:
             if isinstance(output, Transmit):
                 peer = output.peer if isinstance(output.peer, Peer) else None
@@ -244,10 +246,14 @@ class Application:
                 self._refused(output)
             elif isinstance(output, TimedOut):
                 self.log.info("request_timed_out", method=output.method, call_id=output.call_id)
-            elif self.sessions is not None:
+            elif isinstance(output, NewSession | SessionUpdate | SessionEnded):
+                if self.sessions is None:
+                    continue  # no recording layer: the core answers what it can alone
                 if isinstance(output, SessionEnded) and output.dialog_id is None:
                     continue
                 self.sessions.dispatch(output)
+            else:
+                assert_never(output)
         self._timer.arm()
 
     def _refused(self, refused: Refused) -> None:
@@ -267,14 +273,14 @@ class Application:
 
     # -- addresses ---------------------------------------------------------------------
 
-    def _local_for(self, peer: Peer) -> Local:
+    def _local_for(self, peer: PeerLike) -> Local:
         port = {"udp": self.transports.udp_port, "tcp": self.transports.tcp_port,
                 "tls": self.transports.bound_tls_port}[peer.transport]
         host = self.settings.media.advertised_address or self._route_address(
             self.settings.sip.host, peer.host)
         return Local(host, port, peer.transport)
 
-    def _media_address_for(self, peer: Peer) -> str:
+    def _media_address_for(self, peer: PeerLike) -> str:
         return self.settings.media.advertised_address or self._route_address(
             self.settings.media.host, peer.host)
 
@@ -291,7 +297,7 @@ class Application:
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             try:
                 probe.connect((remote, 9))
-                address = probe.getsockname()[0]
+                address = str(probe.getsockname()[0])
             except OSError:
                 address = "127.0.0.1" if family == socket.AF_INET else "::1"
         if len(self._local_cache) < 1024:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from srs.log import log_entry
 from srs.ops.metrics import Metrics
@@ -26,6 +26,7 @@ from srs.recording.outputs import (
     Finished,
     Log,
     OpenPorts,
+    Output,
     Rejected,
     Release,
     Request,
@@ -33,8 +34,9 @@ from srs.recording.outputs import (
 )
 from srs.server.media import SocketMedia
 from srs.server.timer import CoreTimer
-from srs.sip.transport import Peer
+from srs.sip.routing import PeerLike
 from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate
+from srs.sip.uas import Output as SipOutput
 
 __all__ = ["LiveRecorder", "SHUTDOWN_WAIT_S"]
 
@@ -48,9 +50,9 @@ class LiveRecorder:
         recorder: Recorder,
         *,
         media: SocketMedia,
-        transmit: Callable[[list[Any]], None],
-        local_for: Callable[[Peer], Local],
-        media_address_for: Callable[[Peer], str],
+        transmit: Callable[[list[SipOutput]], None],
+        local_for: Callable[[PeerLike], Local],
+        media_address_for: Callable[[PeerLike], str],
         clock: Callable[[], float],
         log: Any,
         metrics: Metrics | None = None,
@@ -78,8 +80,8 @@ class LiveRecorder:
         else:
             self.execute(self.recorder.receive(event, self.clock()))
 
-    def execute(self, outputs: Iterable[Any]) -> None:
-        sip: list[Any] = []
+    def execute(self, outputs: Iterable[Output]) -> None:
+        sip: list[SipOutput] = []
         for output in outputs:
             if isinstance(output, Request):
                 self._keep(self._serve(output))
@@ -97,8 +99,10 @@ class LiveRecorder:
                     self.metrics.session_started()
             elif isinstance(output, Finished):
                 self._keep(self._finished(output))
-            else:
+            elif isinstance(output, SipOutput):
                 sip.append(output)  # the SIP core's own outputs
+            else:
+                assert_never(output)
         if sip:
             self.transmit(sip)
         self._timer.arm()

@@ -16,7 +16,8 @@ from collections.abc import Hashable, Mapping
 from enum import Enum
 
 from srs.sip.message import SipRequest, SipResponse
-from srs.sip.timers import T1, T4, Kind, SipTimers, SourceLike
+from srs.sip.routing import PeerLike
+from srs.sip.timers import T1, T4, Kind, SipTimers
 
 __all__ = [
     "INVITE_TRANSITIONS",
@@ -79,7 +80,7 @@ class Action(Enum):
     SEND = "send the TU's response"
     RESEND = "resend the last response"
     DISCARD = "discard the TU's response"
-    PASS_ACK = "pass the ACK to the TU"
+    PASS_ACK = "pass the ACK to the TU"  # noqa: S105 - RFC 3261 wording, not a secret
     TIMEOUT = "inform the TU of a timeout"
     TRANSPORT_ERROR = "inform the TU of a transport error"
 
@@ -245,7 +246,7 @@ class ServerTransaction:
     def __init__(
         self,
         request: SipRequest,
-        source: SourceLike,
+        source: PeerLike,
         key: Hashable,
         timers: SipTimers,
         now: float,

@@ -59,8 +59,9 @@ from dataclasses import dataclass
 
 from srs.errors import SipParseError, UsageError
 from srs.sip.message import SipRequest, SipResponse, build_response
+from srs.sip.routing import PeerLike
 from srs.sip.server_transaction import TIMER_INPUTS, Action, Input, ServerTransaction, State, Timer
-from srs.sip.timers import Kind, SipTimers, SourceLike, TimerHeap
+from srs.sip.timers import Kind, SipTimers, TimerHeap
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -162,7 +163,7 @@ class SendResponse:
     """Send ``response`` towards ``destination`` (the request's source, RFC 3261 §18.2.2)."""
 
     response: SipResponse
-    destination: SourceLike
+    destination: PeerLike
     transaction: ServerTransaction
 
 
@@ -172,7 +173,7 @@ class RequestReceived:
 
     transaction: ServerTransaction
     request: SipRequest
-    source: SourceLike
+    source: PeerLike
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -181,7 +182,7 @@ class CancelReceived:
 
     transaction: ServerTransaction
     request: SipRequest
-    source: SourceLike
+    source: PeerLike
     invite: ServerTransaction | None
 
 
@@ -190,7 +191,7 @@ class AckReceived:
     """An ACK for a 2xx (or one matching nothing): it belongs to the core's dialog."""
 
     request: SipRequest
-    source: SourceLike
+    source: PeerLike
     transaction: ServerTransaction | None
 
 
@@ -220,7 +221,7 @@ class Overloaded:
     """Too many live transactions: answer 503 statelessly (RFC 3261 §21.5.4)."""
 
     request: SipRequest
-    source: SourceLike
+    source: PeerLike
     retry_after_s: int
 
 
@@ -268,7 +269,7 @@ class TransactionLayer:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def receive_request(self, request: SipRequest, source: SourceLike, now: float) -> list[Event]:
+    def receive_request(self, request: SipRequest, source: PeerLike, now: float) -> list[Event]:
         """Match a request from the network (RFC 3261 §17.2.3) and say what to do.
 
         Raises ``SipParseError`` when a header needed for matching (Via, CSeq, Call-ID,
@@ -350,7 +351,7 @@ class TransactionLayer:
         transaction, timer = key
         return transaction.deadlines.get(timer) == deadline and self._live(transaction)
 
-    def _receive_ack(self, request: SipRequest, source: SourceLike, now: float) -> list[Event]:
+    def _receive_ack(self, request: SipRequest, source: PeerLike, now: float) -> list[Event]:
         # §17.2.3: an ACK matches the INVITE transaction it acknowledges.
         key = _match_key(request, "INVITE")
         transaction = self._transactions.get(key)

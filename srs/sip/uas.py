@@ -24,12 +24,10 @@ answer, no ports, no files); then ``Require`` (§8.2.2.3, 420); then the session
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import assert_never
 
-from srs.sip.auth import Authenticator
 from srs.errors import (
     BadExtension,
     CallDoesNotExist,
@@ -43,6 +41,7 @@ from srs.errors import (
     UnsupportedUriScheme,
     UsageError,
 )
+from srs.sip.auth import Authenticator
 from srs.sip.client_transaction import (
     ClientOutput,
     ClientTransactions,
@@ -55,8 +54,8 @@ from srs.sip.dialog import Dialog, DialogId, DialogSet, new_tag
 from srs.sip.headers import Via
 from srs.sip.message import ALLOW, SipMessage, SipRequest, SipResponse, build_response
 from srs.sip.parser import SipMessageError, build_error_response
+from srs.sip.routing import PeerLike, next_hop, response_destination, stamp_via, uri_host
 from srs.sip.server_transaction import ServerTransaction
-from srs.sip.timers import SourceLike
 from srs.sip.transaction import (
     AckReceived,
     AckTimedOut,
@@ -105,7 +104,7 @@ class Local:
     transport: str  # "udp", "tcp", "tls"
 
     def via(self) -> Via:
-        return Via(self.transport.upper(), _uri_host(self.host), self.port)
+        return Via(self.transport.upper(), uri_host(self.host), self.port)
 
     def contact(self, *, sips: bool = False) -> NameAddr:
         """Our Contact.  Over TLS: ``sips:`` when the peer addressed us with a ``sips:``
@@ -117,7 +116,7 @@ class Local:
         scheme = "sips" if sips and self.transport == "tls" else "sip"
         if scheme == "sips":
             params = ()
-        uri = SipUri(scheme, _uri_host(self.host), user="srs", port=self.port, params=params)
+        uri = SipUri(scheme, uri_host(self.host), user="srs", port=self.port, params=params)
         # RFC 7866 §6.1.2: an SRS marks its Contact with the +sip.srs feature tag.
         return NameAddr(uri, params=(("+sip.srs", None),))
 
@@ -126,7 +125,7 @@ class Local:
 class Transmit:
     """Send ``data`` to ``host``:``port`` using the transport of ``peer``."""
 
-    peer: object
+    peer: PeerLike
     data: bytes
     host: str
     port: int
@@ -137,7 +136,7 @@ class Transmit:
 class NextHop:
     """Where our request goes (RFC 3261 §8.1.2): ``host``:``port`` via ``peer``'s transport."""
 
-    peer: SourceLike
+    peer: PeerLike
     host: str
     port: int
 
@@ -153,7 +152,7 @@ class NewSession:
 
     pending: ServerTransaction
     request: SipRequest
-    peer: object
+    peer: PeerLike
     received_at: float = 0.0  # the ``now`` the INVITE arrived at: the session's origin
 
 
@@ -164,7 +163,7 @@ class SessionUpdate:
     pending: ServerTransaction
     request: SipRequest
     dialog_id: DialogId
-    peer: object
+    peer: PeerLike
     received_at: float = 0.0
 
 
@@ -191,7 +190,7 @@ class Refused:
     status: int
     reason: str
     call_id: str
-    peer: object
+    peer: PeerLike
 
 
 Output = Transmit | NewSession | SessionUpdate | SessionEnded | TimedOut | Refused
@@ -213,12 +212,12 @@ class SipCore:
         )
         # Where each dialog's INVITE came from: our BYE goes back over that transport
         # (and, for TCP/TLS, that connection).
-        self._dialog_peers: dict[DialogId, SourceLike] = {}
+        self._dialog_peers: dict[DialogId, PeerLike] = {}
         self.counters: dict[str, int] = {"auth_failures": 0, "requests": 0, "parse_errors": 0}
 
     # -- inputs ------------------------------------------------------------------------
 
-    def receive(self, message: SipMessage, peer: object, now: float) -> list[Output]:
+    def receive(self, message: SipMessage, peer: PeerLike, now: float) -> list[Output]:
         if isinstance(message, SipResponse):
             try:
                 return self._client(self.client.receive_response(message, now))
@@ -227,13 +226,13 @@ class SipCore:
         self.counters["requests"] += 1
         request = message
         try:
-            request = _stamp_via(message, peer)
+            request = stamp_via(message, peer)
             events = self.transactions.receive_request(request, peer, now)
         except SipParseError as exc:
             return self._stateless(request, peer, exc.status, exc.reason)
         return self._handle(events, now)
 
-    def parse_failed(self, error: SipMessageError, peer: object, now: float) -> list[Output]:
+    def parse_failed(self, error: SipMessageError, peer: PeerLike, now: float) -> list[Output]:
         """Answer a request that failed to parse (RFC 3261 §8.2.2, RFC 4475) if we can."""
         self.counters["parse_errors"] += 1
         response = build_error_response(error)
@@ -315,12 +314,12 @@ class SipCore:
         if dialog is None or peer is None:
             return []
         bye = dialog.create_request("BYE", via=local.via())
-        host, port = _next_hop(dialog.next_hop, peer)
+        host, port = next_hop(dialog.next_hop, peer)
         return self._client(self.client.send(bye, NextHop(peer, host, port), now))
 
     def connection_in_use(self, connection_id: int) -> bool:
         """Whether a dialog still needs the TCP/TLS connection ``connection_id``."""
-        return any(getattr(peer, "connection_id", None) == connection_id
+        return any(peer.connection_id == connection_id
                    for peer in self._dialog_peers.values())
 
     def next_timer(self) -> float | None:
@@ -420,10 +419,10 @@ class SipCore:
             ])
         raise CallDoesNotExist("Call/Transaction Does Not Exist")  # RFC 3261 §12.2.2
 
-    def _new_invite(self, request: SipRequest, peer: object, pending: ServerTransaction,
+    def _new_invite(self, request: SipRequest, peer: PeerLike, pending: ServerTransaction,
                     now: float) -> list[Output]:
         """A dialog-creating INVITE: authenticated before anything else is looked at."""
-        host = getattr(peer, "host", "")
+        host = peer.host
         try:
             self.authenticator.check(request.headers.get(self.authenticator.header), host)
         except Forbidden:
@@ -483,7 +482,8 @@ class SipCore:
         return build_response(request, error.status, error.reason, to_tag=to_tag,
                               extra_headers=headers)
 
-    def _stateless(self, request: SipRequest, peer: object, status: int, reason: str) -> list[Output]:
+    def _stateless(self, request: SipRequest, peer: PeerLike, status: int,
+                   reason: str) -> list[Output]:
         """Answer a request the transaction layer refused (unreadable headers)."""
         if request.method == "ACK":
             return []
@@ -493,7 +493,7 @@ class SipCore:
             return []  # not even enough headers to answer: dropped
         return [self._transmit(response, peer)]
 
-    def _transmit(self, response: SipResponse, peer: object) -> Transmit:
+    def _transmit(self, response: SipResponse, peer: PeerLike) -> Transmit:
         host, port = response_destination(response, peer)
         try:
             call_id = response.call_id
@@ -552,70 +552,3 @@ def _session_timer_headers(request: SipRequest) -> list[tuple[str, str]]:
     if interval is None or "timer" not in (tag.lower() for tag in request.supported):
         return []
     return [("Session-Expires", f"{interval};refresher=uac"), ("Require", "timer")]
-
-
-def _stamp_via(request: SipRequest, peer: object) -> SipRequest:
-    """RFC 3261 §18.2.1 ``received`` and RFC 3581 §4 ``rport`` on the top Via."""
-    host = getattr(peer, "host", None)
-    port = getattr(peer, "port", None)
-    if host is None or port is None:
-        return request
-    try:
-        via = request.top_via
-    except SipParseError:
-        return request  # the transaction layer reports the missing Via
-    stamped = via
-    if via.host.strip("[]") != host:
-        stamped = stamped.with_param("received", host)
-    if via.rport is True:
-        stamped = stamped.with_param("received", host).with_param("rport", str(port))
-    return request if stamped is via else request.with_top_via(stamped)
-
-
-def response_destination(response: SipResponse, peer: object) -> tuple[str, int]:
-    """RFC 3261 §18.2.2 with RFC 3581 §4, for unreliable transports.
-
-    Over TCP/TLS the response goes back on the connection (the peer value says which); the
-    address returned is informational.  Over UDP: to ``received`` (the source address), at
-    the ``rport`` value when the client asked for it, else at the Via's sent-by port
-    (5060 when absent).
-    """
-    host = getattr(peer, "host", "")
-    port = getattr(peer, "port", 0)
-    if getattr(peer, "reliable", False):
-        return host, port
-    try:
-        via = response.top_via
-    except SipParseError:
-        return host, port
-    try:
-        rport = via.rport
-    except SipParseError:
-        rport = None  # a malformed rport: answer as if it were absent
-    if isinstance(rport, int) and not isinstance(rport, bool):
-        return via.received or host, rport
-    return via.received or host, via.port or 5060
-
-
-def _next_hop(uri: SipUri, peer: object) -> tuple[str, int]:
-    """Where a request to ``uri`` goes (RFC 3263 without DNS): an IP-literal host with its
-    port, else back to the address the dialog's INVITE came from.  Twilio and SBCs put
-    IP literals in Record-Route; a host name would need DNS, which srs does not do."""
-    host = uri.host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return getattr(peer, "host", host), getattr(peer, "port", 5060)
-    default = 5061 if uri.scheme == "sips" or (uri.transport or "").lower() == "tls" else 5060
-    return host, uri.port or default
-
-
-def _uri_host(host: str) -> str:
-    try:
-        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
-            return f"[{host}]"
-    except ValueError:
-        pass
-    return host
-
-
