@@ -1,6 +1,6 @@
 # The two set-up commands of the README, for a fresh Debian machine with python3:
 #   make serve   install srs into .venv and run the server on its defaults
-#   make test    install everything the tests need and run the whole suite
+#   make test    install everything the tests need, lint, and run the whole suite
 #   make lint    ruff and mypy --strict (docs/architecture.md, "Types and lint");
 #                LINT_PATHS=srs/sdp MYPY_PATHS=srs/sdp to look at a part of the tree
 PYTHON ?= python3
@@ -32,7 +32,8 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/srs serve $(ARGS)
 
-test: install-test
+# Lint first: CI runs this target, so ruff and mypy gate every change.
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Both run, whatever the first finds; the target fails if either does.

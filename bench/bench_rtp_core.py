@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/bench_rtp_core.py [packets]`` (default 100000).  P
 microseconds per packet for a clean 20 ms PCMU stream (the common case), for one with
 1 % reordering (the buffer's slow path), and for the per-second batch work that follows
 (G.711 decode and PCM layout), so a change to the hot path can be measured before and
-after (DESIGN.md rule 10).  No assertions: timing goals live here, not in tests.
+after (docs/architecture.md, "Hot path").  No assertions: timing goals live here, not in tests.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from srs import codecs
-from srs.rtp.packet import RtpPacket
 from srs.rtp.assembler import PcmAssembler
+from srs.rtp.packet import RtpPacket
 from srs.rtp.track import Placed, TrackTimeline
 
 PAYLOAD_BYTES = 160  # 20 ms of G.711: a 172-byte RTP packet

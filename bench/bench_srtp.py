@@ -9,8 +9,8 @@ SSRC, then the bench times, best of five rounds, each on a fresh receiver:
 * ``rekey`` -- :meth:`srs.rtp.srtp.SrtpInbound.unprotect` during a rekey grace period
   with the new key in use (two contexts held, the right one tried first);
 
-and prints microseconds per packet.  DESIGN.md quotes 4-5 us for AES-CM-80 and 2-4 us for
-GCM.  No assertions: timing goals live here, not in tests.
+and prints microseconds per packet.  docs/architecture.md ("Hot path") quotes 2-5 us for
+pylibsrtp's unprotect.  No assertions: timing goals live here, not in tests.
 """
 
 from __future__ import annotations

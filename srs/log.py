@@ -78,7 +78,8 @@ class _Window:
 class RateLimiter:
     """At most ``burst`` events per ``period_s`` for one key; counts what it suppressed.
 
-    Used for warnings about floods of bad packets or requests (DESIGN.md rule 9).
+    Used for warnings about floods of bad packets or requests (docs/architecture.md,
+    "Values and names").
     """
 
     def __init__(self, period_s: float = 10.0, burst: int = 5, max_keys: int = 4096) -> None:

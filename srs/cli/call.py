@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run ``main`` on uvloop when installed (several times cheaper per packet, see
-    DESIGN.md), else on asyncio's own loop."""
+    docs/architecture.md, "Hot path"), else on asyncio's own loop."""
     try:
         import uvloop
     except ImportError:

@@ -104,7 +104,7 @@ class CallPlan:
     @property
     def total_frames(self) -> int:
         if self.duration_s is not None:
-            return max(1, int(round(self.duration_s / PACKET_INTERVAL_S)))
+            return max(1, round(self.duration_s / PACKET_INTERVAL_S))
         longest = max(len(t) for t in self.tracks)
         return max(1, -(-longest // 160))
 
@@ -245,11 +245,11 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
         except (OSError, ssl.SSLError) as exc:
             raise CallFailed(f"cannot reach {target.host}:{target.port} over "
                              f"{target.transport}: {exc}") from None
-        for _ in plan.labels:
-            sockets.append(await RtpSocket.open(connection.local_host))
+        for _ in plan.labels:  # one at a time: the finally closes those opened if one fails
+            sockets.append(await RtpSocket.open(connection.local_host))  # noqa: PERF401
         offered = tuple(
             OfferedTrack.make(label, sock.port, aor, plan.srtp)
-            for label, sock, aor in zip(plan.labels, sockets, plan.aors)
+            for label, sock, aor in zip(plan.labels, sockets, plan.aors, strict=True)
         )
         uac = new_uac(identity, target, connection, plan.aors[0])
         signalling = Signalling(uac, connection, say)
@@ -266,7 +266,7 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
             result_answered = read_answer(answer.body, offered)
         except PeerError as exc:
             raise CallFailed(f"INVITE: unusable answer: {exc.reason}") from None
-        for media, sock, track in zip(result_answered, sockets, offered):
+        for media, sock, track in zip(result_answered, sockets, offered, strict=True):
             if not media.accepted:
                 say(f"  {media.label}: declined (port 0)")
                 streams.append(None)
@@ -285,7 +285,7 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
         await signalling.transact("BYE", request, outputs, plan.answer_timeout_s)
         packets = tuple(s.packets if s else 0 for s in streams)
         say("sent " + ", ".join(f"{n} packets on {label}"
-                                for n, label in zip(packets, plan.labels)))
+                                for n, label in zip(packets, plan.labels, strict=True)))
         return CallResult(number, identity.call_id, identity.call_sid, None, result_answered,
                           packets)
     except CallFailed as failure:

@@ -2,7 +2,7 @@
 
 The registry maps an SDP ``a=rtpmap`` encoding name and clock rate (RFC 4566 §6; names
 are case-insensitive, RFC 4855 §3) to a :class:`Codec`.  Decoders work on whole batches of
-payload bytes (about a second at a time, DESIGN.md rule 10), never per packet.
+payload bytes (about a second at a time: docs/architecture.md, "Hot path"), never per packet.
 
 Comfort noise (RFC 3389, static PT 13) decodes to no samples at all: the gap it stands for
 is filled with silence by whoever lays the audio out (see ``srs.rtp.assembler.PcmAssembler``).

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 from srs.capture.errors import CaptureSizeExceeded
@@ -71,7 +70,8 @@ class SessionCapture:
                     continue  # an IPv6 peer of an IPv4-advertised server: no consistent frame
                 timestamp = r.now + self.epoch_offset_s
                 if r.stream:
-                    self._writer.write_tcp_stream_data(timestamp, r.src, r.sport, r.dst, r.dport, r.data)
+                    self._writer.write_tcp_stream_data(timestamp, r.src, r.sport, r.dst, r.dport,
+                                                       r.data)
                 else:
                     self._writer.write_udp(timestamp, r.src, r.sport, r.dst, r.dport, r.data)
             self._writer.flush()

@@ -13,6 +13,7 @@ no logging.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -221,10 +222,8 @@ def _stem(output: StreamOutput) -> str:
 
 
 def _close_quietly(output: StreamOutput) -> None:
-    try:
+    with contextlib.suppress(RecordingIOError, OSError):
         output.writer.close()
-    except (RecordingIOError, OSError):
-        pass
 
 
 def run_job(job: FileJob) -> Any:

@@ -35,8 +35,8 @@ from srs.recording.wav import (
     WavInfo,
     WavWriter,
     fsync_directory,
-    unlink_if_present,
     read_wav_info,
+    unlink_if_present,
 )
 
 __all__ = ["MIX_CHUNK_FRAMES", "PART_SUFFIX", "MixResult", "MixSkipped", "mix_stereo"]

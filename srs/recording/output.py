@@ -13,8 +13,8 @@ from pathlib import Path
 from srs.codecs import Codec
 from srs.recording import sidecar as sc
 from srs.recording.wav import RecordingIOError, WavWriter
-from srs.rtp.dtmf import DtmfDetector
 from srs.rtp.assembler import PcmAssembler
+from srs.rtp.dtmf import DtmfDetector, DtmfEvent
 from srs.rtp.track import Placed
 
 __all__ = ["StreamOutput"]
@@ -76,13 +76,13 @@ class StreamOutput:
                 for event in self.dtmf.push(item):
                     self._record(event)
 
-    def _record(self, event: object) -> None:
-        digit = getattr(event, "digit")
+    def _record(self, event: DtmfEvent) -> None:
+        digit = event.digit
         if digit not in _DTMF_DIGITS:
             return  # RFC 4733 events other than keys (tones, flash variants) are not DTMF
         self.dtmf_events.append(sc.DtmfEvent(
             digit=digit,
-            at_s=round(getattr(event, "start_s"), 3),
-            duration_ms=getattr(event, "duration_ms"),
+            at_s=round(event.start_s, 3),
+            duration_ms=event.duration_ms,
             label=self.label,
         ))

@@ -134,7 +134,8 @@ class RecordingSession:
         answer = self._build(offer, probe, crypto, version=self.answer_version)
         return [s.accepted for s in answer.streams]
 
-    def _crypto_plan(self, offer: SessionDescription, ports: list[int]) -> list[AcceptedCrypto | None]:
+    def _crypto_plan(self, offer: SessionDescription,
+                     ports: list[int]) -> list[AcceptedCrypto | None]:
         """Per m-line: the SDES crypto srs accepts (RFC 4568 §7.1.2), or None.  Lines the
         SRTP policy (``media.srtp``) refuses get port 0 in ``ports``.  When nothing at all
         is left, raises the most telling 488: the crypto or the policy problem."""

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -318,7 +318,7 @@ class SessionSidecar:
                 twilio=None
                 if twilio is None
                 else TwilioIds(twilio.opt_text("call_sid"), twilio.opt_text("account_sid")),
-                custom_parameters={key: custom.text(key) for key in custom.keys()},
+                custom_parameters={key: custom.text(key) for key in custom},
                 participants=tuple(_participant_from(p) for p in top.objs("participants")),
                 streams=tuple(_stream_from(s) for s in top.objs("streams")),
                 mix=None
@@ -445,12 +445,12 @@ def _stream_from(s: _Obj) -> StreamRecord:
             duplicated=packets.integer("duplicated"),
             reordered=packets.integer("reordered"),
             late=packets.integer("late"),
-            dropped={reason: dropped.integer(reason) for reason in dropped.keys()},
-            rtcp=packets.integer("rtcp") if "rtcp" in packets.keys() else 0,
+            dropped={reason: dropped.integer(reason) for reason in dropped},
+            rtcp=packets.integer("rtcp") if "rtcp" in packets else 0,
         ),
         jitter_ms=s.number("jitter_ms"),
         duration_s=s.number("duration_s"),
-        trimmed_samples=s.integer("trimmed_samples") if "trimmed_samples" in s.keys() else 0,
+        trimmed_samples=s.integer("trimmed_samples") if "trimmed_samples" in s else 0,
         sha256=s.opt_text("sha256"),
     )
 
@@ -478,8 +478,11 @@ class _Obj:
         self._value: dict[str, object] = value
         self._where = where
 
-    def keys(self) -> list[str]:
-        return list(self._value)
+    def __contains__(self, key: str) -> bool:
+        return key in self._value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._value)
 
     def _get(self, key: str, kinds: tuple[type, ...], what: str) -> Any:
         if key not in self._value:

@@ -4,8 +4,9 @@ Why our own RIFF code and not soundfile (libsndfile) for writing:
 
 * "Nothing lost" needs the header to match the data after every flush, without closing
   the file and without an fsync per flush.  libsndfile only rewrites the header on close,
-  or on ``sf_write_sync`` which also fsyncs (~0.9 ms each, see DESIGN.md).  Here a flush
-  is one ``write`` of the buffered samples and one 80-byte ``pwrite`` of the header.
+  or on ``sf_write_sync`` which also fsyncs (~0.9 ms each: docs/architecture.md, "Hot
+  path").  Here a flush is one ``write`` of the buffered samples and one 80-byte
+  ``pwrite`` of the header.
 * Repair after a crash (``repair.py``) must rewrite the header of a file that was never
   closed.  That is only safe when we know the exact byte layout, which we do because we
   wrote it: a fixed 80-byte header, then the samples.

@@ -36,7 +36,8 @@ def is_siprec_invite(request: SipRequest) -> bool:
 def sip_message(payload: bytes) -> SipMessage | None:
     """The SIP message a captured UDP payload holds, or None (RTP, RTCP, anything else)."""
     head = payload[:16]
-    if not (head.startswith(b"SIP/2.0 ") or b" sip:" in payload[:200] or b" sips:" in payload[:200]):
+    start = payload[:200]
+    if not (head.startswith(b"SIP/2.0 ") or b" sip:" in start or b" sips:" in start):
         return None
     try:
         return parse_message(payload)

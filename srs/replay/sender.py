@@ -10,6 +10,7 @@ capture offset, with bounded concurrency, each in a task of one TaskGroup.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from srs.client.call import CallFailed, Signalling, Target, new_uac
 from srs.client.connection import RtpSocket, SipConnection
 from srs.client.offer import new_identity
 from srs.errors import PeerError, UsageError
-from srs.siprec.multipart import MissingSdp, split_siprec_body
 from srs.replay.plan import (
     REPLAY_OF_HEADER,
     CapturePlan,
@@ -30,6 +30,7 @@ from srs.replay.plan import (
     sdp_of,
 )
 from srs.sdp.description import SessionDescription
+from srs.siprec.multipart import MissingSdp, split_siprec_body
 
 __all__ = ["ReplayOptions", "ReplayResult", "replay_live", "replay_session"]
 
@@ -239,10 +240,8 @@ async def _play(plan: SessionPlan, options: ReplayOptions, signalling: Signallin
         for at_s, _, event in events:
             delay = anchor_wall + (at_s - anchor_capture) / options.speed - loop.time()
             if delay > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(signalling.remote_bye.wait(), delay)
-                except TimeoutError:
-                    pass
             if signalling.remote_bye.is_set():
                 break
             if pending is not None and pending.done():

@@ -1,7 +1,7 @@
 """Sequence-number arithmetic and the bounded reorder buffer of one RTP sequence space.
 
-Pure and per packet (DESIGN.md rule 10): no numpy, no clock of its own; arrival times are
-passed in as ``now``.
+Pure and per packet (docs/architecture.md, "Hot path"): no numpy, no clock of its own;
+arrival times are passed in as ``now``.
 
 * Extended sequence numbers after RFC 3550 §A.1: a 16-bit number is unwrapped to the
   integer nearest the highest one seen, so wrap-around at 65535 is invisible to callers.

@@ -357,7 +357,8 @@ class SrtpReceiver:
         return self.uses_key(other.suite, other._key_salt)
 
     # unprotect and unprotect_rtcp are spelled out, not shared through a helper: this is
-    # the per-packet path (DESIGN.md rule 10) and a helper call costs on every packet.
+    # the per-packet path (docs/architecture.md, "Hot path") and a helper call costs on
+    # every packet.
     def unprotect(self, datagram: bytes) -> bytes:
         """The plain RTP packet inside an SRTP one.  Raises :class:`RtpError` (see module)."""
         if len(datagram) > MAX_SRTP_DATAGRAM_BYTES:

@@ -29,8 +29,9 @@ Placement rules (all positions in samples at ``clock_rate_hz``):
   variation of the wall clock.
 * **Overlap.**  Positions can go back after a re-anchor, or when a sender's timestamps
   advance by less than its packet length.  The timeline reports positions as they are;
-  :class:`~srs.rtp.assembler.PcmAssembler` never rewinds: audio that would overlap what is already laid out
-  loses its overlapping head (counted in ``trimmed_samples``), so the first arrival wins.
+  :class:`~srs.rtp.assembler.PcmAssembler` never rewinds: audio that would overlap what is
+  already laid out loses its overlapping head (counted in ``trimmed_samples``), so the
+  first arrival wins.
 * **Late.**  A packet behind what the reorder buffer already released is dropped (``late``).
 * **Events.**  ``telephone-event`` payload types (RFC 4733) go through the reorder buffer
   (they share the sequence space) but never move the anchor; they are placed at their
@@ -376,14 +377,8 @@ class TrackTimeline:
         late = retired.late + buffer.late
         duplicated = retired.duplicated + buffer.duplicated
         bad_sequence = retired.bad_sequence + buffer.bad_sequence
-        dropped = dict(self._drops)
-        for reason, count in (
-            ("duplicate", duplicated),
-            ("late", late),
-            ("bad_sequence", bad_sequence),
-        ):
-            if count:
-                dropped[reason] = count
+        counted = {"duplicate": duplicated, "late": late, "bad_sequence": bad_sequence}
+        dropped = self._drops | {reason: n for reason, n in counted.items() if n}
         return TrackStats(
             received=self._received,
             lost=retired.lost + buffer.lost,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["load_or_create_token", "TOKEN_FILE"]
 
-TOKEN_FILE = "auth-token"
+TOKEN_FILE = "auth-token"  # noqa: S105 - the file name, not the token
 
 
 def load_or_create_token(state_dir: Path) -> tuple[str, bool]:

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 
-from srs.server.app import Application
 from srs.config import Settings
 from srs.errors import ConfigError
 from srs.log import configure_logging, get_logger
+from srs.server.app import Application
 from srs.server.credentials import load_or_create_token
 from srs.server.tls import certificate_fingerprint, ensure_self_signed, server_context
 
@@ -78,16 +78,15 @@ def run(settings: Settings, *, no_auth: bool) -> int:
             print(f"srs: cannot start: tls.cert: cannot load {cert} / {key}: {exc}",
                   file=sys.stderr, flush=True)
             return 2
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # uvloop is not built for every platform
-        runner = asyncio.run
     reload = None
     if tls_context is not None and settings.tls.cert is not None and settings.tls.key is not None:
         reload = functools.partial(reload_tls, tls_context, settings, log)
-    return runner(_main(settings, tls_context, auth_enabled=not no_auth, reload=reload))
+    main = _main(settings, tls_context, auth_enabled=not no_auth, reload=reload)
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def reload_tls(context: ssl.SSLContext, settings: Settings, log: object) -> None:

@@ -108,8 +108,8 @@ class Action(Enum):
     """What the transaction does on a transition."""
 
     NONE = "absorb"
-    PASS = "pass the response to the TU"
-    ACK_AND_PASS = "send the ACK, pass the response to the TU"
+    PASS = "pass the response to the TU"  # noqa: S105 - RFC 3261 wording, not a secret
+    ACK_AND_PASS = "send the ACK, pass the response to the TU"  # noqa: S105 - ditto
     RESEND_ACK = "send the ACK again"
     RETRANSMIT = "retransmit the request"
     TIMEOUT = "inform the TU of a timeout"

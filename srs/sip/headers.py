@@ -202,7 +202,8 @@ Params = tuple[tuple[str, str | None], ...]
 
 
 def param_value(params: Params, name: str) -> str | None:
-    """The value of parameter ``name`` (names compare case-insensitively); None if absent or flag."""
+    """The value of parameter ``name`` (names compare case-insensitively); None if absent or
+    a flag."""
     lowered = name.lower()
     for n, v in params:
         if n.lower() == lowered:
@@ -253,7 +254,7 @@ class Headers:
     def get(self, name: str) -> str | None:
         """The value of the first field called ``name`` (full or compact form), or None."""
         key = canonical_name(name)
-        for k, (_, value) in zip(self._keys, self.fields):
+        for k, (_, value) in zip(self._keys, self.fields, strict=True):
             if k == key:
                 return value
         return None
@@ -261,7 +262,7 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; list headers are split at top-level commas."""
         key = canonical_name(name)
-        values = [v for k, (_, v) in zip(self._keys, self.fields) if k == key]
+        values = [v for k, (_, v) in zip(self._keys, self.fields, strict=True) if k == key]
         if key in MULTI_VALUE_HEADERS:
             return [part for v in values for part in split_values(v)]
         return values
@@ -287,12 +288,12 @@ class Headers:
     def add(self, name: str, value: str) -> Headers:
         """A copy with ``name: value`` appended."""
         _check_field(name, value)
-        return Headers(self.fields + ((name, value),))
+        return Headers((*self.fields, (name, value)))
 
     def remove(self, name: str) -> Headers:
         """A copy without any field called ``name``."""
         key = canonical_name(name)
-        return Headers(tuple(f for k, f in zip(self._keys, self.fields) if k != key))
+        return Headers(tuple(f for k, f in zip(self._keys, self.fields, strict=True) if k != key))
 
     def set(self, name: str, *values: str) -> Headers:
         """A copy where ``name`` has exactly ``values``, one line each, at the place of its
@@ -302,7 +303,7 @@ class Headers:
         key = canonical_name(name)
         new: list[tuple[str, str]] = []
         placed = False
-        for k, f in zip(self._keys, self.fields):
+        for k, f in zip(self._keys, self.fields, strict=True):
             if k != key:
                 new.append(f)
             elif not placed:

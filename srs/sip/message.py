@@ -36,6 +36,8 @@ __all__ = [
 SIP_VERSION = "SIP/2.0"
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
+# The empty header list: immutable, so one value serves every default.
+NO_HEADERS = Headers()
 
 # RFC 3261 §21 (and the RFCs named) default reason phrases for the codes srs sends.
 REASON_PHRASES: dict[int, str] = {
@@ -232,7 +234,7 @@ class SipRequest(_MessageViews):
     method: str
     uri: Uri
     version: str = SIP_VERSION
-    headers: Headers = Headers()
+    headers: Headers = NO_HEADERS
     body: bytes = b""
 
     def with_headers(self, headers: Headers) -> SipRequest:
@@ -254,7 +256,7 @@ class SipResponse(_MessageViews):
     status: int
     reason: str
     version: str = SIP_VERSION
-    headers: Headers = Headers()
+    headers: Headers = NO_HEADERS
     body: bytes = b""
 
     def with_headers(self, headers: Headers) -> SipResponse:
@@ -302,14 +304,14 @@ def build_response(
         if key in ("via", "v"):
             fields.append(("Via", value))
     for name in ("From", "To", "Call-ID", "CSeq"):
-        value = src.get(name)
-        if value is None:
+        field = src.get(name)
+        if field is None:
             raise UsageError(f"request has no {name}")
         if name == "To" and to_tag is not None:
-            to = NameAddr.parse(value)
+            to = NameAddr.parse(field)
             if to.tag is None:
-                value = f"{value};tag={to_tag}"
-        fields.append((name, value))
+                field = f"{field};tag={to_tag}"
+        fields.append((name, field))
     if request.method in DIALOG_CREATING_METHODS and 101 <= status <= 299:
         fields.extend(("Record-Route", v) for v in _raw_values(src, "Record-Route"))
     if status == 100 and "Timestamp" in src:

@@ -17,7 +17,6 @@ logged and echoed back exactly); the body is raw bytes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from srs.errors import SipParseError
 from srs.sip.headers import ContentType, CSeq, Headers, Via, canonical_name, is_token
@@ -91,9 +90,7 @@ def _looks_like_request(data: bytes) -> bool | None:
     line = data.lstrip(b"\r\n").split(b"\n", 1)[0]
     if not line.strip():
         return None
-    if line[:4].upper() == b"SIP/":
-        return False
-    return True
+    return line[:4].upper() != b"SIP/"
 
 
 def _fail(problem: SipParseError, data: bytes, *, framing_lost: bool = False) -> SipMessageError:

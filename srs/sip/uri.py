@@ -32,7 +32,8 @@ __all__ = ["SipUri", "AbsoluteUri", "Uri", "NameAddr", "parse_uri"]
 _ALPHA = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DIGIT = "0123456789"
 _HEX = frozenset("0123456789abcdefABCDEF")
-# RFC 3261 §25.1: unreserved = alphanum / mark; mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
+# RFC 3261 §25.1: unreserved = alphanum / mark;
+# mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
 _UNRESERVED = frozenset(_ALPHA + _DIGIT + "-_.!~*'()")
 # user-unreserved / password chars / param-unreserved / hnv-unreserved (RFC 3261 §25.1)
 _USER_CHARS = _UNRESERVED | frozenset("&=+$,;?/")
@@ -165,7 +166,8 @@ class SipUri:
 
 @dataclass(frozen=True, slots=True)
 class AbsoluteUri:
-    """A URI of a scheme srs does not route (``tel:``, ``urn:``, ...): raw text, RFC 3261 §19.1.6."""
+    """A URI of a scheme srs does not route (``tel:``, ``urn:``, ...): raw text (RFC 3261
+    §19.1.6)."""
 
     scheme: str
     text: str
