@@ -135,7 +135,8 @@ class RunningServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for entry in self.events():
-                if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
+                matches = all(entry.get(k) == v for k, v in fields.items())
+                if entry.get("event") == event and matches:
                     return entry
             time.sleep(0.05)
         raise AssertionError(f"no {event!r} event with {fields}; log:\n{self.log()}")

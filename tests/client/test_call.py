@@ -42,10 +42,8 @@ def target(server: RunningServer, transport: str) -> str:
 
 def recordings(server: RunningServer, count: int = 1) -> list[tuple[dict[str, Any], Path]]:
     server.wait_sidecar("complete", count)
-    out = []
-    for directory in server.sessions():
-        out.append((json.loads((directory / "session.json").read_text()), directory))
-    return out
+    return [(json.loads((directory / "session.json").read_text()), directory)
+            for directory in server.sessions()]
 
 
 def track(directory: Path, label: str) -> np.ndarray:
@@ -161,7 +159,7 @@ def test_an_unreachable_server_fails_at_once(capsys: pytest.CaptureFixture[str])
     assert code == 1 and f"cannot reach 127.0.0.1:{port} over tcp" in err
 
 
-@pytest.mark.parametrize("args, problem", [
+@pytest.mark.parametrize(("args", "problem"), [
     (["--param", "no-equals"], "--param wants NAME=VALUE"),
     (["--hold-at", "4"], "hold and resume must fall within the call (5 s)"),
     (["--srtp", "NULL"], "unknown SRTP suite"),

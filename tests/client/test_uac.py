@@ -119,7 +119,7 @@ def test_failure_is_acked_by_the_transaction_with_the_invite_branch() -> None:
 
 def test_reliable_transport_never_retransmits() -> None:
     call = new_call(reliable=True)
-    request, _ = invite(call)
+    _request, _ = invite(call)
     fired = run_timers(call, 64 * T1)
     assert [type(o) for _, o in fired] == [TimedOut]
 

@@ -113,7 +113,7 @@ def test_rtp_inactivity_ends_the_session_with_a_bye(tmp_path: Path) -> None:
     host.advance(4.8)  # the tick at +5 s: 4.7 s after the last packet
     assert host.byes() == []
     host.advance(1.0)  # the tick at +6 s: 5.7 s quiet
-    [bye] = host.byes()
+    [_bye] = host.byes()
     [directory] = host.sessions()
     doc = sidecar(directory)
     assert doc["status"] == "complete" and doc["end_reason"] == "timeout"

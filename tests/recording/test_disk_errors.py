@@ -57,7 +57,7 @@ def _writer_on_a_full_disk(path: Path) -> WavWriter:
     writer.append(ramp(100))
     writer.flush()
     full = os.open("/dev/full", os.O_WRONLY)
-    os.dup2(full, writer._fd)  # noqa: SLF001 -- the only way to fill the disk under it
+    os.dup2(full, writer._fd)
     os.close(full)
     return writer
 

@@ -26,7 +26,6 @@ from srs.recording.sidecar import (
     SessionStatus,
     SidecarFormatError,
     Source,
-    StreamRecord,
     format_time,
     load_session_schema,
     read_sidecar,
@@ -53,7 +52,7 @@ def complete(sidecar: SessionSidecar) -> SessionSidecar:
 def test_schema_is_valid_draft_2020_12_and_matches_the_shipped_file() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     shipped = Path(__file__).parents[2] / "srs" / "schemas" / "session.schema.json"
-    assert SCHEMA == json.loads(shipped.read_text())
+    assert json.loads(shipped.read_text()) == SCHEMA
     assert SCHEMA["properties"]["schema"]["const"] == "srs-session/1"
 
 

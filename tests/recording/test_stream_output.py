@@ -24,7 +24,7 @@ def record(tmp_path: Path, delay_s: float, *, floor_lag_s: float | None) -> tupl
     arrivals = [(0.5 + 0.02 * i + (delay_s if i else 0.0), i) for i in range(200)]
     pending: list = []
     tick = TICK_S
-    for arrival, i in arrivals + [(10.0, None)]:
+    for arrival, i in [*arrivals, (10.0, None)]:
         while tick <= arrival:
             pending += timeline.drain(tick)
             horizon = max(0, timeline.wall_offset(tick - WRITE_LAG_S))

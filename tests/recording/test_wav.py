@@ -157,9 +157,9 @@ def test_close_is_idempotent_and_ends_use(tmp_path: Path) -> None:
 def test_wrong_samples_are_a_usage_error(
     tmp_path: Path, samples: np.ndarray, channels: int, message: str
 ) -> None:
-    with WavWriter(tmp_path / "a.wav", 8000, channels=channels) as writer:
-        with pytest.raises(UsageError, match=message):
-            writer.append(samples)
+    with (WavWriter(tmp_path / "a.wav", 8000, channels=channels) as writer,
+          pytest.raises(UsageError, match=message)):
+        writer.append(samples)
 
 
 @pytest.mark.parametrize(
@@ -179,9 +179,9 @@ def test_bad_arguments_are_usage_errors(
 
 
 def test_negative_silence_is_a_usage_error(tmp_path: Path) -> None:
-    with WavWriter(tmp_path / "a.wav", 8000) as writer:
-        with pytest.raises(UsageError, match="negative"):
-            writer.append_silence(-1)
+    with (WavWriter(tmp_path / "a.wav", 8000) as writer,
+          pytest.raises(UsageError, match="negative")):
+        writer.append_silence(-1)
 
 
 def test_header_switches_to_rf64_past_4_gib() -> None:

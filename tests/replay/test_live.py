@@ -20,9 +20,9 @@ import soundfile as sf
 
 from srs.capture.writer import PcapWriter
 from srs.cli.main import main
-from srs.siprec.multipart import BodyPart, MultipartBody, split_siprec_body
 from srs.replay.plan import plan_capture, rewrite_offer
 from srs.sdp.description import SessionDescription
+from srs.siprec.multipart import BodyPart, MultipartBody, split_siprec_body
 from tests.conftest import TOKEN, RunningServer, start_server
 from tests.e2e.audio import dominant_frequency
 from tests.replay.test_offline import recorded_call
@@ -72,7 +72,7 @@ def wall_s(doc: dict[str, Any]) -> float:
     return (ended - started).total_seconds()
 
 
-@pytest.mark.parametrize("captured, replayed", [("udp", "udp"), ("tls", "tcp")])
+@pytest.mark.parametrize(("captured", "replayed"), [("udp", "udp"), ("tls", "tcp")])
 def test_a_captured_session_is_recorded_again_by_another_server(
     tmp_path: Path, captured: str, replayed: str
 ) -> None:
@@ -219,7 +219,7 @@ def test_a_capture_without_a_siprec_session_is_refused(
     assert "among 2 packets" in err and out == ""
 
 
-@pytest.mark.parametrize("args, problem", [
+@pytest.mark.parametrize(("args", "problem"), [
     ([], "one of the arguments --out --target is required"),
     (["--out", "x", "--target", "sip:127.0.0.1"], "not allowed with argument"),
 ])
@@ -231,7 +231,7 @@ def test_out_and_target_exclude_each_other(
     assert exit_info.value.code == 2 and problem in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, problem", [
+@pytest.mark.parametrize(("args", "problem"), [
     (["--speed", "0"], "speed and concurrency must be positive"),
     (["--target", "http://x"], "not a sip: or sips: URI"),
 ])

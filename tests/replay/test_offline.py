@@ -13,7 +13,15 @@ import pytest
 
 from srs.replay.offline import replay_capture
 from tests.conftest import TOKEN, start_server
-from tests.sipclient import RtpSender, SipClient, constant_payload, metadata, rtp_packet, sdp_offer, send_tones
+from tests.sipclient import (
+    RtpSender,
+    SipClient,
+    constant_payload,
+    metadata,
+    rtp_packet,
+    sdp_offer,
+    send_tones,
+)
 
 
 def recorded_call(tmp_path: Path, transport: str = "udp") -> tuple[Path, dict]:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from srs import codecs
 from srs.codecs.g711 import PCMU_DECODE_TABLE
-from srs.rtp.dtmf import DtmfDetector, TelephoneEvent
 from srs.rtp.assembler import PcmAssembler
+from srs.rtp.dtmf import DtmfDetector, TelephoneEvent
 from srs.rtp.track import Placed, TrackTimeline
 from tests.rtp.impair import Sender, delay, duplicate, lose
 

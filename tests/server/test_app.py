@@ -22,7 +22,6 @@ from tests.sipclient import (
     rtp_packet,
     sdp_offer,
     send_tones,
-    tone,
 )
 
 
@@ -169,7 +168,7 @@ def test_impaired_stream_is_placed_by_rtp_time(server: RunningServer) -> None:
 
 def test_reinvite_hold_new_stream_and_stable_ports(server: RunningServer) -> None:
     client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
-    call, answer = client.invite()
+    call, _answer = client.invite()
     first_ports = call.ports
     send_tones(first_ports, (440.0, 1000.0), packets=25)
     # Hold: both m-lines inactive -> answered inactive, same ports.
@@ -177,7 +176,8 @@ def test_reinvite_hold_new_stream_and_stable_ports(server: RunningServer) -> Non
                                            direction="inactive", version=2))
     assert hold.status == 200
     assert hold.body.decode().count("a=inactive") == 2
-    assert [int(l.split()[1]) for l in hold.body.decode().splitlines() if l.startswith("m=")] == first_ports
+    assert [int(line.split()[1]) for line in hold.body.decode().splitlines()
+            if line.startswith("m=")] == first_ports
     time.sleep(0.5)
     # Resume with a third stream: the first two keep their ports.
     resume = client.reinvite(call, sdp_offer([40000, 40002, 40004], ["inbound", "outbound", "mixed"],
@@ -366,7 +366,7 @@ def test_idle_timeout_spares_a_connection_that_carries_a_dialog(tmp_path: Path) 
     running = start_server(tmp_path, sip={"idle_timeout_s": 1.0})
     try:
         client = SipClient("127.0.0.1", running.sip_port, "tcp", token=TOKEN)
-        call, _ = client.invite()
+        _call, _ = client.invite()
         time.sleep(7)  # the idle check runs every second: several passes
         assert running.app.transports.counters["idle_closed"] == 0
         running.stop()  # shutdown sends our BYE over the same connection

@@ -27,7 +27,7 @@ from srs.codecs.g711 import pcmu_decode, pcmu_encode
 from srs.rtp.srtp import SUITES
 from srs.server.tls import certificate_fingerprint
 from tests.conftest import TOKEN, RunningServer, rtp_range, start_server, wait_for_event
-from tests.sipclient import Call, SipClient, rtp_packet, sdp_offer, tone
+from tests.sipclient import SipClient, rtp_packet, sdp_offer, tone
 
 KEY_30 = bytes(range(1, 31))  # AES_CM_128 master key (16) || salt (14)
 
@@ -241,7 +241,7 @@ def _issue(name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, 
            *, ca: bool = False) -> x509.Certificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     issuer_name, issuer_key = issuer if issuer else (subject, key)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -271,19 +271,22 @@ def test_client_certificate_required(tmp_path: Path) -> None:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+
+        def options(message: bytes) -> bytes:
+            with (socket.create_connection(("127.0.0.1", running.tls_port), timeout=5) as raw,
+                  context.wrap_socket(raw) as tls):
+                tls.sendall(message)
+                answer = tls.recv(100)
+            if not answer:
+                raise ConnectionError("closed without an answer")
+            return answer
+
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            with socket.create_connection(("127.0.0.1", running.tls_port), timeout=5) as raw:
-                with context.wrap_socket(raw) as tls:
-                    tls.sendall(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
-                    if not tls.recv(100):
-                        raise ConnectionError("closed without an answer")
+            options(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
         context.load_cert_chain(client_cert, client_key_path)
-        with socket.create_connection(("127.0.0.1", running.tls_port), timeout=5) as raw:
-            with context.wrap_socket(raw) as tls:
-                tls.sendall(b"OPTIONS sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bKc1\r\n"
-                            b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n"
-                            b"Content-Length: 0\r\n\r\n")
-                assert tls.recv(100).startswith(b"SIP/2.0 200 OK")
+        assert options(b"OPTIONS sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bKc1\r\n"
+                       b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n"
+                       b"Content-Length: 0\r\n\r\n").startswith(b"SIP/2.0 200 OK")
     finally:
         running.stop()
 
@@ -305,9 +308,9 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
-            with context.wrap_socket(raw) as tls:
-                der = tls.getpeercert(binary_form=True)
+        with (socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw,
+              context.wrap_socket(raw) as tls):
+            der = tls.getpeercert(binary_form=True)
         cert = x509.load_der_x509_certificate(der)
         return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 

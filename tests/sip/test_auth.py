@@ -2,9 +2,9 @@ import ipaddress
 
 import pytest
 
-from srs.sip.auth import Authenticator
 from srs.config import AuthSettings
 from srs.errors import Forbidden
+from srs.sip.auth import Authenticator
 
 
 def make(tokens: tuple[str, ...] = ("alpha", "beta"), cidrs: tuple[str, ...] = ()) -> Authenticator:

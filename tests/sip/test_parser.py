@@ -386,7 +386,7 @@ def test_stream_chunking_does_not_matter(
     parser = StreamParser()
     pieces: list[object] = []
     start = 0
-    for cut in cuts + [len(stream)]:
+    for cut in [*cuts, len(stream)]:
         pieces.extend(parser.feed(stream[start:cut]))
         start = cut
     assert pieces == whole

@@ -156,44 +156,44 @@ P, C, F, A, X, T = (
     State.TERMINATED,
     State.TRYING,
 )
-I = Input
+In = Input
 
 # Written from RFC 3261 Figures 7/8 and RFC 6026 §7.1 and §8.8, independently of the module.
 EXPECTED_INVITE = {
-    (P, I.REQUEST): (P, Action.RESEND),
-    (P, I.PROVISIONAL): (P, Action.SEND),
-    (P, I.SUCCESS): (A, Action.SEND),
-    (P, I.FAILURE): (C, Action.SEND),
-    (P, I.TRANSPORT_ERROR): (P, Action.TRANSPORT_ERROR),
-    (C, I.REQUEST): (C, Action.RESEND),
-    (C, I.TIMER_G): (C, Action.RESEND),
-    (C, I.ACK): (F, Action.NONE),
-    (C, I.TIMER_H): (X, Action.TIMEOUT),
-    (C, I.TRANSPORT_ERROR): (C, Action.TRANSPORT_ERROR),
-    (F, I.ACK): (F, Action.NONE),
-    (F, I.REQUEST): (F, Action.NONE),
-    (F, I.TIMER_I): (X, Action.NONE),
-    (A, I.REQUEST): (A, Action.NONE),
-    (A, I.ACK): (A, Action.PASS_ACK),
-    (A, I.SUCCESS): (A, Action.SEND),
-    (A, I.TIMER_L): (X, Action.NONE),
-    (A, I.TRANSPORT_ERROR): (A, Action.TRANSPORT_ERROR),
+    (P, In.REQUEST): (P, Action.RESEND),
+    (P, In.PROVISIONAL): (P, Action.SEND),
+    (P, In.SUCCESS): (A, Action.SEND),
+    (P, In.FAILURE): (C, Action.SEND),
+    (P, In.TRANSPORT_ERROR): (P, Action.TRANSPORT_ERROR),
+    (C, In.REQUEST): (C, Action.RESEND),
+    (C, In.TIMER_G): (C, Action.RESEND),
+    (C, In.ACK): (F, Action.NONE),
+    (C, In.TIMER_H): (X, Action.TIMEOUT),
+    (C, In.TRANSPORT_ERROR): (C, Action.TRANSPORT_ERROR),
+    (F, In.ACK): (F, Action.NONE),
+    (F, In.REQUEST): (F, Action.NONE),
+    (F, In.TIMER_I): (X, Action.NONE),
+    (A, In.REQUEST): (A, Action.NONE),
+    (A, In.ACK): (A, Action.PASS_ACK),
+    (A, In.SUCCESS): (A, Action.SEND),
+    (A, In.TIMER_L): (X, Action.NONE),
+    (A, In.TRANSPORT_ERROR): (A, Action.TRANSPORT_ERROR),
 }
 EXPECTED_NON_INVITE = {
-    (T, I.REQUEST): (T, Action.NONE),
-    (T, I.PROVISIONAL): (P, Action.SEND),
-    (T, I.SUCCESS): (C, Action.SEND),
-    (T, I.FAILURE): (C, Action.SEND),
-    (P, I.REQUEST): (P, Action.RESEND),
-    (P, I.PROVISIONAL): (P, Action.SEND),
-    (P, I.SUCCESS): (C, Action.SEND),
-    (P, I.FAILURE): (C, Action.SEND),
-    (P, I.TRANSPORT_ERROR): (P, Action.TRANSPORT_ERROR),
-    (C, I.REQUEST): (C, Action.RESEND),
-    (C, I.TIMER_J): (X, Action.NONE),
-    (C, I.TRANSPORT_ERROR): (C, Action.TRANSPORT_ERROR),
+    (T, In.REQUEST): (T, Action.NONE),
+    (T, In.PROVISIONAL): (P, Action.SEND),
+    (T, In.SUCCESS): (C, Action.SEND),
+    (T, In.FAILURE): (C, Action.SEND),
+    (P, In.REQUEST): (P, Action.RESEND),
+    (P, In.PROVISIONAL): (P, Action.SEND),
+    (P, In.SUCCESS): (C, Action.SEND),
+    (P, In.FAILURE): (C, Action.SEND),
+    (P, In.TRANSPORT_ERROR): (P, Action.TRANSPORT_ERROR),
+    (C, In.REQUEST): (C, Action.RESEND),
+    (C, In.TIMER_J): (X, Action.NONE),
+    (C, In.TRANSPORT_ERROR): (C, Action.TRANSPORT_ERROR),
 }
-TU_INPUTS = {I.PROVISIONAL, I.SUCCESS, I.FAILURE}
+TU_INPUTS = {In.PROVISIONAL, In.SUCCESS, In.FAILURE}
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
     try:
         while sock.recv(65535):
             pass
-    except (ConnectionResetError, socket.timeout):
+    except (TimeoutError, ConnectionResetError):
         return False
     return True
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from srs.sip.auth import Authenticator
 from srs.errors import NotAcceptableHere
+from srs.sip.auth import Authenticator
+from srs.sip.client_transaction import TimedOut
 from srs.sip.parser import SipMessageError, parse_message
 from srs.sip.transaction import Source
 from srs.sip.uas import Local, NewSession, Refused, SessionEnded, SessionUpdate, SipCore, Transmit
-from srs.sip.client_transaction import TimedOut
 
 PEER = Source("udp", "192.0.2.10", 5062)
 LOCAL = Local("192.0.2.1", 5060, "udp")
