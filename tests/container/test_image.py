@@ -49,7 +49,9 @@ def assert_tone(path: Path, freq_hz: float, *, seconds: float | None = None,
     samples, rate = sf.read(path, dtype="int16")
     assert rate == RATE_HZ
     if seconds is not None:
-        assert len(samples) == pytest.approx(seconds * RATE_HZ, rel=0.1)
+        # The track spans the session's wall time: a sender slowed by a loaded machine
+        # stretches it (never shortens it), so only the lower bound is tight.
+        assert seconds * RATE_HZ * 0.9 <= len(samples) <= seconds * RATE_HZ * 1.5
     assert len(samples) >= at_least_s * RATE_HZ
     assert np.abs(samples).max() > 10000, f"{path.name} is silent"
     assert dominant_frequency(samples, RATE_HZ) == pytest.approx(freq_hz, abs=5)
