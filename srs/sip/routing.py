@@ -16,6 +16,7 @@ import ipaddress
 from typing import Protocol
 
 from srs.errors import SipParseError
+from srs.sip.headers import has_param
 from srs.sip.message import SipRequest, SipResponse
 from srs.sip.uri import SipUri
 
@@ -42,16 +43,21 @@ class PeerLike(Protocol):
 
 
 def stamp_via(request: SipRequest, peer: PeerLike) -> SipRequest:
-    """RFC 3261 §18.2.1 ``received`` and RFC 3581 §4 ``rport`` on the top Via."""
+    """RFC 3261 §18.2.1 ``received`` and RFC 3581 §4 ``rport`` on the top Via.
+
+    Both always name the address the request came from: a ``received`` or ``rport``
+    value the client wrote itself is overwritten, never trusted, so no datagram can
+    direct srs's answers (and their retransmissions) at a third party.
+    """
     host, port = peer.host, peer.port
     try:
         via = request.top_via
     except SipParseError:
         return request  # the transaction layer reports the missing Via
     stamped = via
-    if via.host.strip("[]") != host:
+    if via.host.strip("[]") != host or has_param(via.params, "received"):
         stamped = stamped.with_param("received", host)
-    if via.rport is True:
+    if has_param(via.params, "rport"):  # a flag or a value: either way the real port
         stamped = stamped.with_param("received", host).with_param("rport", str(port))
     return request if stamped is via else request.with_top_via(stamped)
 

@@ -240,6 +240,7 @@ class ServerTransaction:
         "reliable",
         "request",
         "source",
+        "source_host",
         "state",
     )
 
@@ -262,6 +263,8 @@ class ServerTransaction:
         self.deadlines: dict[Timer, float] = {}
         self.key = key
         self.ack_key: tuple[str, str, int] | None = None
+        # The host this transaction counts against in the layer's per-source share.
+        self.source_host: str | None = None
         self._timers = timers
         self._interval_s: dict[Timer, float] = {}
 

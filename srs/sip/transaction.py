@@ -241,6 +241,10 @@ class TransactionLayer:
     """Every server transaction of one SIP endpoint, matched per RFC 3261 §17.2.3.
 
     ``max_transactions`` bounds memory: beyond it new requests yield :class:`Overloaded`.
+    Of that table, ``reserved_in_dialog`` entries are kept for requests inside a dialog
+    (those with a To tag) and CANCELs, so a burst of new INVITEs never stops the BYE of
+    a call in progress; and no source host holds more than ``max_per_source`` of the
+    transactions that open outside a dialog.
     ``send_100_trying`` makes the layer answer each new INVITE with 100 (Trying) at once
     (RFC 3261 §17.2.1, §8.2.6.1: no To tag added).
     """
@@ -252,9 +256,19 @@ class TransactionLayer:
         max_transactions: int = 4096,
         send_100_trying: bool = True,
         retry_after_s: int = 5,
+        reserved_in_dialog: int | None = None,
+        max_per_source: int | None = None,
     ) -> None:
         if max_transactions < 1:
             raise UsageError("max_transactions must be at least 1")
+        self.reserved_in_dialog = (max_transactions // 8 if reserved_in_dialog is None
+                                   else reserved_in_dialog)
+        self.max_per_source = max_per_source if max_per_source is not None else max(
+            1, max_transactions // 2)
+        if not 0 <= self.reserved_in_dialog < max_transactions or self.max_per_source < 1:
+            raise UsageError("reserved_in_dialog must be below max_transactions and "
+                             "max_per_source at least 1")
+        self._per_source: dict[str, int] = {}
         self.timers = timers if timers is not None else SipTimers()
         self.max_transactions = max_transactions
         self.send_100_trying = send_100_trying
@@ -283,10 +297,16 @@ class TransactionLayer:
         existing = self._transactions.get(key)
         if existing is not None:
             return self._run(existing, Input.REQUEST, now)
-        if len(self._transactions) >= self.max_transactions:
+        in_dialog = request.to.tag is not None or request.method == "CANCEL"
+        limit = self.max_transactions - (0 if in_dialog else self.reserved_in_dialog)
+        held = self._per_source.get(source.host, 0)
+        if len(self._transactions) >= limit or (not in_dialog and held >= self.max_per_source):
             return [Overloaded(request, source, self.retry_after_s)]
         transaction = ServerTransaction(request, source, key, self.timers, now)
         self._transactions[key] = transaction
+        if not in_dialog:
+            transaction.source_host = source.host
+            self._per_source[source.host] = held + 1
         events: list[Event] = []
         if request.method == "INVITE":
             if self.send_100_trying:
@@ -313,6 +333,12 @@ class TransactionLayer:
         if not 100 <= response.status <= 699:
             raise UsageError(f"response status out of range: {response.status}")
         return self._respond(transaction, response, now)
+
+    def matches(self, request: SipRequest) -> bool:
+        """Whether ``request`` (not an ACK) is a retransmission of a live transaction's
+        request (RFC 3261 §17.2.3).  Raises ``SipParseError`` as ``receive_request``."""
+        _check_request(request)
+        return _match_key(request, request.method) in self._transactions
 
     def holds(self, transaction: ServerTransaction) -> bool:
         """Whether ``transaction`` is still live here (not Terminated, not dropped), i.e.
@@ -342,6 +368,17 @@ class TransactionLayer:
         return events
 
     # -- internals ------------------------------------------------------------------------
+
+    def _release_source(self, transaction: ServerTransaction) -> None:
+        host = transaction.source_host
+        if host is None:
+            return
+        transaction.source_host = None
+        left = self._per_source.get(host, 1) - 1
+        if left > 0:
+            self._per_source[host] = left
+        else:
+            self._per_source.pop(host, None)
 
     def _live(self, transaction: ServerTransaction) -> bool:
         return self._transactions.get(transaction.key) is transaction
@@ -466,6 +503,7 @@ class TransactionLayer:
                 if event is Input.TIMER_L:
                     events.append(AckTimedOut(transaction))
             del self._transactions[transaction.key]
+            self._release_source(transaction)
         else:
             for timer, deadline in transaction.deadlines.items():
                 if before.get(timer) != deadline:

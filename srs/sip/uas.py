@@ -227,18 +227,25 @@ class SipCore:
         request = message
         try:
             request = stamp_via(message, peer)
+            refused = self._refuse_statelessly(request, peer)
+            if refused is not None:
+                return refused
             events = self.transactions.receive_request(request, peer, now)
         except SipParseError as exc:
             return self._stateless(request, peer, exc.status, exc.reason)
         return self._handle(events, now)
 
     def parse_failed(self, error: SipMessageError, peer: PeerLike, now: float) -> list[Output]:
-        """Answer a request that failed to parse (RFC 3261 §8.2.2, RFC 4475) if we can."""
+        """Answer a request that failed to parse (RFC 3261 §8.2.2, RFC 4475) if we can.
+
+        The answer goes to the address and port the datagram came from: the Via of a
+        message that did not parse is not read for a destination (its ``received`` or
+        ``rport`` could name anyone)."""
         self.counters["parse_errors"] += 1
         response = build_error_response(error)
         if response is None:
             return []  # a broken response, or no Via to answer to: dropped
-        return [self._transmit(response, peer)]
+        return [Transmit(peer, bytes(response), peer.host, peer.port, "")]
 
     def answer(
         self,
@@ -421,13 +428,7 @@ class SipCore:
 
     def _new_invite(self, request: SipRequest, peer: PeerLike, pending: ServerTransaction,
                     now: float) -> list[Output]:
-        """A dialog-creating INVITE: authenticated before anything else is looked at."""
-        host = peer.host
-        try:
-            self.authenticator.check(request.headers.get(self.authenticator.header), host)
-        except Forbidden:
-            self.counters["auth_failures"] += 1
-            raise
+        """A dialog-creating INVITE, already authenticated by ``_refuse_statelessly``."""
         _check_headers(request)
         _check_accept(request)
         _check_session_interval(request)
@@ -481,6 +482,57 @@ class SipCore:
         to_tag = new_tag() if request.to.tag is None else None
         return build_response(request, error.status, error.reason, to_tag=to_tag,
                               extra_headers=headers)
+
+    def _refuse_statelessly(self, request: SipRequest, peer: PeerLike) -> list[Output] | None:
+        """Requests refused before any state exists get one stateless answer (RFC 3261
+        §8.2.7): no transaction, no retransmission, nothing held for 32 s.  Those are a
+        dialog-creating INVITE without the credential or from outside the allowed
+        networks (403), an unknown method (405), and a request for a dialog srs does not
+        have (481).  Out-of-dialog OPTIONS is answered the same way: it creates nothing.
+        ACK and CANCEL always reach the transaction layer (they match transactions).
+        Returns None when the request goes on to the transaction layer."""
+        method = request.method
+        if method in ("ACK", "CANCEL") or self.transactions.matches(request):
+            return None  # a retransmission meets its transaction (a BYE's 200 again)
+        error: PeerError
+        if method not in ALLOW:
+            error = MethodNotAllowed("Method Not Allowed")
+        elif request.to.tag is None and method == "INVITE":
+            try:
+                self.authenticator.check(request.headers.get(self.authenticator.header),
+                                         peer.host)
+            except Forbidden as exc:
+                self.counters["auth_failures"] += 1
+                error = exc
+            else:
+                return None
+        elif request.to.tag is None:
+            if method != "OPTIONS":
+                error = CallDoesNotExist("Call/Transaction Does Not Exist")  # §12.2.2
+            else:
+                return self._options_statelessly(request, peer)
+        elif DialogId.of_request(request) not in self.dialogs:
+            error = CallDoesNotExist("Call/Transaction Does Not Exist")  # §12.2.2
+        else:
+            return None
+        response = self._error_response(request, error)
+        return [self._transmit(response, peer),
+                Refused(method, response.status, response.reason, request.call_id, peer)]
+
+    def _options_statelessly(self, request: SipRequest, peer: PeerLike) -> list[Output]:
+        try:
+            _check_headers(request)
+        except PeerError as exc:
+            response = self._error_response(request, exc)
+            return [self._transmit(response, peer),
+                    Refused("OPTIONS", response.status, response.reason, request.call_id, peer)]
+        response = build_response(request, 200, to_tag=new_tag(), extra_headers=[
+            ("Allow", ", ".join(ALLOW)),
+            ("Accept", ", ".join(ACCEPT)),
+            ("Supported", ", ".join(SUPPORTED)),
+            ("User-Agent", USER_AGENT),
+        ])
+        return [self._transmit(response, peer)]
 
     def _stateless(self, request: SipRequest, peer: PeerLike, status: int,
                    reason: str) -> list[Output]:

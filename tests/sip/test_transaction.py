@@ -554,7 +554,7 @@ def test_rfc2543_cancel_matches_invite() -> None:
 
 
 def test_overload_yields_503_event_and_keeps_existing_transactions() -> None:
-    layer = TransactionLayer(max_transactions=2, retry_after_s=7)
+    layer = TransactionLayer(max_transactions=2, retry_after_s=7, max_per_source=2)
     layer.receive_request(request(branch="z9hG4bK-a"), UDP, 0.0)
     layer.receive_request(request("OPTIONS", branch="z9hG4bK-b"), UDP, 0.0)
     events = layer.receive_request(request(branch="z9hG4bK-c"), UDP, 0.0)

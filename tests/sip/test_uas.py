@@ -81,8 +81,9 @@ def test_invite_without_the_right_credential_is_403(extra: str, reason: str) -> 
     sip = core()
     outputs = feed(sip, request("INVITE", extra=extra))
     responses = sent(outputs)
-    assert [r.status for r in responses] == [100, 403]
-    assert responses[1].reason == reason
+    assert [r.status for r in responses] == [403]  # stateless: not even a 100 first
+    assert responses[0].reason == reason
+    assert len(sip.transactions) == 0
     assert not any(isinstance(o, NewSession) for o in outputs)
     assert [o.status for o in outputs if isinstance(o, Refused)] == [403]
     assert sip.counters["auth_failures"] == 1
@@ -285,11 +286,14 @@ def test_invite_accepting_sdp_or_wildcards_is_taken() -> None:
 
 
 @pytest.mark.parametrize("rport", ["abc", "99999999"])
-def test_malformed_rport_gets_a_stateless_400_not_an_exception(rport: str) -> None:
+def test_a_client_written_rport_value_is_replaced_by_the_real_port(rport: str) -> None:
+    # RFC 3581 §4: srs writes rport itself, so a malformed value the client put there
+    # is overwritten rather than read.
     data = request("OPTIONS", via=f"SIP/2.0/UDP 192.0.2.10:5062;rport={rport}")
     [transmit] = [o for o in feed(core(), data) if isinstance(o, Transmit)]
-    assert transmit.data.startswith(b"SIP/2.0 400 ")
+    assert transmit.data.startswith(b"SIP/2.0 200 ")
     assert (transmit.host, transmit.port) == ("192.0.2.10", 5062)
+    assert parse_message(transmit.data).top_via.rport == 5062
 
 
 def test_session_interval_below_min_se_is_422_with_min_se() -> None:
