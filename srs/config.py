@@ -83,7 +83,16 @@ class SipSettings:
     max_message_bytes: int = 65535
     """Largest SIP message accepted on any transport."""
     max_connections: int = 1024
-    """Concurrent TCP and TLS connections, together."""
+    """Concurrent TCP and TLS connections, together.  When full, a new connection evicts
+    the oldest one that has not sent a complete message yet; it is refused only when
+    every connection has."""
+    max_connections_per_ip: int = 64
+    """Concurrent TCP and TLS connections from one source address (an IPv6 source counts
+    per /64); more are closed when accepted.  Raise it when the recording clients reach
+    srs through a proxy or a NAT that shows many of them as one address."""
+    first_message_timeout_s: float = 5.0
+    """A new TCP/TLS connection that has not completed its TLS handshake and a first SIP
+    message this long after it was accepted is closed."""
     idle_timeout_s: float = 300.0
     """A TCP/TLS connection with no traffic for this long is closed."""
 
@@ -96,6 +105,8 @@ class SipSettings:
         _check_host("sip.host", self.host)
         _check_range("sip.max_message_bytes", self.max_message_bytes, 1024, 1 << 20)
         _check_range("sip.max_connections", self.max_connections, 1, 1 << 20)
+        _check_range("sip.max_connections_per_ip", self.max_connections_per_ip, 1, 1 << 20)
+        _check_range("sip.first_message_timeout_s", self.first_message_timeout_s, 0.1, 600)
         _check_range("sip.idle_timeout_s", self.idle_timeout_s, 1, 86400)
 
 
@@ -132,7 +143,9 @@ class AuthSettings:
     the first start generates one into the state directory (see ``--no-auth``)."""
     allow_cidrs: tuple[str, ...] = ()
     """Optional source-address allow-list, comma-separated CIDRs; ``twilio`` expands to
-    Twilio's signalling ranges.  Empty allows every source."""
+    Twilio's signalling ranges.  Empty allows every source.  A TCP or TLS connection
+    from elsewhere is closed when accepted, before the TLS handshake; a request over UDP
+    gets 403."""
 
     def validate(self) -> None:
         if not _is_token(self.header):

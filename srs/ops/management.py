@@ -3,9 +3,13 @@
 A deliberately small HTTP/1.1 server on asyncio streams (RFC 9112): one GET per
 connection, closed after the response.  Bounded: the request head must fit in
 ``max_head_bytes`` (else 431, RFC 6585 §5) and arrive within ``request_timeout_s`` (else
-408), at most ``max_connections`` are served at once (more are closed unanswered), and a
-request body is never read.  It binds to 127.0.0.1 by default: the metrics say how busy
-the server is, and nothing here is authenticated.
+408), and a request body is never read.  At most ``max_connections`` are open at once and
+``max_connections_per_ip`` from one source address, but connections that have not sent
+their request head cannot shut a probe out: a new connection over either limit closes the
+oldest such connection (of its source, or of all) instead of being refused; it is refused
+only when every connection counted against it is already being answered.  It binds to
+127.0.0.1 by default: the metrics say how busy the server is, and nothing here is
+authenticated.
 
 * ``/healthz`` -- 200 whenever the event loop runs the handler at all (a blocked loop
   makes the probe time out), with the last measured loop lag;
@@ -25,7 +29,7 @@ from collections.abc import Callable
 from typing import Final
 
 from srs.errors import UsageError
-from srs.log import Logger
+from srs.log import Logger, RateLimiter
 from srs.ops.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["ManagementServer", "readiness_problem", "watch_loop_lag"]
@@ -65,10 +69,11 @@ async def watch_loop_lag(observe: Callable[[float], None], *, interval_s: float 
 
 class ManagementServer:
     def __init__(self, *, host: str, port: int, metrics: Metrics,
-                 readiness: Callable[[], str | None], log: Logger, max_connections: int = 16,
-                 request_timeout_s: float = 5.0, max_head_bytes: int = 8192,
-                 lag_interval_s: float | None = 1.0) -> None:
-        if max_connections < 1 or request_timeout_s <= 0 or max_head_bytes < 256:
+                 readiness: Callable[[], str | None], log: Logger, max_connections: int = 256,
+                 max_connections_per_ip: int = 8, request_timeout_s: float = 2.0,
+                 max_head_bytes: int = 8192, lag_interval_s: float | None = 1.0) -> None:
+        if (max_connections < 1 or max_connections_per_ip < 1 or request_timeout_s <= 0
+                or max_head_bytes < 256):
             raise UsageError("management server bounds out of range")
         self.host = host
         self.requested_port = port
@@ -76,12 +81,20 @@ class ManagementServer:
         self.readiness = readiness
         self.log = log
         self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self.request_timeout_s = request_timeout_s
         self.max_head_bytes = max_head_bytes
         self.lag_interval_s = lag_interval_s
         self.last_lag_s: float | None = None
         self._server: asyncio.Server | None = None
         self._handlers: dict[asyncio.Task[object], asyncio.StreamWriter] = {}
+        # Open connections by handler, with their source; those still waiting for their
+        # request head, oldest first (the order they are evicted in).
+        self._sources: dict[asyncio.Task[object], str] = {}
+        self._per_source: dict[str, int] = {}
+        self._waiting: dict[asyncio.Task[object], str] = {}
+        self.counters = {"evicted": 0, "refused": 0}
+        self._warnings = RateLimiter(period_s=60.0, burst=1)
         self._lag_task: asyncio.Task[None] | None = None
 
     @property
@@ -132,12 +145,21 @@ class ManagementServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is None or len(self._handlers) >= self.max_connections:
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else ""
+        if task is None or not self._make_room(source):
+            self.counters["refused"] += 1
             writer.close()
             return
         self._handlers[task] = writer
+        self._sources[task] = source
+        self._per_source[source] = self._per_source.get(source, 0) + 1
+        self._waiting[task] = source
         try:
             status, content_type, body = await self._respond(reader)
+            self._waiting.pop(task, None)
+            if writer.is_closing():
+                return  # evicted while it waited
             allow = "Allow: GET\r\n" if status == 405 else ""  # RFC 9110 §15.5.6
             head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
                     f"Content-Type: {content_type}\r\n{allow}Content-Length: {len(body)}\r\n"
@@ -151,7 +173,45 @@ class ManagementServer:
             self.log.exception("management_request_failed")  # a bug: loud, then close
         finally:
             self._handlers.pop(task, None)
+            self._release(task)
             writer.close()
+
+    def _make_room(self, source: str) -> bool:
+        """Whether a new connection from ``source`` may be served, after closing the
+        oldest connection still waiting for its request head where a limit needs it."""
+        if self._per_source.get(source, 0) >= self.max_connections_per_ip:
+            victim = next((t for t, s in self._waiting.items() if s == source), None)
+            if victim is None:
+                return False
+            self._evict(victim)
+        if len(self._sources) >= self.max_connections:
+            if not self._waiting:
+                return False
+            self._evict(next(iter(self._waiting)))
+        return True
+
+    def _evict(self, task: asyncio.Task[object]) -> None:
+        source = self._waiting.pop(task, "")
+        self.counters["evicted"] += 1
+        self._release(task)
+        writer = self._handlers.get(task)
+        if writer is not None:
+            writer.transport.abort()  # its handler sees EOF, answers nothing and ends
+        log_it, suppressed = self._warnings.allow("evicted")
+        if log_it:
+            self.log.warning("management_connection_evicted", source=source,
+                             evicted=self.counters["evicted"], suppressed=suppressed)
+
+    def _release(self, task: asyncio.Task[object]) -> None:
+        self._waiting.pop(task, None)
+        source = self._sources.pop(task, None)
+        if source is None:
+            return
+        left = self._per_source.get(source, 1) - 1
+        if left > 0:
+            self._per_source[source] = left
+        else:
+            self._per_source.pop(source, None)
 
     async def _respond(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
         try:

@@ -70,7 +70,10 @@ class Application:
             on_parse_error=self._on_parse_error,
             max_message_bytes=settings.sip.max_message_bytes,
             max_connections=settings.sip.max_connections,
+            max_connections_per_ip=settings.sip.max_connections_per_ip,
+            first_message_timeout_s=settings.sip.first_message_timeout_s,
             idle_timeout_s=settings.sip.idle_timeout_s,
+            allow_networks=settings.auth.networks(),
             in_use=self.core.connection_in_use,
             ephemeral=settings.sip.ephemeral_ports,
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -98,29 +98,61 @@ def test_refusals(tmp_path: Path) -> None:
     serve(tmp_path, body, max_head_bytes=1024, request_timeout_s=0.2)
 
 
-def test_connections_are_bounded(tmp_path: Path) -> None:
+def other_host_usable() -> bool:
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.2", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("source", ["127.0.0.1", "127.0.0.2"])
+def test_idle_connections_do_not_stop_health_probes(tmp_path: Path, source: str) -> None:
+    """Idle connections (from the prober's own address, or another host's) make way for
+    a probe instead of shutting it out."""
+    if source != "127.0.0.1" and not other_host_usable():
+        pytest.skip("127.0.0.2 is not a local address here")
+
     async def body(server: ManagementServer, state: list[str | None]) -> None:
-        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
-        await asyncio.sleep(0.05)  # let the server take them
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
-        # Closed unanswered; or closed with our request unread, which the kernel says
-        # with a reset.
-        with contextlib.suppress(ConnectionResetError):
-            assert await asyncio.wait_for(reader.read(), 5) == b""
-        writer.close()
-        for _, w in idle:
-            w.close()
-        await asyncio.sleep(0.05)
-        assert (await raw(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")).startswith(
-            b"HTTP/1.1 200 ")
+        idle = [await asyncio.open_connection("127.0.0.1", server.port, local_addr=(source, 0))
+                for _ in range(40)]
+        # Past the limit of one source, each new one evicted the oldest idle one.
+        await until(lambda: server.counters["evicted"] == 40 - 8)
+        for _ in range(3):
+            status, _, payload = await asyncio.to_thread(get, server.port, "/healthz")
+            assert status == 200 and json.loads(payload)["status"] == "ok"
+        assert server.counters["refused"] == 0
+        for _, writer in idle:
+            writer.close()
         # A connection left idle does not hold up close() for request_timeout_s.
         await asyncio.open_connection("127.0.0.1", server.port)
-        await asyncio.sleep(0.05)
+        await until(lambda: len(server._sources) >= 1)
 
     started = time.monotonic()
-    serve(tmp_path, body, max_connections=2, request_timeout_s=5.0)
+    serve(tmp_path, body, max_connections_per_ip=8, request_timeout_s=5.0)
     assert time.monotonic() - started < 4
+
+
+def test_the_global_limit_evicts_idle_connections_of_any_source(tmp_path: Path) -> None:
+    async def body(server: ManagementServer, state: list[str | None]) -> None:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(4)]
+        await until(lambda: len(server._sources) == 4)
+        assert (await raw(server.port, b"GET /healthz HTTP/1.1\r\n\r\n")).startswith(
+            b"HTTP/1.1 200 ")
+        assert server.counters["evicted"] == 1
+        # The evicted one was the oldest: it was closed unanswered.
+        assert await asyncio.wait_for(idle[0][0].read(), 5) == b""
+        for _, writer in idle:
+            writer.close()
+
+    serve(tmp_path, body, max_connections=4, max_connections_per_ip=100)
 
 
 def test_loop_lag_is_measured(tmp_path: Path) -> None:
