@@ -18,6 +18,7 @@ that is over the limits, or uses a DTD or entities) raises
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
@@ -231,8 +232,22 @@ def _parse_xml(data: bytes) -> Element:
         raise MetadataError(f"metadata is not well-formed XML: {error}") from None
     except LookupError:
         raise MetadataError("metadata declares an unknown encoding") from None
+    except ValueError:
+        # expat decodes only single-byte codecs and UTF-8/16 itself: a declared multi-byte
+        # codec Python knows (UTF-7, Shift_JIS) is refused by the parser with ValueError.
+        raise MetadataError(
+            f"metadata declares an unsupported encoding ({_declared_encoding(data)})") from None
     _check_shape(root)
     return root
+
+
+# The encoding name of an XML declaration (XML 1.0 §4.3.3 EncName), for the error text.
+_ENCODING_DECL = re.compile(rb"""encoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]{0,39})["']""")
+
+
+def _declared_encoding(data: bytes) -> str:
+    found = _ENCODING_DECL.search(data[:256])
+    return found.group(1).decode("ascii") if found else "?"
 
 
 def _check_shape(root: Element) -> None:

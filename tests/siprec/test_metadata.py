@@ -377,6 +377,15 @@ class TestRefused:
                 b"<?xml version='1.0' encoding='x-unknown'?><recording/>",
                 "metadata declares an unknown encoding",
             ),
+            (
+                # Known to Python, refused by expat: found by the metadata fuzz target.
+                b"<?xml version='1.0' encoding='UTF-7'?><recording/>",
+                "metadata declares an unsupported encoding (UTF-7)",
+            ),
+            (
+                b"<?xml version='1.0' encoding='shift_jis'?><recording/>",
+                "metadata declares an unsupported encoding (shift_jis)",
+            ),
         ],
     )
     def test_invalid(self, data: bytes, reason: str) -> None:
