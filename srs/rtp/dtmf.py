@@ -22,11 +22,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from srs.errors import RtpError, UsageError
-from srs.rtp.track import Placed
+from srs.rtp.track import TELEPHONE_EVENT_BYTES, Placed
 
 __all__ = ["TelephoneEvent", "DtmfEvent", "DtmfDetector", "event_name"]
 
-TELEPHONE_EVENT_BYTES = 4  # RFC 4733 §2.3
 _PAYLOAD = struct.Struct("!BBH")
 # RFC 4733 §3.2 Table 7: events 0-15 are the DTMF keys, 16 is flash.
 _DTMF_NAMES = "0123456789*#ABCD"

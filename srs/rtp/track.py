@@ -58,7 +58,9 @@ from srs.rtp.packet import RTCP_RR, RTCP_SR, RtcpCompound, RtpPacket, is_rtcp
 from srs.rtp.reorder import MAX_DEPTH_PACKETS, ReorderBuffer, unwrap_timestamp
 from srs.rtp.stats import JitterEstimator, SsrcJitter
 
-__all__ = ["TimelineConfig", "Placed", "TrackStats", "TrackTimeline"]
+TELEPHONE_EVENT_BYTES = 4  # RFC 4733 §2.3: event, E/R/volume, duration
+
+__all__ = ["TELEPHONE_EVENT_BYTES", "TimelineConfig", "Placed", "TrackStats", "TrackTimeline"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,10 @@ class TrackTimeline:
             self._switch_ssrc(ssrc, out)
         self._last_arrival_s = now
         payload_type = packet.payload_type
+        if payload_type in self._event_pts and len(packet.payload) < TELEPHONE_EVENT_BYTES:
+            # Unreadable as an event (RFC 4733 §2.3): dropped here, never placed.
+            self.count_drop("telephone_event")
+            return out or []
         if payload_type not in self._payload_types and len(self._payload_types) < 128:
             self._payload_types[payload_type] = None
         jitter = self._ssrc_jitter

@@ -94,6 +94,28 @@ def test_a_call_is_answered_recorded_and_finalised(host: CoreHost) -> None:
     assert host.recorder.idle and host.streams == {}
 
 
+def test_a_short_telephone_event_is_dropped_and_the_session_completes(host: CoreHost) -> None:
+    """A 2-byte RFC 4733 payload cannot be read as a key press: it is counted, the key
+    press after it and the audio around it are recorded, the session completes."""
+    dialog = host.invite()
+    send_tone(host, 0, 5)
+    stream = host.stream(0)
+    event = bytes([5, 0x8A, 0, 160])  # key 5, end, volume 10, 160 samples
+    stream.receive(rtp_packet(5, 800, 0x1111, b"\x05\x0a", pt=101), SRC, host.now)
+    for _ in range(3):
+        stream.receive(rtp_packet(6, 800, 0x1111, event, pt=101), SRC, host.now)
+    host.advance(0.02)
+    send_tone(host, 0, 5, seq=7)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    doc = sidecar(directory)
+    assert doc["status"] == "complete"
+    [track] = [t for t in doc["streams"] if t["label"] == "inbound"]
+    # RFC 4733 §2.5.1.4: the end packet three times, the repeats are duplicates.
+    assert track["packets"]["dropped"] == {"telephone_event": 1, "duplicate": 2}
+    assert [d["digit"] for d in doc["dtmf"]] == ["5"]
+
+
 def test_ticks_fall_on_the_sessions_grid(host: CoreHost) -> None:
     origin = host.now
     host.invite()

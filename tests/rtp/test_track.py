@@ -281,6 +281,22 @@ def test_telephone_events_are_placed_at_their_start_and_never_move_audio() -> No
     assert list(timeline.stats().jitter_ms) == [sender.ssrc]
 
 
+def test_a_telephone_event_too_short_to_read_is_dropped_before_placing() -> None:
+    """RFC 4733 §2.3 payloads are four octets: a shorter one never reaches the DTMF
+    detector (which cannot read it), it is counted (found by the rtp fuzz target)."""
+    sender = Sender(start_s=ORIGIN)
+    sender.talk(3)
+    sender.send(b"\x05\x0a", payload_type=101, timestamp=sender.timestamp)
+    sender.send(bytes(TelephoneEvent(5, True, 10, 160)), payload_type=101,
+                timestamp=sender.timestamp)
+    sender.talk(3)
+    timeline = TrackTimeline(ORIGIN, RATE, event_payload_types={101})
+    _, placed = run(sender.arrivals, timeline)
+    assert [len(p.payload) for p in placed if p.is_event] == [4]
+    assert dict(timeline.stats().dropped) == {"telephone_event": 1}
+    assert len(layout(placed)) == 6
+
+
 def test_codec_change_at_the_same_clock_rate_changes_nothing() -> None:
     sender = Sender(start_s=ORIGIN)
     sender.talk(5)
