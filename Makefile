@@ -3,15 +3,19 @@
 #   make test    install everything the tests need, lint, and run the whole suite
 #   make lint    ruff and mypy --strict (docs/architecture.md, "Types and lint");
 #                LINT_PATHS=srs/sdp MYPY_PATHS=srs/sdp to look at a part of the tree
+#   make fuzz    a coverage-guided campaign over every parser and the receive path
+#                (tests/README.md, "Fuzzing"); FUZZ_RUNS inputs per target, FUZZ_ARGS more
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+FUZZ_RUNS ?= 150000
+FUZZ_ARGS ?=
 LINT_PATHS ?= srs tests bench
 MYPY_PATHS ?= srs
 
-.PHONY: serve test lint install install-test bench clean
+.PHONY: serve test lint install install-test bench fuzz clean
 
 $(BIN)/python:
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
@@ -46,5 +50,9 @@ lint: install-test
 bench: install-test
 	$(BIN)/python bench/capacity.py
 
+# Over a million inputs in all (the receive path at a tenth); exits 1 naming any crash.
+fuzz: install-test
+	$(BIN)/python -m tests.fuzz.campaign --runs $(FUZZ_RUNS) $(FUZZ_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .fuzz
