@@ -236,7 +236,7 @@ class Recorder:
         session = s.session = RecordingSession(
             info=info, layout=layout, started_at=started_at, origin_s=origin_s,
             media_address=media_address, sdp_session_id=str(secrets.randbelow(2**62)),
-            srtp_policy=self.config.srtp,
+            srtp_policy=self.config.srtp, source_policy=self.config.media_sources,
         )
         if self.config.capture:
             s.capture = SessionCapture(layout.directory / CAPTURE_FILE, self.epoch_offset_s)

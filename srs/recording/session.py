@@ -19,6 +19,7 @@ from srs.errors import SdpError
 from srs.recording import sidecar as sc
 from srs.recording.layout import SessionLayout, unique_stream_stem
 from srs.recording.stream import OutputReport, StreamState, decoders_for
+from srs.rtp.sources import DEFAULT_POLICY, MediaSources, SourcePolicy
 from srs.rtp.srtp import (
     AcceptedCrypto,
     NoAcceptableCrypto,
@@ -106,6 +107,7 @@ class RecordingSession:
     media_address: str
     sdp_session_id: str
     srtp_policy: SrtpPolicy = "allow"
+    source_policy: SourcePolicy = DEFAULT_POLICY
     streams: list[StreamState] = field(default_factory=list)
     metadata: MetadataState | None = None
     metadata_updates: list[sc.MetadataUpdate] = field(default_factory=list)
@@ -215,8 +217,10 @@ class RecordingSession:
         timeline = TrackTimeline(
             self.origin_s, clock, event_payload_types=() if te is None else (te,)
         )
+        sources = MediaSources(self.source_policy, offer_host=_offer_host(offer, answered.index),
+                               signalling_host=self.info.source.address)
         return StreamState(answered.index, stem, answered, timeline,
-                           decoders_for(offer, answered.index))
+                           decoders_for(offer, answered.index), sources)
 
     def _update_stream(
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
@@ -225,6 +229,7 @@ class RecordingSession:
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
         stream.decoders.update(decoders_for(offer, answered.index))
+        stream.sources.offer(_offer_host(offer, answered.index))
         stream.relatch()
 
     # -- metadata -----------------------------------------------------------------------
@@ -351,3 +356,8 @@ class RecordingSession:
         group_id = current.groups[0].group_id if current.groups else None
         return sc.SiprecIds(session_id=session_id, group_id=group_id)
 
+
+def _offer_host(offer: SessionDescription, index: int) -> str | None:
+    """The connection address the offer gives m-line ``index`` (RFC 4566 §5.7)."""
+    connection = offer.connection_for(offer.media[index])
+    return connection.host if connection is not None else None

@@ -8,9 +8,9 @@ packets of a finished call never land in a new one.
 
 A block starts at a random free place in the range: the ports of a call cannot be guessed
 from those of the previous one, so a third party that wants to send into a call must first
-find its port among the whole range (RFC 3550 §9.1 and RFC 3711 §9.2 advise the same
-unpredictability for SSRCs and sequence numbers).  When random probes find no free block
-(a nearly full pool), the first free block after a random start is taken.
+find its port among the whole range (the reasoning of RFC 6056 for ephemeral ports).  When
+random probes find no free block (a nearly full pool), the first free block after a random
+start is taken.
 """
 
 from __future__ import annotations
