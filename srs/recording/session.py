@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from srs import codecs
 from srs.errors import SdpError
 from srs.recording import sidecar as sc
 from srs.recording.layout import SessionLayout, unique_stream_stem
@@ -217,10 +218,15 @@ class RecordingSession:
         timeline = TrackTimeline(
             self.origin_s, clock, event_payload_types=() if te is None else (te,)
         )
+        decoders = decoders_for(offer, answered.index)
+        timeline.accept_payload_types(offer.media[answered.index].payload_types, decoders)
+        if clock == 8000:
+            # RFC 3551 §6: PCMU and PCMA sent without being offered still mean just that
+            # (the timeline counts them as unoffered_static).
+            decoders = {0: codecs.PCMU, 8: codecs.PCMA} | decoders
         sources = MediaSources(self.source_policy, offer_host=_offer_host(offer, answered.index),
                                signalling_host=self.info.source.address)
-        return StreamState(answered.index, stem, answered, timeline,
-                           decoders_for(offer, answered.index), sources)
+        return StreamState(answered.index, stem, answered, timeline, decoders, sources)
 
     def _update_stream(
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
@@ -228,7 +234,9 @@ class RecordingSession:
         """A new offer for an existing stream: direction, codec set; the port is stable."""
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
-        stream.decoders.update(decoders_for(offer, answered.index))
+        decoders = decoders_for(offer, answered.index)
+        stream.decoders.update(decoders)
+        stream.timeline.accept_payload_types(offer.media[answered.index].payload_types, decoders)
         stream.sources.offer(_offer_host(offer, answered.index))
         stream.relatch()
 
@@ -317,7 +325,8 @@ class RecordingSession:
                 packets=sc.PacketCounts(received=stats.received, lost=stats.lost,
                                         duplicated=stats.duplicated, reordered=stats.reordered,
                                         late=stats.late, dropped=dropped,
-                                        rtcp=stats.rtcp_packets),
+                                        rtcp=stats.rtcp_packets,
+                                        unoffered_static=stats.unoffered_static),
                 jitter_ms=round(max(stats.jitter_ms.values(), default=0.0), 3),
                 duration_s=round(report.duration_s, 3),
                 trimmed_samples=report.trimmed_samples,

@@ -149,9 +149,12 @@ class PacketCounts:
     dropped: Mapping[str, int] = field(default_factory=dict)
     rtcp: int = 0
     """RTCP (or SRTCP) packets received on the stream's port: counted, never audio."""
+    unoffered_static: int = 0
+    """PCMU/PCMA packets recorded although the m-line did not offer them (RFC 3551 §6)."""
 
     def __post_init__(self) -> None:
-        counts = (self.received, self.lost, self.duplicated, self.reordered, self.late, self.rtcp)
+        counts = (self.received, self.lost, self.duplicated, self.reordered, self.late, self.rtcp,
+                  self.unoffered_static)
         if min(counts) < 0 or any(n < 0 for n in self.dropped.values()):
             raise UsageError(f"packet counts must not be negative: {self}")
 
@@ -447,6 +450,8 @@ def _stream_from(s: _Obj) -> StreamRecord:
             late=packets.integer("late"),
             dropped={reason: dropped.integer(reason) for reason in dropped},
             rtcp=packets.integer("rtcp") if "rtcp" in packets else 0,
+            unoffered_static=(packets.integer("unoffered_static")
+                              if "unoffered_static" in packets else 0),
         ),
         jitter_ms=s.number("jitter_ms"),
         duration_s=s.number("duration_s"),
