@@ -287,14 +287,15 @@ class Recorder:
         used = {x.port for x in started}
         self._unbind(s, [p for p in ports if p not in used])
         for stream in started:
-            if s.capture is not None:
+            if s.capture is not None and stream.capture is None:
                 stream.capture = []
             self._out.append(Attach(stream.port, stream))
         for stream in stopped:
             self._unbind(s, [stream.port])
-        if started:
+        fresh = [x for x in started if x.stem not in s.outputs]  # not a resumed m-line
+        if fresh:
             specs = tuple(jobs.OutputSpec(x.stem, session.layout.stream_wav(x.stem), x.decoders,
-                                          x.timeline.clock_rate_hz) for x in started)
+                                          x.timeline.clock_rate_hz) for x in fresh)
             opened: dict[str, StreamOutput] = yield jobs.OpenOutputs(specs)
             s.outputs.update(opened)
             s.reports.update((stem, OutputReport(output.path.name))

@@ -167,11 +167,14 @@ class RecordingSession:
     ) -> tuple[bytes, list[StreamState], list[StreamState]]:
         """Answer ``offer`` with stable ports: existing streams keep theirs, new m-lines
         take ``ports[index]``.  Returns the answer and the streams started and stopped.
+        An m-line that was stopped and is offered again (RFC 3264 §8.2, §8.3) takes a new
+        port but resumes its own stream: the same track and file, silence in between.
 
         Raises SdpError (488) when nothing is acceptable.
         """
         local_ports = [0] * len(offer.media)
         by_index = {s.index: s for s in self.streams if s.receiving}
+        stopped_before = {s.index: s for s in self.streams if not s.receiving}
         for index in range(len(offer.media)):
             if index in by_index:
                 local_ports[index] = by_index[index].port
@@ -192,9 +195,14 @@ class RecordingSession:
                 self._update_stream(existing, offer, answered)
                 existing.use_crypto(crypto[answered.index], now)
             elif answered.accepted:
-                stream = self._new_stream(offer, answered)
+                stream = stopped_before.get(answered.index)
+                if stream is not None and stream.timeline.clock_rate_hz == answered.clock_rate_hz:
+                    stream.port, stream.receiving = answered.port, True
+                    self._update_stream(stream, offer, answered)
+                else:
+                    stream = self._new_stream(offer, answered)
+                    self.streams.append(stream)
                 stream.use_crypto(crypto[answered.index], now)
-                self.streams.append(stream)
                 started.append(stream)
         return self.last_answer, started, stopped
 
