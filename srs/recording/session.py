@@ -338,6 +338,7 @@ class RecordingSession:
                 jitter_ms=round(max(stats.jitter_ms.values(), default=0.0), 3),
                 duration_s=round(report.duration_s, 3),
                 trimmed_samples=report.trimmed_samples,
+                dtmf_dropped=report.dtmf_dropped,
                 sha256=report.sha256,
             ))
             dtmf.extend(report.dtmf)

@@ -180,6 +180,8 @@ class StreamRecord:
     trimmed_samples: int = 0
     """Samples of received audio cut because they fell behind what was already written
     (a sender that jumped back in time, or a server too overloaded to keep up)."""
+    dtmf_dropped: int = 0
+    """Key presses of this stream not listed in ``dtmf``: past the cap of 1,000."""
     sha256: str | None = None
 
     def __post_init__(self) -> None:
@@ -187,7 +189,7 @@ class StreamRecord:
             raise UsageError(f"stream file {self.file!r} is not a sanitised name")
         if self.srtp is not None and _SRTP_SUITE.fullmatch(self.srtp) is None:
             raise UsageError("srtp must be a crypto-suite name, never key material")
-        if self.clock_rate < 1 or min(self.jitter_ms, self.duration_s) < 0:
+        if self.clock_rate < 1 or min(self.jitter_ms, self.duration_s, self.dtmf_dropped) < 0:
             raise UsageError("clock_rate, jitter_ms or duration_s out of range")
         if any(not 0 <= ssrc <= _U32_MAX for ssrc in self.ssrcs):
             raise UsageError(f"ssrcs {self.ssrcs} out of 32-bit range")
@@ -456,6 +458,7 @@ def _stream_from(s: _Obj) -> StreamRecord:
         jitter_ms=s.number("jitter_ms"),
         duration_s=s.number("duration_s"),
         trimmed_samples=s.integer("trimmed_samples") if "trimmed_samples" in s else 0,
+        dtmf_dropped=s.integer("dtmf_dropped") if "dtmf_dropped" in s else 0,
         sha256=s.opt_text("sha256"),
     )
 

@@ -44,6 +44,7 @@ class OutputReport:
     duration_s: float = 0.0
     trimmed_samples: int = 0
     dtmf: tuple[sc.DtmfEvent, ...] = ()
+    dtmf_dropped: int = 0  # key presses beyond the sidecar's cap, only counted
     failed: str | None = None  # the storage error that stopped the file
     sha256: str | None = None  # once the file is closed (the final report)
 

@@ -111,6 +111,7 @@ def test_full_sidecar_json_validates_and_round_trips() -> None:
         "jitter_ms": 1.5,
         "duration_s": 10.0,
         "trimmed_samples": 0,
+        "dtmf_dropped": 0,
         "sha256": None,
     }
     assert doc["mix"] == {
