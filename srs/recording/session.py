@@ -239,12 +239,15 @@ class RecordingSession:
     def _update_stream(
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
     ) -> None:
-        """A new offer for an existing stream: direction, codec set; the port is stable."""
+        """A new offer for an existing stream: direction, codec set; the port is stable.
+
+        The stream's file decodes what its decoders were when it was opened: a payload type
+        that only a later offer maps to a codec is counted (``undecodable_payload``), not
+        written as silence."""
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
-        decoders = decoders_for(offer, answered.index)
-        stream.decoders.update(decoders)
-        stream.timeline.accept_payload_types(offer.media[answered.index].payload_types, decoders)
+        stream.timeline.accept_payload_types(offer.media[answered.index].payload_types,
+                                             stream.decoders)
         stream.sources.offer(_offer_host(offer, answered.index))
         stream.relatch()
 

@@ -75,3 +75,20 @@ def test_an_offered_codec_srs_cannot_decode_is_counted_not_silent(tmp_path: Path
     assert record["packets"]["dropped"] == {"undecodable_payload": 30}
     assert record["packets"]["unoffered_static"] == 0
     assert not track.any()
+
+
+def test_a_codec_first_offered_by_a_reinvite_is_counted_not_silent(tmp_path: Path) -> None:
+    host = CoreHost(tmp_path)
+    dialog = host.invite(["inbound"], sdp=sdp_offer([40000], ["inbound"]))
+    later = sdp_offer([40000], ["inbound"], codecs="0 96 101", version=2).replace(
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:96 PCMU/8000")
+    assert host.reinvite(dialog, later).status == 200
+    stream = host.stream(0)
+    for n in range(20):
+        stream.receive(rtp_packet(n, n * 160, 1, pcmu_encode(voice(n)), pt=96), SENDER,
+                       host.now)
+        host.advance(0.02)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    [record] = json.loads((directory / "session.json").read_text())["streams"]
+    assert record["packets"]["dropped"] == {"undecodable_payload": 20}
