@@ -6,18 +6,34 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from srs.codecs.g711 import pcmu_decode, pcmu_encode
-from tests.conftest import TOKEN, RunningServer
+from tests.conftest import TOKEN, RunningServer, start_server
+from tests.ops.test_wired import get, samples
 from tests.sipclient import RtpSender, SipClient, rtp_packet, tone
 
 OFF_PATH_HOST = "127.0.0.2"
 
 
-def test_an_off_path_sender_is_refused_and_counted(server: RunningServer) -> None:
+def test_an_off_path_sender_is_refused_and_counted(tmp_path: Path) -> None:
+    server = start_server(tmp_path, management={"ephemeral_port": True})
+    try:
+        run_call(server)
+    finally:
+        server.stop()
+
+
+def foreign_metric(port: int) -> float | None:
+    _, payload = get(port, "/metrics")
+    key = ("srs_rtp_packets_dropped_total", (("reason", "foreign_source"),))
+    return samples(payload).get(key)
+
+
+def run_call(server: RunningServer) -> None:
     client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
     call, answer = client.invite(labels=("caller",), with_metadata=False)
     assert answer.status == 200
@@ -55,3 +71,7 @@ def test_an_off_path_sender_is_refused_and_counted(server: RunningServer) -> Non
     start = int(np.flatnonzero(track)[0])
     np.testing.assert_array_equal(track[start:start + len(audio)], audio)
     assert not track[start + len(audio):].any()
+    deadline = time.monotonic() + 10
+    while foreign_metric(server.management_port) is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the metrics are added once the finished session is measured
+    assert foreign_metric(server.management_port) == 40
