@@ -43,6 +43,7 @@ def datagrams(count: int, *, swap_every: int = 0) -> list[tuple[bytes, float]]:
 
 def per_packet_us(label: str, packets: list[tuple[bytes, float]]) -> list[Placed]:
     timeline = TrackTimeline(0.0, 8000)
+    timeline.accept_payload_types((0, 101), (0,))  # as the server does for an m-line
     parse = RtpPacket.parse
     push = timeline.push
     placed: list[Placed] = []

@@ -64,6 +64,8 @@ TWILIO_SIGNALLING_CIDRS: tuple[str, ...] = (
 TWILIO_MEDIA_CIDRS: tuple[str, ...] = ("168.86.128.0/18",)
 
 _PRESETS: dict[str, tuple[str, ...]] = {"twilio": TWILIO_SIGNALLING_CIDRS}
+_MEDIA_PRESETS: dict[str, tuple[str, ...]] = {"twilio": TWILIO_MEDIA_CIDRS}
+_MEDIA_SOURCES = ("offer", "signalling", "any")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -158,16 +160,7 @@ class AuthSettings:
 
     def networks(self) -> tuple[IpNetwork, ...]:
         """The allow-list with presets expanded."""
-        result: list[IpNetwork] = []
-        for item in self.allow_cidrs:
-            for cidr in _PRESETS.get(item.lower(), (item,)):
-                try:
-                    result.append(ipaddress.ip_network(cidr, strict=False))
-                except ValueError:
-                    raise ConfigError(
-                        "auth.allow_cidrs", f"not a CIDR or preset: {item!r}"
-                    ) from None
-        return tuple(result)
+        return _networks("auth.allow_cidrs", self.allow_cidrs, _PRESETS)
 
 
 @dataclass(frozen=True)
@@ -185,6 +178,14 @@ class MediaSettings:
     srtp: Literal["allow", "require", "off"] = "allow"
     """SRTP policy: ``allow`` takes RTP/SAVP and RTP/AVP offers, ``require`` answers
     plain-RTP offers with 488, ``off`` declines SRTP m-lines."""
+    source: tuple[str, ...] = ("offer", "signalling")
+    """Where a stream takes RTP from, comma-separated: ``offer`` (the ``c=`` address of
+    its m-line in the latest offer), ``signalling`` (the address the INVITE came from),
+    or ``any``; and every address in ``allow_cidrs``.  Packets from elsewhere are dropped
+    and counted (``foreign_source``).  Empty: only ``allow_cidrs``."""
+    allow_cidrs: tuple[str, ...] = ()
+    """More addresses RTP is taken from, comma-separated CIDRs; ``twilio`` expands to
+    Twilio's media range (168.86.128.0/18)."""
     rtp_timeout_s: float = 60.0
     """A session that receives no RTP on any stream for this long ends (``timeout``)."""
     max_session_s: float = 4 * 3600.0
@@ -207,8 +208,19 @@ class MediaSettings:
             )
         if self.srtp not in ("allow", "require", "off"):
             raise ConfigError("media.srtp", f"must be allow, require or off: {self.srtp!r}")
+        unknown = [name for name in self.source if name.lower() not in _MEDIA_SOURCES]
+        if unknown:
+            raise ConfigError("media.source", f"must be offer, signalling or any: {unknown[0]!r}")
+        networks = self.networks()
+        if not self.source and not networks:
+            raise ConfigError("media.source", "empty, and so is media.allow_cidrs: no RTP "
+                              "would ever be recorded")
         _check_range("media.rtp_timeout_s", self.rtp_timeout_s, 1, 86400)
         _check_range("media.max_session_s", self.max_session_s, 1, 7 * 86400)
+
+    def networks(self) -> tuple[IpNetwork, ...]:
+        """``allow_cidrs`` with presets expanded."""
+        return _networks("media.allow_cidrs", self.allow_cidrs, _MEDIA_PRESETS)
 
 
 @dataclass(frozen=True)
@@ -447,6 +459,18 @@ def _coerce(origin: str, hint: object, value: object) -> object:
             raise ConfigError(origin, "must be a list of strings or a comma-separated string")
         return tuple(i.strip() for i in items if i.strip())
     raise TypeError(f"no coercion for {hint!r}")  # a field type this loader does not know: a bug
+
+
+def _networks(key: str, items: tuple[str, ...],
+              presets: Mapping[str, tuple[str, ...]]) -> tuple[IpNetwork, ...]:
+    result: list[IpNetwork] = []
+    for item in items:
+        for cidr in presets.get(item.lower(), (item,)):
+            try:
+                result.append(ipaddress.ip_network(cidr, strict=False))
+            except ValueError:
+                raise ConfigError(key, f"not a CIDR or preset: {item!r}") from None
+    return tuple(result)
 
 
 def _check_port(key: str, port: int) -> None:

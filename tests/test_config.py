@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from srs.config import TWILIO_SIGNALLING_CIDRS, Settings, load_settings
+from srs.config import TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS, Settings, load_settings
 from srs.errors import ConfigError
+from srs.recording.policy import RecorderConfig
+from srs.rtp.sources import SourcePolicy
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -59,6 +61,16 @@ dir = "/var/rec"
     assert settings.recordings.dir == Path("/var/rec")
 
 
+def test_media_sources_and_their_twilio_preset() -> None:
+    assert Settings().media.source == ("offer", "signalling")
+    settings = load_settings(None, {"SRS_MEDIA_SOURCE": "", "SRS_MEDIA_ALLOW_CIDRS": "twilio"})
+    assert settings.media.source == ()
+    assert [str(n) for n in settings.media.networks()] == list(TWILIO_MEDIA_CIDRS)
+    policy = RecorderConfig.from_settings(settings).media_sources
+    assert policy == SourcePolicy(offer=False, signalling=False, any=False,
+                                  networks=settings.media.networks())
+
+
 def test_environment_wins_over_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[sip]\nport = 5070\n[auth]\ntokens = ['file']\n")
     env = {"SRS_SIP_PORT": "5080", "SRS_SIP_TLS_PORT": "0", "SRS_AUTH_TOKENS": "x,y",
@@ -84,6 +96,9 @@ def test_client_variables_are_not_server_settings() -> None:
         ({"SRS_MEDIA_PORT_MAX": "9000"}, "media.port_max", "must be above"),
         ({"SRS_MEDIA_SRTP": "maybe"}, "SRS_MEDIA_SRTP", "must be one of allow, require, off"),
         ({"SRS_AUTH_ALLOW_CIDRS": "10.0.0.0/33"}, "auth.allow_cidrs", "'10.0.0.0/33'"),
+        ({"SRS_MEDIA_ALLOW_CIDRS": "twillio"}, "media.allow_cidrs", "'twillio'"),
+        ({"SRS_MEDIA_SOURCE": "offer,sdp"}, "media.source", "offer, signalling or any: 'sdp'"),
+        ({"SRS_MEDIA_SOURCE": ""}, "media.source", "no RTP would ever be recorded"),
         ({"SRS_AUTH_HEADER": "X Auth"}, "auth.header", "not a SIP header name"),
         ({"SRS_MEDIA_ADVERTISED_ADDRESS": "example"}, "media.advertised_address", "not an IP"),
         ({"SRS_SIP_HOST": "somewhere"}, "sip.host", "not an IP address"),

@@ -236,7 +236,7 @@ class Recorder:
         session = s.session = RecordingSession(
             info=info, layout=layout, started_at=started_at, origin_s=origin_s,
             media_address=media_address, sdp_session_id=str(secrets.randbelow(2**62)),
-            srtp_policy=self.config.srtp,
+            srtp_policy=self.config.srtp, source_policy=self.config.media_sources,
         )
         if self.config.capture:
             s.capture = SessionCapture(layout.directory / CAPTURE_FILE, self.epoch_offset_s)
@@ -287,14 +287,15 @@ class Recorder:
         used = {x.port for x in started}
         self._unbind(s, [p for p in ports if p not in used])
         for stream in started:
-            if s.capture is not None:
+            if s.capture is not None and stream.capture is None:
                 stream.capture = []
             self._out.append(Attach(stream.port, stream))
         for stream in stopped:
             self._unbind(s, [stream.port])
-        if started:
+        fresh = [x for x in started if x.stem not in s.outputs]  # not a resumed m-line
+        if fresh:
             specs = tuple(jobs.OutputSpec(x.stem, session.layout.stream_wav(x.stem), x.decoders,
-                                          x.timeline.clock_rate_hz) for x in started)
+                                          x.timeline.clock_rate_hz) for x in fresh)
             opened: dict[str, StreamOutput] = yield jobs.OpenOutputs(specs)
             s.outputs.update(opened)
             s.reports.update((stem, OutputReport(output.path.name))

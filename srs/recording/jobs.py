@@ -54,6 +54,7 @@ def report_of(output: StreamOutput, *, final: bool = False) -> OutputReport:
         duration_s=output.writer.duration_s,
         trimmed_samples=output.assembler.trimmed_samples,
         dtmf=tuple(output.dtmf_events),
+        dtmf_dropped=output.dtmf_dropped,
         failed=output.failed,
         sha256=sc.sha256_file(output.path) if final and output.failed is None else None,
     )

@@ -8,6 +8,7 @@ worker thread touches it.  The shell hands batches of placed payloads from one t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from srs.codecs import Codec
@@ -21,6 +22,13 @@ __all__ = ["StreamOutput"]
 
 # RFC 4733 §3.2 events 0-16 that the sidecar records as key presses.
 _DTMF_DIGITS = frozenset("0123456789*#ABCD") | {"flash"}
+# Key presses listed per stream; more are only counted (dtmf_dropped): a sender can start
+# a new event with every packet, and the sidecar must stay small.
+MAX_DTMF_EVENTS = 1000
+# An event of the same key that starts within this of the previous one's end continues it:
+# RFC 4733 §2.5.1.3 splits a long press into segments that abut, and a repeated E packet
+# set is no new press.  Far below the pause between two real presses (tens of ms).
+COALESCE_GAP_S = 0.01
 
 
 class StreamOutput:
@@ -33,6 +41,8 @@ class StreamOutput:
         self.writer = WavWriter(path, sample_rate_hz)
         self.dtmf = DtmfDetector(clock_rate_hz)
         self.dtmf_events: list[sc.DtmfEvent] = []
+        self.dtmf_dropped = 0
+        self._last_press: DtmfEvent | None = None  # the last one listed, as detected
         self.label: str | None = None
         self.failed: str | None = None  # the storage error that stopped this file
 
@@ -80,9 +90,23 @@ class StreamOutput:
         digit = event.digit
         if digit not in _DTMF_DIGITS:
             return  # RFC 4733 events other than keys (tones, flash variants) are not DTMF
-        self.dtmf_events.append(sc.DtmfEvent(
-            digit=digit,
-            at_s=round(event.start_s, 3),
-            duration_ms=event.duration_ms,
-            label=self.label,
-        ))
+        last = self._last_press
+        if last is not None and last.event_code == event.event_code:
+            end = last.start_offset_samples + last.duration_samples
+            gap = COALESCE_GAP_S * event.clock_rate_hz
+            if last.start_offset_samples <= event.start_offset_samples <= end + gap:
+                merged = replace(last, duration_samples=max(
+                    end, event.start_offset_samples + event.duration_samples)
+                    - last.start_offset_samples, ended=event.ended)
+                self._last_press = merged
+                self.dtmf_events[-1] = self._press(merged)
+                return
+        if len(self.dtmf_events) >= MAX_DTMF_EVENTS:
+            self.dtmf_dropped += 1
+            return
+        self._last_press = event
+        self.dtmf_events.append(self._press(event))
+
+    def _press(self, event: DtmfEvent) -> sc.DtmfEvent:
+        return sc.DtmfEvent(digit=event.digit, at_s=round(event.start_s, 3),
+                            duration_ms=event.duration_ms, label=self.label)

@@ -13,6 +13,7 @@ from typing import Final
 
 from srs.config import Settings
 from srs.errors import UsageError
+from srs.rtp.sources import DEFAULT_POLICY, SourcePolicy
 from srs.rtp.srtp import SrtpPolicy
 from srs.rtp.track import TrackTimeline
 
@@ -97,6 +98,7 @@ class RecorderConfig:
     capture: bool = False
     credential_header: str = "X-Auth-Token"
     srtp: SrtpPolicy = "allow"
+    media_sources: SourcePolicy = DEFAULT_POLICY
     rtp_timeout_s: float = 60.0
     max_session_s: float = 14400.0
 
@@ -108,6 +110,8 @@ class RecorderConfig:
             capture=settings.recordings.capture,
             credential_header=settings.auth.header,
             srtp=settings.media.srtp,
+            media_sources=SourcePolicy.from_names(settings.media.source,
+                                                  settings.media.networks()),
             rtp_timeout_s=settings.media.rtp_timeout_s,
             max_session_s=settings.media.max_session_s,
         )

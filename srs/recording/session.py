@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from srs import codecs
 from srs.errors import SdpError
 from srs.recording import sidecar as sc
 from srs.recording.layout import SessionLayout, unique_stream_stem
 from srs.recording.stream import OutputReport, StreamState, decoders_for
+from srs.rtp.sources import DEFAULT_POLICY, MediaSources, SourcePolicy
 from srs.rtp.srtp import (
     AcceptedCrypto,
     NoAcceptableCrypto,
@@ -106,6 +108,7 @@ class RecordingSession:
     media_address: str
     sdp_session_id: str
     srtp_policy: SrtpPolicy = "allow"
+    source_policy: SourcePolicy = DEFAULT_POLICY
     streams: list[StreamState] = field(default_factory=list)
     metadata: MetadataState | None = None
     metadata_updates: list[sc.MetadataUpdate] = field(default_factory=list)
@@ -164,11 +167,14 @@ class RecordingSession:
     ) -> tuple[bytes, list[StreamState], list[StreamState]]:
         """Answer ``offer`` with stable ports: existing streams keep theirs, new m-lines
         take ``ports[index]``.  Returns the answer and the streams started and stopped.
+        An m-line that was stopped and is offered again (RFC 3264 §8.2, §8.3) takes a new
+        port but resumes its own stream: the same track and file, silence in between.
 
         Raises SdpError (488) when nothing is acceptable.
         """
         local_ports = [0] * len(offer.media)
         by_index = {s.index: s for s in self.streams if s.receiving}
+        stopped_before = {s.index: s for s in self.streams if not s.receiving}
         for index in range(len(offer.media)):
             if index in by_index:
                 local_ports[index] = by_index[index].port
@@ -189,9 +195,14 @@ class RecordingSession:
                 self._update_stream(existing, offer, answered)
                 existing.use_crypto(crypto[answered.index], now)
             elif answered.accepted:
-                stream = self._new_stream(offer, answered)
+                stream = stopped_before.get(answered.index)
+                if stream is not None and stream.timeline.clock_rate_hz == answered.clock_rate_hz:
+                    stream.port, stream.receiving = answered.port, True
+                    self._update_stream(stream, offer, answered)
+                else:
+                    stream = self._new_stream(offer, answered)
+                    self.streams.append(stream)
                 stream.use_crypto(crypto[answered.index], now)
-                self.streams.append(stream)
                 started.append(stream)
         return self.last_answer, started, stopped
 
@@ -215,16 +226,29 @@ class RecordingSession:
         timeline = TrackTimeline(
             self.origin_s, clock, event_payload_types=() if te is None else (te,)
         )
-        return StreamState(answered.index, stem, answered, timeline,
-                           decoders_for(offer, answered.index))
+        decoders = decoders_for(offer, answered.index)
+        timeline.accept_payload_types(offer.media[answered.index].payload_types, decoders)
+        if clock == 8000:
+            # RFC 3551 §6: PCMU and PCMA sent without being offered still mean just that
+            # (the timeline counts them as unoffered_static).
+            decoders = {0: codecs.PCMU, 8: codecs.PCMA} | decoders
+        sources = MediaSources(self.source_policy, offer_host=_offer_host(offer, answered.index),
+                               signalling_host=self.info.source.address)
+        return StreamState(answered.index, stem, answered, timeline, decoders, sources)
 
     def _update_stream(
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
     ) -> None:
-        """A new offer for an existing stream: direction, codec set; the port is stable."""
+        """A new offer for an existing stream: direction, codec set; the port is stable.
+
+        The stream's file decodes what its decoders were when it was opened: a payload type
+        that only a later offer maps to a codec is counted (``undecodable_payload``), not
+        written as silence."""
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
-        stream.decoders.update(decoders_for(offer, answered.index))
+        stream.timeline.accept_payload_types(offer.media[answered.index].payload_types,
+                                             stream.decoders)
+        stream.sources.offer(_offer_host(offer, answered.index))
         stream.relatch()
 
     # -- metadata -----------------------------------------------------------------------
@@ -312,10 +336,12 @@ class RecordingSession:
                 packets=sc.PacketCounts(received=stats.received, lost=stats.lost,
                                         duplicated=stats.duplicated, reordered=stats.reordered,
                                         late=stats.late, dropped=dropped,
-                                        rtcp=stats.rtcp_packets),
+                                        rtcp=stats.rtcp_packets,
+                                        unoffered_static=stats.unoffered_static),
                 jitter_ms=round(max(stats.jitter_ms.values(), default=0.0), 3),
                 duration_s=round(report.duration_s, 3),
                 trimmed_samples=report.trimmed_samples,
+                dtmf_dropped=report.dtmf_dropped,
                 sha256=report.sha256,
             ))
             dtmf.extend(report.dtmf)
@@ -351,3 +377,8 @@ class RecordingSession:
         group_id = current.groups[0].group_id if current.groups else None
         return sc.SiprecIds(session_id=session_id, group_id=group_id)
 
+
+def _offer_host(offer: SessionDescription, index: int) -> str | None:
+    """The connection address the offer gives m-line ``index`` (RFC 4566 §5.7)."""
+    connection = offer.connection_for(offer.media[index])
+    return connection.host if connection is not None else None

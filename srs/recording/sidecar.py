@@ -149,9 +149,12 @@ class PacketCounts:
     dropped: Mapping[str, int] = field(default_factory=dict)
     rtcp: int = 0
     """RTCP (or SRTCP) packets received on the stream's port: counted, never audio."""
+    unoffered_static: int = 0
+    """PCMU/PCMA packets recorded although the m-line did not offer them (RFC 3551 §6)."""
 
     def __post_init__(self) -> None:
-        counts = (self.received, self.lost, self.duplicated, self.reordered, self.late, self.rtcp)
+        counts = (self.received, self.lost, self.duplicated, self.reordered, self.late, self.rtcp,
+                  self.unoffered_static)
         if min(counts) < 0 or any(n < 0 for n in self.dropped.values()):
             raise UsageError(f"packet counts must not be negative: {self}")
 
@@ -177,6 +180,8 @@ class StreamRecord:
     trimmed_samples: int = 0
     """Samples of received audio cut because they fell behind what was already written
     (a sender that jumped back in time, or a server too overloaded to keep up)."""
+    dtmf_dropped: int = 0
+    """Key presses of this stream not listed in ``dtmf``: past the cap of 1,000."""
     sha256: str | None = None
 
     def __post_init__(self) -> None:
@@ -184,7 +189,7 @@ class StreamRecord:
             raise UsageError(f"stream file {self.file!r} is not a sanitised name")
         if self.srtp is not None and _SRTP_SUITE.fullmatch(self.srtp) is None:
             raise UsageError("srtp must be a crypto-suite name, never key material")
-        if self.clock_rate < 1 or min(self.jitter_ms, self.duration_s) < 0:
+        if self.clock_rate < 1 or min(self.jitter_ms, self.duration_s, self.dtmf_dropped) < 0:
             raise UsageError("clock_rate, jitter_ms or duration_s out of range")
         if any(not 0 <= ssrc <= _U32_MAX for ssrc in self.ssrcs):
             raise UsageError(f"ssrcs {self.ssrcs} out of 32-bit range")
@@ -447,10 +452,13 @@ def _stream_from(s: _Obj) -> StreamRecord:
             late=packets.integer("late"),
             dropped={reason: dropped.integer(reason) for reason in dropped},
             rtcp=packets.integer("rtcp") if "rtcp" in packets else 0,
+            unoffered_static=(packets.integer("unoffered_static")
+                              if "unoffered_static" in packets else 0),
         ),
         jitter_ms=s.number("jitter_ms"),
         duration_s=s.number("duration_s"),
         trimmed_samples=s.integer("trimmed_samples") if "trimmed_samples" in s else 0,
+        dtmf_dropped=s.integer("dtmf_dropped") if "dtmf_dropped" in s else 0,
         sha256=s.opt_text("sha256"),
     )
 

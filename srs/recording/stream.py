@@ -19,6 +19,7 @@ from srs.codecs import Codec
 from srs.errors import RtpError
 from srs.recording import sidecar as sc
 from srs.rtp.packet import is_rtcp
+from srs.rtp.sources import MediaSources
 from srs.rtp.srtp import AcceptedCrypto, SrtpInbound, SrtpReceiver
 from srs.rtp.track import Placed, TrackTimeline
 from srs.sdp.answer import AnsweredStream
@@ -26,11 +27,12 @@ from srs.sdp.description import SessionDescription
 
 __all__ = ["OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for"]
 
-# A latched media source silent this long is replaced by the next source that sends (a
-# restarted sender on a new port, NAT rebinding, an SBC failing over) rather than dropping
-# the rest of the call.  Above the gaps jitter makes (tens to a few hundred ms), below the
-# pause of a sender restart; while the latched source sends, other sources are counted
-# and dropped (``other_source``).
+# A latched media source silent this long is replaced by the next accepted source that
+# sends (a restarted sender on a new port, NAT rebinding, an SBC failing over) rather than
+# dropping the rest of the call.  Above the gaps jitter makes (tens to a few hundred ms),
+# below the pause of a sender restart; while the latched source sends, other sources are
+# counted and dropped (``other_source``).  Sources the stream does not accept at all
+# (``media.source``, srs.rtp.sources) never latch: ``foreign_source``.
 RELATCH_AFTER_S = 0.5
 
 
@@ -42,6 +44,7 @@ class OutputReport:
     duration_s: float = 0.0
     trimmed_samples: int = 0
     dtmf: tuple[sc.DtmfEvent, ...] = ()
+    dtmf_dropped: int = 0  # key presses beyond the sidecar's cap, only counted
     failed: str | None = None  # the storage error that stopped the file
     sha256: str | None = None  # once the file is closed (the final report)
 
@@ -59,7 +62,8 @@ def decoders_for(offer: SessionDescription, index: int) -> dict[int, Codec]:
 
 
 class StreamState:
-    """One m-line's media on the event loop: latching, timeline, pending payloads."""
+    """One m-line's media on the event loop: source check, latching, timeline, pending
+    payloads."""
 
     __slots__ = (
         "index",
@@ -70,6 +74,7 @@ class StreamState:
         "timeline",
         "decoders",
         "pending",
+        "sources",
         "latched",
         "other_source_packets",
         "last_packet_s",
@@ -87,6 +92,7 @@ class StreamState:
         answered: AnsweredStream,
         timeline: TrackTimeline,
         decoders: dict[int, Codec],
+        sources: MediaSources,
     ) -> None:
         self.index = index
         self.stem = stem
@@ -96,6 +102,7 @@ class StreamState:
         self.timeline = timeline
         self.decoders = decoders
         self.pending: list[Placed] = []
+        self.sources = sources
         self.latched: tuple[str, int] | None = None
         self.other_source_packets = 0
         self.last_packet_s = 0.0  # arrival of the last packet taken (from the latched source)
@@ -107,11 +114,15 @@ class StreamState:
         self.capture: list[tuple[float, tuple[str, int], bytes]] | None = None
 
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
-        """The per-packet path: latch, decrypt (SRTP), hand the datagram to the timeline."""
+        """The per-packet path: check the source, latch, decrypt (SRTP), hand the datagram
+        to the timeline."""
         if self.capture is not None:
             self.capture.append((now, source, data))
         latched = self.latched
         if latched != source:
+            if not self.sources.accepts(source[0]):
+                self.timeline.count_drop("foreign_source")
+                return
             if latched is not None and now - self.last_packet_s < RELATCH_AFTER_S:
                 self.other_source_packets += 1
                 return

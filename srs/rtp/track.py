@@ -41,6 +41,12 @@ Placement rules (all positions in samples at ``clock_rate_hz``):
   rate re-anchors and is counted, and positions stay in the track's clock rate; whoever
   writes PCM at one sample rate must start a new file (``PcmAssembler`` skips payload types
   it has no codec for and counts them).
+* **Payload types.**  Once told what the m-line offered (:meth:`accept_payload_types`),
+  a track places only offered payload types that srs can decode, and events.  An offered
+  type srs cannot decode is dropped as ``undecodable_payload``; an unoffered one as
+  ``unoffered_payload`` -- except PCMU (0) and PCMA (8), whose meaning RFC 3551 §6 fixes
+  without any SDP: those are placed and counted (``unoffered_static``).  They are dropped
+  after the reorder buffer, so they leave no gap in the sequence numbers.
 
 ``TrackTimeline`` is pure and per packet, runs on the event loop and has no clock of its
 own; the worker-thread side that turns placed payloads into PCM is
@@ -58,9 +64,12 @@ from srs.rtp.packet import RTCP_RR, RTCP_SR, RtcpCompound, RtpPacket, is_rtcp
 from srs.rtp.reorder import MAX_DEPTH_PACKETS, ReorderBuffer, unwrap_timestamp
 from srs.rtp.stats import JitterEstimator, SsrcJitter
 
-TELEPHONE_EVENT_BYTES = 4  # RFC 4733 §2.3: event, E/R/volume, duration
+__all__ = ["TELEPHONE_EVENT_BYTES", "TimelineConfig", "Placed", "TrackStats", "TrackTimeline",
+           "UNOFFERED_STATIC"]
 
-__all__ = ["TELEPHONE_EVENT_BYTES", "TimelineConfig", "Placed", "TrackStats", "TrackTimeline"]
+TELEPHONE_EVENT_BYTES = 4  # RFC 4733 §2.3: event, E/R/volume, duration
+# RFC 3551 §6: static payload types whose meaning needs no SDP, and that srs decodes.
+UNOFFERED_STATIC = frozenset({0, 8})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +131,7 @@ class TrackStats:
     rtcp_packets: int
     sender_reports: int
     receiver_reports: int
+    unoffered_static: int = 0  # PCMU/PCMA packets placed without being offered
 
 
 @dataclass(slots=True)
@@ -183,6 +193,10 @@ class TrackTimeline:
         self._ssrc_jitter: JitterEstimator | None = None  # the current SSRC's
         self._received = 0
         self._drops: dict[str, int] = {}
+        # Payload types placed as they come (None: every one, until accept_payload_types).
+        self._placeable: frozenset[int] | None = None
+        self._offered: frozenset[int] = frozenset()
+        self._unoffered_static = 0
         self._resyncs: dict[str, int] = {}
         self._rtcp = [0, 0, 0]  # packets, sender reports, receiver reports
         # Anchor: position ``_anchor_offset`` is extended timestamp ``_anchor_ts``.  The
@@ -193,6 +207,13 @@ class TrackTimeline:
         self._last_ts = 0  # extended timestamp of the last audio packet placed
         self._anchor_rate_hz = clock_rate_hz  # timestamp clock rate of the anchored stream
         self._finished = False
+
+    def accept_payload_types(self, offered: Iterable[int], decodable: Iterable[int]) -> None:
+        """Add what an offer's m-line listed (RFC 3264 §5.1: a sender may use any of them)
+        and which of them srs decodes; from now on other payload types are not placed."""
+        self._offered |= frozenset(offered)
+        placeable = (self._placeable or frozenset()) | (self._offered & frozenset(decodable))
+        self._placeable = placeable | self._event_pts
 
     def _new_buffer(self) -> ReorderBuffer[RtpPacket]:
         return ReorderBuffer(self.config.reorder_depth_packets, self.config.reorder_hold_s)
@@ -252,7 +273,9 @@ class TrackTimeline:
             jitter.update(now, packet.timestamp)
         released = self._buffer.push(packet.sequence_number, packet, now)
         if out is None:
-            if len(released) == 1:
+            placeable = self._placeable
+            if len(released) == 1 and (placeable is None
+                                       or released[0][0].payload_type in placeable):
                 return [self._place_one(*released[0])]
             out = []
         self._place(released, out)
@@ -279,8 +302,22 @@ class TrackTimeline:
         return round((now - self.origin_s) * self.clock_rate_hz)
 
     def _place(self, released: list[tuple[RtpPacket, float]], out: list[Placed]) -> None:
+        placeable = self._placeable
         for packet, arrival_s in released:
-            out.append(self._place_one(packet, arrival_s))
+            if placeable is None or packet.payload_type in placeable or self._unoffered(packet):
+                out.append(self._place_one(packet, arrival_s))
+
+    def _unoffered(self, packet: RtpPacket) -> bool:
+        """A payload type that is not placed as it comes: count it; True to place it."""
+        payload_type = packet.payload_type
+        if payload_type in self._offered:
+            self.count_drop("undecodable_payload")
+            return False
+        if payload_type in UNOFFERED_STATIC and self.clock_rate_hz == 8000:
+            self._unoffered_static += 1
+            return True
+        self.count_drop("unoffered_payload")
+        return False
 
     def _place_one(self, packet: RtpPacket, arrival_s: float) -> Placed:
         payload_type = packet.payload_type
@@ -400,4 +437,5 @@ class TrackTimeline:
             rtcp_packets=self._rtcp[0],
             sender_reports=self._rtcp[1],
             receiver_reports=self._rtcp[2],
+            unoffered_static=self._unoffered_static,
         )

@@ -26,7 +26,7 @@ from tests.recording.corehost import CoreHost, job_kinds
 from tests.sipclient import rtp_packet, sdp_offer, tone
 
 SRC = ("192.0.2.10", 40000)
-OTHER = ("198.51.100.7", 41000)
+OTHER = ("127.0.0.1", 41000)  # the offer's c= address, another port
 
 
 def send_tone(host: CoreHost, index: int, packets: int, *, freq: float = 1000.0,

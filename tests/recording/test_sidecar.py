@@ -106,10 +106,12 @@ def test_full_sidecar_json_validates_and_round_trips() -> None:
             "late": 1,
             "dropped": {"srtp_auth": 4},
             "rtcp": 0,
+            "unoffered_static": 0,
         },
         "jitter_ms": 1.5,
         "duration_s": 10.0,
         "trimmed_samples": 0,
+        "dtmf_dropped": 0,
         "sha256": None,
     }
     assert doc["mix"] == {

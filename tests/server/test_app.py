@@ -342,7 +342,7 @@ def test_sender_restart_with_new_ssrc_keeps_the_timeline(server: RunningServer) 
     assert dominant_hz(track[last - 4000 : last]) == pytest.approx(1000, abs=3)
 
 
-def test_an_m_line_stopped_and_offered_again_gets_its_own_file(server: RunningServer) -> None:
+def test_an_m_line_stopped_and_offered_again_continues_its_file(server: RunningServer) -> None:
     client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
     call, _ = client.invite()
     send_tones(call.ports, (440.0, 1000.0), packets=10)
@@ -357,9 +357,13 @@ def test_an_m_line_stopped_and_offered_again_gets_its_own_file(server: RunningSe
     client.close()
     [doc] = server.wait_sidecar()
     files = [s["file"] for s in doc["streams"]]
-    assert sorted(files) == ["inbound.wav", "outbound-2.wav", "outbound.wav"]
+    assert files == ["inbound.wav", "outbound.wav"]
+    assert [s["packets"]["received"] for s in doc["streams"]] == [20, 20]
     lengths = {len(read(server.sessions()[0] / name)) for name in files}
     assert len(lengths) == 1  # every file finalised to the session's length
+    outbound = read(server.sessions()[0] / "outbound.wav")
+    voiced = np.flatnonzero(outbound)
+    assert dominant_hz(outbound[voiced[0]:voiced[-1] + 1]) == pytest.approx(1000, abs=20)
 
 
 def test_idle_timeout_spares_a_connection_that_carries_a_dialog(tmp_path: Path) -> None:

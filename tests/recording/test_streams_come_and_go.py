@@ -1,0 +1,79 @@
+"""Streams that come and go: an m-line disabled by a re-INVITE (port 0, RFC 3264 §8.2)
+and offered again resumes its own track and file; file handles stay bounded by the
+number of m-lines however often that happens."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from srs.codecs.g711 import pcmu_decode, pcmu_encode
+from tests.recording.corehost import PEER, CoreHost
+from tests.sipclient import rtp_packet, sdp_offer, tone
+
+SENDER = (PEER.host, 40000)
+BOTH = ["inbound", "outbound"]
+
+
+def open_wavs(directory: Path) -> int:
+    """WAV files under ``directory`` this process holds open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        count += target.startswith(str(directory)) and target.endswith(".wav")
+    return count
+
+
+def send(host: CoreHost, index: int, packets: int, seq: int) -> tuple[int, np.ndarray]:
+    """``packets`` PCMU packets to stream ``index``; (first offset, the audio)."""
+    stream = host.stream(index)
+    start = round((host.now - 1000.0) * 8000)
+    sent = []
+    for n in range(seq, seq + packets):
+        payload = pcmu_encode(tone(900.0, n * 160, 160) + 250)
+        stream.receive(rtp_packet(n, n * 160, 0x4242, payload), SENDER, host.now)
+        sent.append(pcmu_decode(payload))
+        host.advance(0.02)
+    return start, np.concatenate(sent)
+
+
+def test_a_re_enabled_m_line_continues_its_own_file(tmp_path: Path) -> None:
+    host = CoreHost(tmp_path)
+    dialog = host.invite(BOTH)
+    host.advance(0.1)
+    spans = [send(host, 1, 25, 0)]
+    version = 2
+    for cycle in range(5):
+        off = sdp_offer([40000, 40002], BOTH, version=version).replace(
+            "m=audio 40002", "m=audio 0")
+        assert host.reinvite(dialog, off).status == 200
+        host.advance(0.5)
+        on = sdp_offer([40000, 40002], BOTH, version=version + 1)
+        answer = host.reinvite(dialog, on)
+        assert answer.status == 200 and "m=audio 0 " not in answer.body.decode()
+        version += 2
+        host.advance(0.5)
+        spans.append(send(host, 1, 25, 1000 * (cycle + 1)))
+        [directory] = host.sessions()
+        assert open_wavs(directory) == 2
+    assert sum(type(job).__name__ == "OpenOutputs" for job in host.jobs) == 1
+    host.bye(dialog)
+    [directory] = host.sessions()
+    assert open_wavs(directory) == 0
+    assert sorted(p.name for p in directory.glob("*.wav")) == ["inbound.wav", "mix.wav",
+                                                                "outbound.wav"]
+    doc = json.loads((directory / "session.json").read_text())
+    assert [s["file"] for s in doc["streams"]] == ["inbound.wav", "outbound.wav"]
+    assert doc["streams"][1]["packets"]["received"] == 25 * 6
+    track, _ = sf.read(directory / "outbound.wav", dtype="int16")
+    expected = np.zeros_like(track)
+    for start, audio in spans:
+        expected[start:start + len(audio)] = audio
+    np.testing.assert_array_equal(track, expected)
