@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tests.capture.frames import ethernet, ipv4, ng_epb, ng_idb, ng_shb, pcap_file, tcp, udp
-from tests.fuzz.targets import RTP, SIP, TICK, record
+from tests.fuzz.targets import RTP, SIP, TICK, TO_TAG, record
 from tests.sipclient import BOUNDARY, metadata, multipart, rtp_packet, sdp_offer
 
 __all__ = ["CORPUS", "build", "main"]
@@ -82,12 +82,13 @@ def _rtcp() -> bytes:
 def _call(invite: bytes) -> list[bytes]:
     """One whole call as the receive target reads it."""
     out = [record(SIP, invite), record(TICK, b"\x01")]
-    out.append(record(SIP, _request("ACK", to_tag="t", cseq=1)))
+    out.append(record(SIP, _request("ACK", to_tag=TO_TAG.decode(), cseq=1)))
     for i, packet in enumerate(_tone_packets(20)):
-        out.append(record(RTP + 3 * (i % 2), packet))
+        out.append(record(RTP + 6 * (i % 2), packet))
     out += [record(RTP, packet) for packet in _dtmf_packets()]
+    out += [record(RTP + 3, packet) for packet in _tone_packets(3, ssrc=0x666)]  # off-path
     out.append(record(TICK, b"\x05"))
-    out.append(record(SIP, _request("BYE", to_tag="t", cseq=2)))
+    out.append(record(SIP, _request("BYE", to_tag=TO_TAG.decode(), cseq=2)))
     out.append(record(TICK, b"\x14"))
     return [b"".join(out)]
 
@@ -108,7 +109,7 @@ def _captures() -> list[bytes]:
               b"m=audio 50000 RTP/AVP 0\r\nm=audio 50002 RTP/AVP 0\r\na=recvonly\r\n")
     call = [(client, 5070, server, 5060, _invite()), (server, 5060, client, 5070, answer)]
     call += [(client, 40000, server, 50000, p) for p in _tone_packets(6)]
-    call.append((client, 5070, server, 5060, _request("BYE", to_tag="t", cseq=2)))
+    call.append((client, 5070, server, 5060, _request("BYE", to_tag=TO_TAG.decode(), cseq=2)))
     frames = _frames(call)
     classic = pcap_file(1, frames)
     ng = ng_shb("<") + ng_idb("<", 1) + b"".join(ng_epb("<", 0, ts // 1000, f) for ts, f in frames)
@@ -130,8 +131,8 @@ def build() -> dict[str, list[bytes]]:
     sdps = _files("sdp", "*.sdp")
     xmls = _files("metadata", "*.xml")
     invite = _invite()
-    sip = [*torture, invite, _invite(secure=True), _request("BYE", to_tag="t", cseq=2),
-           _request("OPTIONS"), _request("UPDATE", to_tag="t", cseq=3)]
+    sip = [*torture, invite, _invite(secure=True), _request("BYE", to_tag=TO_TAG.decode(), cseq=2),
+           _request("OPTIONS"), _request("UPDATE", to_tag=TO_TAG.decode(), cseq=3)]
     content_type, body = multipart(sdp_offer([40000], ["a"]), metadata(["a"]))
     assert content_type.endswith(f"boundary={BOUNDARY}")
     multiparts = [b"\x00" + body.replace(BOUNDARY.encode(), b"b"), b"\x02" + sdps[0],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import struct
 import tempfile
@@ -233,12 +234,19 @@ def pcap(data: bytes) -> None:
 # -- the server's receive path ----------------------------------------------------------
 
 RECEIVE_INPUTS_PER_HOST = 500
-_host: CoreHost | None = None
+MAX_RECEIVE_RECORDS = 96
+_host: _Host | None = None
 _host_dir: Path | None = None
 _host_inputs = 0
 
 # Record kinds of the receive target.
 SIP, RTP, TICK = 0, 1, 2
+# In a SIP record, TO_TAG stands for the To tag of srs's last 2xx, so seeds (and what the
+# fuzzer makes of them) can reach in-dialog requests: ACK, re-INVITE, UPDATE, BYE.
+TO_TAG = b"srs-to-tag"
+_TO_TAG = re.compile(rb"\r\nTo:[^\r]*;tag=([^;\r\s]+)", re.IGNORECASE)
+# Where RTP comes from: the SIP peer's host (the call's sender), and an off-path host.
+_SOURCES = ((PEER.host, 40000), ("198.51.100.7", 41000))
 
 
 class _Host(CoreHost):
@@ -252,6 +260,9 @@ class _Host(CoreHost):
             if isinstance(output, Transmit):
                 assert len(output.data) <= MAX_MESSAGE_BYTES, "srs sent an over-large message"
                 self.wire_bytes += len(output.data)
+                found = _TO_TAG.search(output.data)
+                if found is not None and output.data.startswith(b"SIP/2.0 2"):
+                    self.to_tag = found.group(1)
             else:
                 kept.append(output)
         super().execute(kept)
@@ -268,9 +279,10 @@ class _Host(CoreHost):
         return self.recorder.complete(request.id, result, None, self.now)
 
     wire_bytes = 0
+    to_tag = b"none"  # of srs's last 2xx: seeds say TO_TAG where an in-dialog request needs it
 
 
-def _fresh_host() -> CoreHost:
+def _fresh_host() -> _Host:
     global _host, _host_dir, _host_inputs
     if _host_dir is not None:
         shutil.rmtree(_host_dir, ignore_errors=True)
@@ -285,16 +297,18 @@ def receive(data: bytes) -> None:
     SIP core and the recording core (SDP, multipart, metadata, answers, files), RTP to the
     streams it opened, and time passing (recording ticks, SIP timers).
 
-    Records: kind % 3 == 0 a SIP datagram; 1 an RTP datagram for stream ``kind // 3``;
+    Records: kind % 3 == 0 a SIP datagram; 1 an RTP datagram for stream ``kind // 6``,
+    from the call's sender when ``kind // 3`` is even and from an off-path host when odd;
     2 the clock advancing by ``payload[0]`` tenths of a second."""
     global _host_inputs
     host = _host if _host is not None and _host_inputs < RECEIVE_INPUTS_PER_HOST else None
     if host is None:
         host = _fresh_host()
     _host_inputs += 1
-    for kind, payload in records(data)[:32]:
+    for kind, payload in records(data)[:MAX_RECEIVE_RECORDS]:
         what = kind % 3
         if what == SIP:
+            payload = payload.replace(TO_TAG, host.to_tag)
             try:
                 message = parse_message(payload)
             except SipMessageError as error:
@@ -304,8 +318,8 @@ def receive(data: bytes) -> None:
         elif what == RTP:
             streams = list(host.streams.values())
             if streams:
-                stream = streams[(kind // 3) % len(streams)]
-                stream.receive(payload, ("192.0.2.10", 40000), host.now)
+                stream = streams[(kind // 6) % len(streams)]
+                stream.receive(payload, _SOURCES[(kind // 3) % 2], host.now)
         else:
             host.advance((payload[0] if payload else 1) / 10.0)
 

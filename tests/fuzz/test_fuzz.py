@@ -3,6 +3,7 @@ and proof that the campaign reports what it finds.  The long run is ``make fuzz`
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,12 @@ def test_the_receive_seed_records_a_call(tmp_path: Path) -> None:
     [first, *_] = build()["receive"]
     targets.receive(first)
     [directory] = host.sessions()
-    assert (directory / "inbound.wav").stat().st_size > 44 + 20 * 160
+    doc = json.loads((directory / "session.json").read_text())
+    assert (doc["status"], doc["end_reason"]) == ("complete", "bye")  # in-dialog BYE matched
+    inbound = next(s for s in doc["streams"] if s["label"] == "inbound")
+    assert inbound["packets"]["received"] >= 10
+    assert inbound["packets"]["dropped"].get("foreign_source") == 3  # the off-path packets
+    assert (directory / "inbound.wav").stat().st_size > 44 + 10 * 160
 
 
 needs_atheris = pytest.mark.skipif(atheris is None, reason="atheris is not installed here")
