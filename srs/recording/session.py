@@ -167,8 +167,10 @@ class RecordingSession:
     ) -> tuple[bytes, list[StreamState], list[StreamState]]:
         """Answer ``offer`` with stable ports: existing streams keep theirs, new m-lines
         take ``ports[index]``.  Returns the answer and the streams started and stopped.
-        An m-line that was stopped and is offered again (RFC 3264 §8.2, §8.3) takes a new
-        port but resumes its own stream: the same track and file, silence in between.
+        An m-line that was stopped (port 0, RFC 3264 §8.2) and is offered again with the
+        same label and clock rate takes a new port but resumes its own track and file, with
+        silence in between and fresh RTP sequence state; offered with another label, the slot
+        is a new stream (RFC 3264 §8.1) with its own file.
 
         Raises SdpError (488) when nothing is acceptable.
         """
@@ -196,8 +198,9 @@ class RecordingSession:
                 existing.use_crypto(crypto[answered.index], now)
             elif answered.accepted:
                 stream = stopped_before.get(answered.index)
-                if stream is not None and stream.timeline.clock_rate_hz == answered.clock_rate_hz:
+                if stream is not None and _resumes(stream, answered):
                     stream.port, stream.receiving = answered.port, True
+                    stream.pending.extend(stream.timeline.restart("stream_resumed"))
                     self._update_stream(stream, offer, answered)
                 else:
                     stream = self._new_stream(offer, answered)
@@ -382,3 +385,10 @@ def _offer_host(offer: SessionDescription, index: int) -> str | None:
     """The connection address the offer gives m-line ``index`` (RFC 4566 §5.7)."""
     connection = offer.connection_for(offer.media[index])
     return connection.host if connection is not None else None
+
+
+def _resumes(stream: StreamState, answered: AnsweredStream) -> bool:
+    """Whether a stopped stream continues as ``answered``: the same party's stream again
+    (same label, or none both times) at the same clock rate."""
+    return (stream.answered.label == answered.label
+            and stream.timeline.clock_rate_hz == answered.clock_rate_hz)

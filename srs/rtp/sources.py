@@ -83,7 +83,7 @@ class MediaSources:
     """One stream's accepted source addresses; :meth:`accepts` is asked for each packet
     from a source the stream has not latched onto."""
 
-    __slots__ = ("policy", "_addresses", "_signalling", "_known")
+    __slots__ = ("policy", "_addresses", "_signalling", "_offered", "_known")
 
     def __init__(self, policy: SourcePolicy, *, offer_host: str | None,
                  signalling_host: str | None) -> None:
@@ -91,12 +91,19 @@ class MediaSources:
         self._signalling = ip_of(signalling_host) if policy.signalling else None
         self._addresses: frozenset[IpAddress] = frozenset()
         self._known: dict[str, bool] = {}  # source host text -> verdict (bounded)
+        self._offered: IpAddress | None = None
         self.offer(offer_host)
 
     def offer(self, host: str | None) -> None:
         """A new offer names ``host`` as the m-line's connection address: it replaces the
-        previous offer's."""
-        found = {self._signalling, ip_of(host) if self.policy.offer else None}
+        previous offer's.  An offer without a usable address (RFC 3264 §8.4 hold with
+        ``c=0.0.0.0``, a host name, none at all) keeps the previous one: the sender an
+        authenticated party named before is still the sender."""
+        offered = ip_of(host) if self.policy.offer else None
+        if offered is None and self.policy.offer:
+            offered = self._offered
+        self._offered = offered
+        found = {self._signalling, offered}
         self._addresses = frozenset(a for a in found if a is not None)
         self._known = {}
 

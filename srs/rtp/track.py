@@ -281,15 +281,26 @@ class TrackTimeline:
         self._place(released, out)
         return out
 
+    def restart(self, reason: str) -> list[Placed]:
+        """A new RTP session on this track (an m-line offered again after it was stopped,
+        RFC 3264 §8.2): what is held is placed and returned, sequence state starts afresh
+        and the next packet re-anchors at its arrival, counted under ``reason``."""
+        out: list[Placed] = []
+        self._new_epoch(reason, out)
+        return out
+
+    def _new_epoch(self, reason: str, out: list[Placed]) -> None:
+        released = self._buffer.flush()
+        if released:
+            self._place(released, out)
+        self._retired.add(self._buffer)
+        self._buffer = self._new_buffer()
+        if self._reanchor_reason is None:
+            self._reanchor_reason = reason
+
     def _switch_ssrc(self, ssrc: int, out: list[Placed]) -> None:
         if self._ssrc is not None:
-            released = self._buffer.flush()
-            if released:
-                self._place(released, out)
-            self._retired.add(self._buffer)
-            self._buffer = self._new_buffer()
-            if self._reanchor_reason is None:
-                self._reanchor_reason = "ssrc_change"
+            self._new_epoch("ssrc_change", out)
         self._ssrc = ssrc
         self._ssrc_jitter = self._jitter.estimator(ssrc)
         if len(self._ssrcs) < self.config.max_tracked_ssrcs:

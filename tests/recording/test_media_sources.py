@@ -113,3 +113,22 @@ def test_a_reinvite_moves_the_offer_address(tmp_path: Path) -> None:
     assert stream.latched is None
     stream.receive(rtp_packet(1, 160, 1, b"\xff" * 160), OFF_PATH, host.now)
     assert stream.latched == OFF_PATH
+
+
+def test_an_offer_without_a_usable_address_keeps_the_previous_one(tmp_path: Path) -> None:
+    """A re-INVITE putting the call on hold with c=0.0.0.0 (RFC 3264 §8.4, the old way)
+    names no sender: the sender the first offer named is still accepted."""
+    policy = SourcePolicy.from_names(["offer"])
+    host = CoreHost(tmp_path, {"media_sources": policy})
+    dialog = host.invite(["inbound"])
+    first = send(host, 25, OFFERED)
+    hold = sdp_offer([40000], ["inbound"], version=2).replace(
+        "c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+    assert host.reinvite(dialog, hold).status == 200
+    second = send(host, 50, OFFERED, seq=25)
+    doc, data = finish(host, dialog)
+    packets = doc["streams"][0]["packets"]
+    assert (packets["received"], packets["dropped"]) == (75, {})
+    audio = np.concatenate([first, second])
+    start = int(np.flatnonzero(data)[0])
+    np.testing.assert_array_equal(data[start:start + len(audio)], audio)

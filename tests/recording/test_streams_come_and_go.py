@@ -77,3 +77,49 @@ def test_a_re_enabled_m_line_continues_its_own_file(tmp_path: Path) -> None:
     for start, audio in spans:
         expected[start:start + len(audio)] = audio
     np.testing.assert_array_equal(track, expected)
+
+
+def _off_then_on(host: CoreHost, dialog: object, labels: list[str], version: int) -> None:
+    off = sdp_offer([40000, 40002], BOTH, version=version).replace("m=audio 40002", "m=audio 0")
+    assert host.reinvite(dialog, off).status == 200  # type: ignore[arg-type]
+    host.advance(0.5)
+    on = sdp_offer([40000, 40002], labels, version=version + 1)
+    assert host.reinvite(dialog, on).status == 200  # type: ignore[arg-type]
+
+
+def test_a_resumed_stream_takes_a_sender_that_restarts_its_sequence(tmp_path: Path) -> None:
+    """The re-enabled m-line is a new RTP session: its sequence numbers may start again
+    below the old ones (same SSRC) and every packet is recorded."""
+    host = CoreHost(tmp_path)
+    dialog = host.invite(BOTH)
+    host.advance(0.1)
+    spans = [send(host, 1, 50, 0)]
+    _off_then_on(host, dialog, BOTH, 2)
+    spans.append(send(host, 1, 50, 0))
+    host.bye(dialog)
+    [directory] = host.sessions()
+    doc = json.loads((directory / "session.json").read_text())
+    packets = doc["streams"][1]["packets"]
+    assert (packets["received"], packets["duplicated"], packets["late"]) == (100, 0, 0)
+    track, _ = sf.read(directory / "outbound.wav", dtype="int16")
+    for start, audio in spans:
+        np.testing.assert_array_equal(track[start:start + len(audio)], audio)
+
+
+def test_a_slot_offered_again_with_another_label_is_a_new_stream(tmp_path: Path) -> None:
+    """RFC 3264 §8.1: a re-used port-0 slot is a new stream; with a new label it is another
+    party's, in its own file."""
+    host = CoreHost(tmp_path)
+    dialog = host.invite(BOTH)
+    host.advance(0.1)
+    send(host, 1, 25, 0)
+    _off_then_on(host, dialog, ["inbound", "supervisor"], 2)
+    [supervisor] = [s for s in host.streams.values() if s.index == 1]
+    assert supervisor.answered.label == "supervisor"
+    send(host, 1, 25, 5000)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    doc = json.loads((directory / "session.json").read_text())
+    assert [(s["label"], s["file"], s["packets"]["received"]) for s in doc["streams"]] == [
+        ("inbound", "inbound.wav", 0), ("outbound", "outbound.wav", 25),
+        ("supervisor", "supervisor.wav", 25)]
