@@ -63,6 +63,7 @@ class Application:
                 settings.auth.header, tokens, settings.auth.networks()
             ),
             max_dialogs=max(16, settings.server.max_sessions * 2),
+            min_se_s=settings.sip.min_se_s,
         )
         self.transports = SipTransports(
             host=settings.sip.host,
