@@ -425,6 +425,11 @@ class SipCore:
             if dialog_id is None:
                 return self._outside_dialog(request, pending, now)
             dialog = self.dialogs.match(request)  # 481 when unknown (RFC 3261 §12.2.2)
+            if dialog.secure and peer.transport != "tls":
+                # RFC 3261 §12.1.1, §26.2.2: a sips: dialog is TLS on every hop; a request
+                # in it over UDP/TCP is refused (403, §21.4.4: srs supports the scheme, so
+                # not 416) before it changes any dialog state (§12.2.2).
+                raise Forbidden("Forbidden: this dialog takes requests over TLS only")
             dialog.receive_request(request)  # 500 when out of order
             if method == "BYE":
                 self.dialogs.remove(dialog.id)
