@@ -97,6 +97,11 @@ class SipSettings:
     message this long after it was accepted is closed."""
     idle_timeout_s: float = 300.0
     """A TCP/TLS connection with no traffic for this long is closed."""
+    min_se_s: int = 90
+    """Smallest RFC 4028 session interval (``Session-Expires``) accepted; a shorter one is
+    answered 422 with this ``Min-SE``.  When the recording client runs a session timer,
+    srs ends the session with a BYE if the client's refresh is missing (RFC 4028 §10).
+    RFC 4028 §4 makes 90 the least a deployment may ask for; lower values are for tests."""
 
     def validate(self) -> None:
         _check_port("sip.port", self.port)
@@ -110,6 +115,7 @@ class SipSettings:
         _check_range("sip.max_connections_per_ip", self.max_connections_per_ip, 1, 1 << 20)
         _check_range("sip.first_message_timeout_s", self.first_message_timeout_s, 0.1, 600)
         _check_range("sip.idle_timeout_s", self.idle_timeout_s, 1, 86400)
+        _check_range("sip.min_se_s", self.min_se_s, 1, 86400)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ class SipParseError(PeerError):
 
 
 class Forbidden(PeerError):
-    """Authentication failed: missing or wrong credentials, or a source not allowed."""
+    """Authentication failed: missing or wrong credentials, or a source not allowed; or a
+    request in a ``sips:`` dialog that did not come over TLS."""
 
     status = 403
 

@@ -96,6 +96,7 @@ class SipClient:
         self.transport = transport
         self.token = token
         self.header = header
+        self.scheme = "sip"  # of the Request-URI: "sips" asks for a secure dialog
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind(("127.0.0.1", 0))
@@ -153,7 +154,7 @@ class SipClient:
         branch = branch or "z9hG4bK" + uuid.uuid4().hex[:16]
         to = "<sip:srs@127.0.0.1>" + (f";tag={call.to_tag}" if call.to_tag else "")
         lines = [
-            f"{method} sip:srs@{self.server[0]}:{self.server[1]} SIP/2.0",
+            f"{method} {self.scheme}:srs@{self.server[0]}:{self.server[1]} SIP/2.0",
             f"Via: SIP/2.0/{via_transport} 127.0.0.1:{self.local_port};branch={branch};rport",
             "Max-Forwards: 70",
             f"From: <sip:src@127.0.0.1>;tag={call.from_tag}",

@@ -8,7 +8,9 @@ added once per session, when it finishes, from the counters the session already 
 is visible as ``srs_sessions_active``.
 
 Free space of the recordings directory is measured at scrape time (a ``statvfs`` through
-the ``free_bytes`` callable); event-loop lag is pushed by the shell's lag monitor.
+the ``free_bytes`` callable), and so are the SIP messages that could not be sent (the
+``send_errors`` callable: the transports' own drop counters and the shell's); event-loop
+lag is pushed by the shell's lag monitor.
 
 Label values are bounded: SIP methods outside RFC 3261 and its extensions become
 ``other``, statuses are 100-699 (else ``other``), and at most :data:`MAX_DROP_REASONS`
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -73,8 +75,29 @@ class _FreeSpace(Collector):
         yield family
 
 
+class _SendErrors(Collector):
+    def __init__(self, send_errors: Callable[[], Mapping[str, int]]) -> None:
+        self._send_errors = send_errors
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "srs_sip_send_errors", "SIP messages srs could not send and dropped, by reason.",
+            labels=["reason"])
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        for reason, count in sorted(self._send_errors().items()):
+            family.add_metric([reason], count)
+        yield family
+
+
 class Metrics:
-    def __init__(self, *, free_bytes: Callable[[], float | None] | None = None) -> None:
+    def __init__(self, *, free_bytes: Callable[[], float | None] | None = None,
+                 send_errors: Callable[[], Mapping[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._active = Gauge("srs_sessions_active", "Recording sessions in progress.",
@@ -115,6 +138,8 @@ class Metrics:
             self._finished.labels(status)  # present from the start, at 0, for alert rules
         if free_bytes is not None:
             r.register(_FreeSpace(free_bytes))
+        if send_errors is not None:
+            r.register(_SendErrors(send_errors))
         self._drop_reasons: set[str] = set()
 
     # -- sessions -------------------------------------------------------------------

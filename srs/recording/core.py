@@ -115,6 +115,9 @@ class Recorder:
                 if event.reason == "timeout":
                     # No ACK for our 2xx (RFC 3261 §13.3.1.4): end with a BYE.
                     self._end(s, sc.EndReason.TIMEOUT, at=event.at, bye=True)
+                elif event.reason == "expired":
+                    # No session refresh (RFC 4028 §10): the SIP core sent the BYE.
+                    self._end(s, sc.EndReason.TIMEOUT, at=event.at, bye=False)
                 else:
                     self._end(s, sc.EndReason.BYE, at=event.at, bye=False)
         return self._take()

@@ -45,6 +45,9 @@ __all__ = ["Application"]
 
 # On shutdown, how long to wait for the answers to the BYEs srs sent.
 BYE_WAIT_S = 2.0
+# The reasons of srs_sip_send_errors_total, and the transport counters they read.
+_SEND_ERROR_COUNTERS = {"no_connection": "send_no_connection", "stream_dropped": "send_dropped",
+                        "slow_peer": "slow_peer_closed", "udp_dropped": "udp_send_dropped"}
 
 
 class Application:
@@ -60,6 +63,7 @@ class Application:
                 settings.auth.header, tokens, settings.auth.networks()
             ),
             max_dialogs=max(16, settings.server.max_sessions * 2),
+            min_se_s=settings.sip.min_se_s,
         )
         self.transports = SipTransports(
             host=settings.sip.host,
@@ -80,7 +84,9 @@ class Application:
         self.sessions: LiveRecorder | None = None
         self.storage = StorageGuard(settings.recordings.dir,
                                     settings.recordings.min_free_mb * 1024 * 1024)
-        self.metrics = Metrics(free_bytes=self.storage.free_bytes)
+        self.send_errors = {"raised": 0}
+        self.metrics = Metrics(free_bytes=self.storage.free_bytes,
+                               send_errors=self._send_error_counts)
         self.webhook: WebhookSender | None = None
         hook = settings.webhook
         if hook.url is not None and hook.secret is not None:
@@ -164,8 +170,13 @@ class Application:
 
     async def shutdown(self) -> None:
         self.log.info("shutting_down", active=self.sessions.recorder.active if self.sessions else 0)
-        if self.sessions is not None:
-            await self.sessions.shutdown()
+        try:
+            if self.sessions is not None:
+                await self.sessions.shutdown()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
         # Our BYEs went out: give their answers (and UDP retransmissions) a moment.
         deadline = self.now() + BYE_WAIT_S
         while self.core.client.unanswered() and self.now() < deadline:
@@ -231,33 +242,61 @@ class Application:
     # -- outputs of the core -----------------------------------------------------------
 
     def _execute(self, outputs: Iterable[SipOutput]) -> None:
-        for output in outputs:
-            if isinstance(output, Transmit):
-                peer = output.peer if isinstance(output.peer, Peer) else None
-                if peer is None:
-                    continue
-                if not peer.reliable:
-                    peer = Peer("udp", output.host, output.port)
-                self.transports.send(peer, output.data)
-                self.metrics.sip_transmitted(output.data)
-                if self.sessions is not None and self.sessions.recorder.capturing(output.call_id):
-                    local = self._local_for(peer)
-                    self.sessions.recorder.capture_sip(output.call_id, CaptureRecord(
-                        self.now(), local.host, local.port, output.host, output.port,
-                        output.data, peer.transport != "udp"))
-            elif isinstance(output, Refused):
-                self._refused(output)
-            elif isinstance(output, TimedOut):
-                self.log.info("request_timed_out", method=output.method, call_id=output.call_id)
-            elif isinstance(output, NewSession | SessionUpdate | SessionEnded):
-                if self.sessions is None:
-                    continue  # no recording layer: the core answers what it can alone
-                if isinstance(output, SessionEnded) and output.dialog_id is None:
-                    continue
-                self.sessions.dispatch(output)
-            else:
-                assert_never(output)
-        self._timer.arm()
+        try:
+            for output in outputs:
+                if isinstance(output, Transmit):
+                    self._send(output)
+                elif isinstance(output, Refused):
+                    self._refused(output)
+                elif isinstance(output, TimedOut):
+                    self.log.info("request_timed_out", method=output.method,
+                                  call_id=output.call_id)
+                elif isinstance(output, NewSession | SessionUpdate | SessionEnded):
+                    if self.sessions is None:
+                        continue  # no recording layer: the core answers what it can alone
+                    if isinstance(output, SessionEnded) and output.dialog_id is None:
+                        continue
+                    self.sessions.dispatch(output)
+                else:
+                    assert_never(output)
+        finally:
+            self._timer.arm()  # the core's next deadline, whatever happened above
+
+    def _send(self, output: Transmit) -> None:
+        """Send one message; a send that fails is counted, logged and dropped, so the rest
+        of the batch (other peers' answers, session events) still runs."""
+        peer = output.peer if isinstance(output.peer, Peer) else None
+        if peer is None:
+            return
+        if not peer.reliable:
+            peer = Peer("udp", output.host, output.port)
+        try:
+            self.transports.send(peer, output.data)
+        except Exception as exc:  # SipTransports.send never raises: whatever did is a bug
+            self._send_failed(peer, exc)
+            return
+        self.metrics.sip_transmitted(output.data)
+        if self.sessions is not None and self.sessions.recorder.capturing(output.call_id):
+            local = self._local_for(peer)
+            self.sessions.recorder.capture_sip(output.call_id, CaptureRecord(
+                self.now(), local.host, local.port, output.host, output.port,
+                output.data, peer.transport != "udp"))
+
+    def _send_failed(self, peer: Peer, exc: Exception) -> None:
+        self.send_errors["raised"] += 1
+        allowed, suppressed = self._warnings.allow(("send", peer.host))
+        if allowed:
+            # Logged with its traceback: the transport promises not to raise, so this
+            # surfaces a fault of srs's own (docs/architecture.md, "Error model").
+            self.log.error("sip_send_failed", dst=f"{peer.host}:{peer.port}",
+                           transport=peer.transport, error=repr(exc), suppressed=suppressed,
+                           exc_info=exc)
+
+    def _send_error_counts(self) -> dict[str, int]:
+        """For /metrics: every message srs dropped instead of sending, by reason."""
+        counters = self.transports.counters
+        return {reason: counters[key] for reason, key in _SEND_ERROR_COUNTERS.items()} | {
+            "raised": self.send_errors["raised"]}
 
     def _refused(self, refused: Refused) -> None:
         if refused.status == 403:

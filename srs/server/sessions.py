@@ -82,35 +82,43 @@ class LiveRecorder:
 
     def execute(self, outputs: Iterable[Output]) -> None:
         sip: list[SipOutput] = []
-        for output in outputs:
-            if isinstance(output, Request):
-                self._keep(self._serve(output))
-            elif isinstance(output, Attach):
-                self.media.attach(output.port, output.stream)
-            elif isinstance(output, Release):
-                self.media.close(list(output.ports))
-            elif isinstance(output, Log):
-                log_entry(self.log, output)
-            elif isinstance(output, Rejected):
-                if self.metrics is not None:
-                    self.metrics.session_rejected(output.reason)
-            elif isinstance(output, Started):
-                if self.metrics is not None:
-                    self.metrics.session_started()
-            elif isinstance(output, Finished):
-                self._keep(self._finished(output))
-            elif isinstance(output, SipOutput):
-                sip.append(output)  # the SIP core's own outputs
-            else:
-                assert_never(output)
-        if sip:
-            self.transmit(sip)
-        self._timer.arm()
+        try:
+            for output in outputs:
+                if isinstance(output, Request):
+                    self._keep(self._serve(output))
+                elif isinstance(output, Attach):
+                    self.media.attach(output.port, output.stream)
+                elif isinstance(output, Release):
+                    self.media.close(list(output.ports))
+                elif isinstance(output, Log):
+                    log_entry(self.log, output)
+                elif isinstance(output, Rejected):
+                    if self.metrics is not None:
+                        self.metrics.session_rejected(output.reason)
+                elif isinstance(output, Started):
+                    if self.metrics is not None:
+                        self.metrics.session_started()
+                elif isinstance(output, Finished):
+                    self._keep(self._finished(output))
+                elif isinstance(output, SipOutput):
+                    sip.append(output)  # the SIP core's own outputs
+                else:
+                    assert_never(output)
+            if sip:
+                self.transmit(sip)
+        finally:
+            self._timer.arm()  # the core's next tick, whatever happened above
 
     async def shutdown(self) -> None:
         """Stop taking sessions; BYE and finalise every active one, and let sessions that
-        were already finishing complete their files rather than cutting them half way."""
-        self.execute(self.recorder.shutdown(self.clock()))
+        were already finishing complete their files rather than cutting them half way.
+        Whatever sending the BYEs does, the sessions' file work still runs to its end."""
+        try:
+            self.execute(self.recorder.shutdown(self.clock()))
+        finally:
+            await self._drain()
+
+    async def _drain(self) -> None:
         deadline = self._loop.time() + SHUTDOWN_WAIT_S
         while (self.tasks or not self.recorder.idle) and self._loop.time() < deadline:
             if self.tasks:

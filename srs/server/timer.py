@@ -2,7 +2,8 @@
 
 A pure core says when it next needs to run (``next_timer()``) and does its timed work in
 ``handle_timer(now)``; :class:`CoreTimer` keeps exactly one ``call_at`` handle at that
-deadline, re-armed by the shell after every input it feeds the core.
+deadline, re-armed by the shell after every input it feeds the core, and after every
+firing whatever the timed work raised.
 """
 
 from __future__ import annotations
@@ -41,4 +42,9 @@ class CoreTimer:
     def _fired(self) -> None:
         self._handle = None
         self._at = None
-        self._fire()
+        try:
+            self._fire()
+        finally:
+            # Whatever the timed work raised, the core's next deadline stays armed: one
+            # failed batch must not stall every later retransmission and timeout.
+            self.arm()

@@ -17,6 +17,10 @@ Outputs, handled in order: :class:`Transmit` (bytes to a peer), the session even
 and :class:`~srs.sip.client_transaction.TimedOut` (our BYE got no answer) for the logs.
 Our own requests (the BYE) run in :class:`~srs.sip.client_transaction.ClientTransactions`.
 
+RFC 4028 session timers (``sip/session_timer.py``): each 2xx to an INVITE, re-INVITE or
+UPDATE with a Session-Expires restarts its dialog's interval; when the client's refresh
+is missing, :meth:`SipCore.handle_timer` sends the BYE and reports ``SessionEnded``.
+
 Order of checks for a dialog-creating INVITE (RFC 3261 §8.2): authentication first, so an
 unauthenticated peer learns nothing and costs nothing (no transaction state beyond the
 answer, no ports, no files); then ``Require`` (§8.2.2.3, 420); then the session layer.
@@ -56,6 +60,13 @@ from srs.sip.message import ALLOW, SipMessage, SipRequest, SipResponse, build_re
 from srs.sip.parser import SipMessageError, build_error_response
 from srs.sip.routing import PeerLike, next_hop, response_destination, stamp_via, uri_host
 from srs.sip.server_transaction import ServerTransaction
+from srs.sip.session_timer import (
+    MIN_SE_S,
+    SessionTimers,
+    check_session_interval,
+    session_interval_s,
+    session_timer_headers,
+)
 from srs.sip.transaction import (
     AckReceived,
     AckTimedOut,
@@ -91,8 +102,6 @@ SUPPORTED = ("siprec", "timer")
 ACCEPT = ("application/sdp", "application/rs-metadata+xml", "application/rs-metadata",
           "multipart/mixed")
 USER_AGENT = "srs"
-# RFC 4028 §4: the smallest session interval srs asks for when a peer offers less.
-MIN_SE_S = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +181,8 @@ class SessionEnded:
     """The session ``dialog_id`` (or the pending INVITE ``pending``) is over.
 
     ``reason``: ``bye`` (the peer hung up), ``cancel`` (CANCEL before our answer; no dialog
-    existed), ``timeout`` (no ACK for our 2xx: RFC 3261 §13.3.1.4).
+    existed), ``timeout`` (no ACK for our 2xx: RFC 3261 §13.3.1.4), ``expired`` (no
+    session refresh in time: RFC 4028 §10; the core has sent the BYE itself).
     """
 
     reason: str
@@ -203,6 +213,7 @@ class SipCore:
         authenticator: Authenticator,
         transactions: TransactionLayer | None = None,
         max_dialogs: int = 10000,
+        min_se_s: int = MIN_SE_S,
     ) -> None:
         self.authenticator = authenticator
         self.transactions = transactions if transactions is not None else TransactionLayer()
@@ -213,6 +224,9 @@ class SipCore:
         # Where each dialog's INVITE came from: our BYE goes back over that transport
         # (and, for TCP/TLS, that connection).
         self._dialog_peers: dict[DialogId, PeerLike] = {}
+        # RFC 4028: each dialog's BYE deadline when a refresh is missing, and how we name
+        # ourselves in that BYE.
+        self.session_timers: SessionTimers[DialogId, Local] = SessionTimers(min_se_s)
         self.counters: dict[str, int] = {"auth_failures": 0, "requests": 0, "parse_errors": 0}
 
     # -- inputs ------------------------------------------------------------------------
@@ -271,10 +285,13 @@ class SipCore:
         headers.append(("User-Agent", USER_AGENT))
         dialog_id = DialogId.of_request(request)
         to_tag = None
-        if 200 <= status < 300 and request.method in ("INVITE", "UPDATE"):
+        session = 200 <= status < 300 and request.method in ("INVITE", "UPDATE")
+        timer: list[tuple[str, str]] = []
+        if session:
             sips = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
             headers.append(("Contact", str(local.contact(sips=sips))))
-            headers.extend(_session_timer_headers(request))
+            timer = session_timer_headers(request)
+            headers.extend(timer)
         if dialog_id is None and 200 <= status < 300:
             to_tag = new_tag()
             dialog = Dialog.from_invite(request, to_tag, secure_transport=local.transport == "tls")
@@ -293,6 +310,10 @@ class SipCore:
             content_type=content_type,
         )
         events = self.transactions.send_response(pending, response, now)
+        if session and dialog_id is not None:
+            # RFC 4028 §10: the 2xx (re)starts the interval the client must refresh within.
+            self.session_timers.answered(
+                dialog_id, session_interval_s(request) if timer else None, now, local)
         return self._handle(events, now), (dialog_id if 200 <= status < 300 else None)
 
     def reject(self, pending: ServerTransaction, error: PeerError, now: float) -> list[Output]:
@@ -318,6 +339,7 @@ class SipCore:
         """
         dialog = self.dialogs.remove(dialog_id)
         peer = self._dialog_peers.pop(dialog_id, None)
+        self.session_timers.cancel(dialog_id)
         if dialog is None or peer is None:
             return []
         bye = dialog.create_request("BYE", via=local.via())
@@ -331,12 +353,18 @@ class SipCore:
 
     def next_timer(self) -> float | None:
         """The earliest deadline of the server and the client transactions, or None."""
-        deadlines = [self.transactions.next_timer(), self.client.next_timer()]
+        deadlines = [self.transactions.next_timer(), self.client.next_timer(),
+                     self.session_timers.next_timer()]
         return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timer(self, now: float) -> list[Output]:
         outputs = self._handle(self.transactions.handle_timer(now), now)
         outputs.extend(self._client(self.client.handle_timer(now)))
+        for dialog_id, local in self.session_timers.expired(now):
+            # RFC 4028 §10: no refresh came in time; the side not refreshing sends BYE.
+            if dialog_id in self.dialogs:
+                outputs.append(SessionEnded("expired", dialog_id=dialog_id, at=now))
+                outputs.extend(self.hang_up(dialog_id, now, local=local))
         return outputs
 
     # -- internals -----------------------------------------------------------------------
@@ -397,15 +425,21 @@ class SipCore:
             if dialog_id is None:
                 return self._outside_dialog(request, pending, now)
             dialog = self.dialogs.match(request)  # 481 when unknown (RFC 3261 §12.2.2)
+            if dialog.secure and peer.transport != "tls":
+                # RFC 3261 §12.1.1, §26.2.2: a sips: dialog is TLS on every hop; a request
+                # in it over UDP/TCP is refused (403, §21.4.4: srs supports the scheme, so
+                # not 416) before it changes any dialog state (§12.2.2).
+                raise Forbidden("Forbidden: this dialog takes requests over TLS only")
             dialog.receive_request(request)  # 500 when out of order
             if method == "BYE":
                 self.dialogs.remove(dialog.id)
                 self._dialog_peers.pop(dialog.id, None)
+                self.session_timers.cancel(dialog.id)
                 outputs = self._reply(pending, 200, now)
                 outputs.append(SessionEnded("bye", dialog_id=dialog.id, at=now))
                 return outputs
             if method in ("INVITE", "UPDATE"):
-                _check_session_interval(request)
+                check_session_interval(request, self.session_timers.min_se_s)
                 return [SessionUpdate(pending, request, dialog.id, peer, now)]
             return self._reply(pending, 200, now)  # OPTIONS, INFO in a dialog
         except PeerError as exc:
@@ -431,7 +465,7 @@ class SipCore:
         """A dialog-creating INVITE, already authenticated by ``_refuse_statelessly``."""
         _check_headers(request)
         _check_accept(request)
-        _check_session_interval(request)
+        check_session_interval(request, self.session_timers.min_se_s)
         return [NewSession(pending, request, peer, now)]
 
     def _cancel(self, event: CancelReceived, now: float) -> list[Output]:
@@ -576,31 +610,3 @@ def _check_accept(request: SipRequest) -> None:
     ranges = {value.split(";", 1)[0].strip().lower() for value in request.headers.get_all("Accept")}
     if not ranges & _SDP_RANGES:
         raise NotAcceptable("Not Acceptable: the answer is application/sdp")
-
-
-def _session_interval_s(request: SipRequest) -> int | None:
-    value = request.headers.get("Session-Expires")
-    if value is None:
-        return None
-    try:
-        return int(value.split(";", 1)[0].strip())
-    except ValueError:
-        return None  # unreadable: treated as absent (RFC 4028 §9 needs only delta-seconds)
-
-
-def _check_session_interval(request: SipRequest) -> None:
-    """RFC 4028 §8.1: an interval below our Min-SE is answered 422 with Min-SE."""
-    interval = _session_interval_s(request)
-    if interval is not None and interval < MIN_SE_S:
-        raise SessionIntervalTooSmall(MIN_SE_S)
-
-
-def _session_timer_headers(request: SipRequest) -> list[tuple[str, str]]:
-    """RFC 4028 §9: srs never refreshes a session itself, so it runs the timer only when
-    the recording client supports it and does the refreshing (``refresher=uac`` with
-    ``Require: timer``).  Without ``Supported: timer`` at the client, no Session-Expires
-    is answered: no one would refresh it."""
-    interval = _session_interval_s(request)
-    if interval is None or "timer" not in (tag.lower() for tag in request.supported):
-        return []
-    return [("Session-Expires", f"{interval};refresher=uac"), ("Require", "timer")]

@@ -16,6 +16,7 @@ Everything that crossed is in :attr:`Pair.wire`, each side's other outputs in
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -27,6 +28,7 @@ from srs.sip.dialog import DialogId
 from srs.sip.headers import Via
 from srs.sip.message import SipMessage, SipRequest
 from srs.sip.parser import parse_message
+from srs.sip.session_timer import MIN_SE_S
 from srs.sip.timers import SipTimers
 from srs.sip.transaction import Source, TransactionLayer
 from srs.sip.uas import (
@@ -95,7 +97,8 @@ class Pair:
     """
 
     def __init__(
-        self, *, transport: str = "udp", timers: SipTimers = TINY, auto_answer: bool = True
+        self, *, transport: str = "udp", timers: SipTimers = TINY, auto_answer: bool = True,
+        min_se_s: int = MIN_SE_S,
     ) -> None:
         self.now = 0.0
         self.timers = timers
@@ -105,6 +108,7 @@ class Pair:
         self.core = SipCore(
             authenticator=Authenticator.from_strings("X-Auth-Token", [TOKEN]),
             transactions=TransactionLayer(timers=timers),
+            min_se_s=min_se_s,
         )
         self.call = UacCall(
             call_id="pair-1@192.0.2.10",
@@ -133,19 +137,20 @@ class Pair:
         whose :func:`label` is ``what``."""
         self._losses.append(_Loss(direction, what, times))
 
-    def invite(self) -> SipRequest:
+    def invite(self, headers: Sequence[tuple[str, str]] = ()) -> SipRequest:
         """The client's INVITE, with the credential the server asks for."""
         request, outputs = self.call.invite(
-            OFFER, "application/sdp", [("Require", "siprec"), ("X-Auth-Token", TOKEN)], self.now
+            OFFER, "application/sdp",
+            [("Require", "siprec"), ("X-Auth-Token", TOKEN), *headers], self.now
         )
         self._client(outputs)
         return request
 
-    def request(self, method: str, body: bytes = b"", content_type: str | None = None
-                ) -> SipRequest:
+    def request(self, method: str, body: bytes = b"", content_type: str | None = None,
+                headers: Sequence[tuple[str, str]] = ()) -> SipRequest:
         """An in-dialog request from the client (re-INVITE, UPDATE, BYE)."""
         request, outputs = self.call.request(
-            method, now=self.now, body=body, content_type=content_type
+            method, now=self.now, body=body, content_type=content_type, headers=headers
         )
         self._client(outputs)
         return request

@@ -310,3 +310,48 @@ def test_no_session_timer_in_the_answer_when_the_client_cannot_refresh() -> None
     [event] = [o for o in feed(sip, request("INVITE", extra=extra)) if isinstance(o, NewSession)]
     [ok] = sent(sip.answer(event.pending, 200, 0.1, local=LOCAL)[0])
     assert ok.headers.get("Session-Expires") is None and ok.headers.get("Require") is None
+
+
+TLS_PEER = Source("tls", "192.0.2.10", 5061, connection_id=1)
+TCP_PEER = Source("tcp", "192.0.2.10", 5062, connection_id=2)
+
+
+def sips(data: bytes) -> bytes:
+    return data.replace(b" sip:srs@192.0.2.1 SIP/2.0", b" sips:srs@192.0.2.1 SIP/2.0", 1)
+
+
+@pytest.mark.parametrize(("method", "peer"), [("BYE", PEER), ("INVITE", TCP_PEER),
+                                               ("UPDATE", PEER), ("INFO", TCP_PEER)])
+def test_requests_of_a_sips_dialog_not_over_tls_are_403(method: str, peer: Source) -> None:
+    sip = core()
+    invite = sips(request("INVITE", via="SIP/2.0/TLS 192.0.2.10:5061",
+                          extra=f"X-Auth-Token: {TOKEN}\r\n"))
+    [event] = [o for o in sip.receive(parse_message(invite), TLS_PEER, 0.0)
+               if isinstance(o, NewSession)]
+    _, dialog_id = sip.answer(event.pending, 200, 0.1, local=Local("192.0.2.1", 5061, "tls"))
+    assert dialog_id is not None and sip.dialogs.get(dialog_id).secure
+    tag = dialog_id.local_tag
+    sip.receive(parse_message(request("ACK", branch="z9hG4bKack", to_tag=tag, cseq_method="ACK")),
+                TLS_PEER, 0.2)
+    downgraded = sips(request(method, branch="z9hG4bKdown", cseq=2, to_tag=tag))
+    outputs = sip.receive(parse_message(downgraded), peer, 1.0)
+    assert [r.status for r in sent(outputs)] == ([100, 403] if method == "INVITE" else [403])
+    assert [(r.method, r.status) for r in outputs if isinstance(r, Refused)] == [(method, 403)]
+    assert not [o for o in outputs if isinstance(o, SessionEnded | SessionUpdate)]
+    assert dialog_id in sip.dialogs  # refused before any dialog state changed
+    # The same request over TLS is taken, CSeq 2 included (the refusal consumed nothing).
+    bye = sips(request("BYE", branch="z9hG4bKtls", cseq=2, to_tag=tag,
+                       via="SIP/2.0/TLS 192.0.2.10:5061"))
+    outputs = sip.receive(parse_message(bye), TLS_PEER, 1.1)
+    assert [r.status for r in sent(outputs)] == [200]
+    assert [o.reason for o in outputs if isinstance(o, SessionEnded)] == ["bye"]
+
+
+def test_a_dialog_not_created_by_sips_over_tls_takes_requests_on_any_transport() -> None:
+    sip = core()
+    invite = sips(request("INVITE", extra=f"X-Auth-Token: {TOKEN}\r\n"))  # sips:, but UDP
+    [event] = [o for o in feed(sip, invite) if isinstance(o, NewSession)]
+    _, dialog_id = sip.answer(event.pending, 200, 0.1, local=LOCAL)
+    assert dialog_id is not None and not sip.dialogs.get(dialog_id).secure
+    bye = request("BYE", branch="z9hG4bKb", cseq=2, to_tag=dialog_id.local_tag)
+    assert [r.status for r in sent(sip.receive(parse_message(bye), TCP_PEER, 1.0))] == [200]
