@@ -59,9 +59,24 @@ class Authenticator:
             return
         if credential is None:
             raise Forbidden(f"Forbidden: missing {self.header}")
+        if not self._credential_matches(credential):
+            raise Forbidden(f"Forbidden: bad {self.header}")
+
+    def vouches_for(self, credential: str | None, source_ip: str) -> bool:
+        """Whether an in-dialog request from a host other than the one that created the
+        dialog may act on it: its source is on the allow-list, or it carries a valid
+        credential.  With neither configured (``--no-auth``), any host may."""
+        if not self.tokens and not self.networks:
+            return True
+        if self.networks and self._source_allowed(source_ip):
+            return True
+        return bool(self.tokens) and credential is not None and self._credential_matches(
+            credential)
+
+    def _credential_matches(self, credential: str) -> bool:
         offered = credential.strip().encode("utf-8", "surrogateescape")
         if len(offered) > MAX_CREDENTIAL_BYTES:
-            raise Forbidden(f"Forbidden: bad {self.header}")
+            return False
         # Fixed-length digests are compared, so neither where the bytes differ nor the
         # token's length shows in the timing (compare_digest on inputs of different
         # lengths returns early); no short circuit over the configured tokens either.
@@ -69,8 +84,7 @@ class Authenticator:
         matched = False
         for token in self.tokens:
             matched |= hmac.compare_digest(offered_digest, hashlib.sha256(token).digest())
-        if not matched:
-            raise Forbidden(f"Forbidden: bad {self.header}")
+        return matched
 
     def _source_allowed(self, source_ip: str) -> bool:
         try:

@@ -430,6 +430,13 @@ class SipCore:
                 # in it over UDP/TCP is refused (403, §21.4.4: srs supports the scheme, so
                 # not 416) before it changes any dialog state (§12.2.2).
                 raise Forbidden("Forbidden: this dialog takes requests over TLS only")
+            origin = self._dialog_peers.get(dialog.id)
+            if origin is not None and origin.host != peer.host and not (
+                    self.authenticator.vouches_for(request.headers.get(
+                        self.authenticator.header), peer.host)):
+                # Knowing a dialog's identifiers is not the credential: another host may
+                # not move, re-describe or end a recording (docs/architecture.md).
+                raise Forbidden("Forbidden: in-dialog request from another host")
             dialog.receive_request(request)  # 500 when out of order
             if method == "BYE":
                 self.dialogs.remove(dialog.id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from srs.errors import NotAcceptableHere
@@ -355,3 +357,51 @@ def test_a_dialog_not_created_by_sips_over_tls_takes_requests_on_any_transport()
     assert dialog_id is not None and not sip.dialogs.get(dialog_id).secure
     bye = request("BYE", branch="z9hG4bKb", cseq=2, to_tag=dialog_id.local_tag)
     assert [r.status for r in sent(sip.receive(parse_message(bye), TCP_PEER, 1.0))] == [200]
+
+
+OTHER_HOST = Source("udp", "203.0.113.66", 5062)
+
+
+def _established(sip: SipCore) -> str:
+    [event] = [o for o in feed(sip, request("INVITE", extra=f"X-Auth-Token: {TOKEN}\r\n"))
+               if isinstance(o, NewSession)]
+    _, dialog_id = sip.answer(event.pending, 200, 0.1, local=LOCAL)
+    assert dialog_id is not None
+    feed(sip, request("ACK", branch="z9hG4bKack", to_tag=dialog_id.local_tag,
+                      cseq_method="ACK"), 0.2)
+    return dialog_id.local_tag
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE", "BYE"])
+def test_another_host_without_the_credential_cannot_act_on_a_dialog(method: str) -> None:
+    """The dialog's identifiers are not the credential: from another host, an in-dialog
+    request must carry it (or come from auth.allow_cidrs)."""
+    sip = core()
+    tag = _established(sip)
+    forged = request(method, branch="z9hG4bKforged", cseq=2, to_tag=tag)
+    outputs = sip.receive(parse_message(forged), OTHER_HOST, 1.0)
+    assert [r.status for r in sent(outputs)][-1] == 403
+    assert not [o for o in outputs if isinstance(o, SessionEnded | SessionUpdate)]
+    # With the credential, the other host is taken (CSeq 2: the refusal consumed nothing).
+    vouched = request(method, branch="z9hG4bKvouched", cseq=2, to_tag=tag,
+                      extra=f"X-Auth-Token: {TOKEN}\r\n")
+    outputs = sip.receive(parse_message(vouched), OTHER_HOST, 1.1)
+    assert [o for o in outputs if isinstance(o, SessionEnded | SessionUpdate)]
+
+
+def test_the_dialogs_own_host_needs_no_credential_in_dialog() -> None:
+    sip = core()
+    tag = _established(sip)
+    bye = request("BYE", branch="z9hG4bKb", cseq=2, to_tag=tag)
+    moved_port = Source("udp", PEER.host, 6000)  # same host, another port: still the party
+    assert [r.status for r in sent(sip.receive(parse_message(bye), moved_port, 1.0))] == [200]
+
+
+def test_an_allowed_network_vouches_for_another_host_in_dialog() -> None:
+    sip = SipCore(authenticator=Authenticator.from_strings(
+        "X-Auth-Token", [TOKEN], [ipaddress.ip_network("192.0.2.0/24"),
+                                  ipaddress.ip_network("198.51.100.0/24")]))
+    tag = _established(sip)
+    bye = request("BYE", branch="z9hG4bKb", cseq=2, to_tag=tag)
+    edge = Source("udp", "198.51.100.9", 5060)  # another address of the same SBC pool
+    assert [r.status for r in sent(sip.receive(parse_message(bye), edge, 1.0))] == [200]
