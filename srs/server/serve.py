@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 
-from srs.config import Settings
+from srs.config import Settings, service_link_names
 from srs.errors import ConfigError
 from srs.log import configure_logging, get_logger
 from srs.server.app import Application
@@ -54,6 +55,9 @@ def _print_new_token(settings: Settings, token: str) -> None:
 def run(settings: Settings, *, no_auth: bool) -> int:
     configure_logging(settings.log.level, settings.log.format)
     log = get_logger()
+    ignored = service_link_names(os.environ)
+    if ignored:
+        log.debug("environment_ignored", names=ignored, reason="Kubernetes service links")
     try:
         settings, created = resolve_tokens(settings, no_auth=no_auth)
     except OSError as exc:
