@@ -67,7 +67,7 @@ MAX_REPAIRS: Final = 1000
 # Files looked at per session directory when finding the newest mtime and leftovers.
 MAX_FILES_PER_SESSION: Final = 1000
 _YEAR, _MONTH_OR_DAY = re.compile(r"\d{4}"), re.compile(r"\d{2}")
-# write_sidecar's temp files: tempfile.mkstemp(prefix=".session.json.", suffix=".tmp").
+# write_sidecar's temp files: files.create_temporary(prefix=".session.json.", suffix=".tmp").
 _SIDECAR_TMP = re.compile(re.escape(f".{SIDECAR_FILE}.") + r"[A-Za-z0-9_]+\.tmp")
 # What an atomically written sidecar that needs no repair starts with (see to_dict).
 _FINAL_PREFIXES: Final = tuple(

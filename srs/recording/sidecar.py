@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from srs.errors import UsageError
+from srs.recording.files import create_temporary
 from srs.recording.layout import is_safe_name
 from srs.recording.wav import (
     RecordingFormatError,
@@ -351,10 +351,9 @@ def write_sidecar(path: Path, sidecar: SessionSidecar) -> None:
     """
     data = (json.dumps(sidecar.to_dict(), indent=2, allow_nan=False) + "\n").encode("ascii")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = create_temporary(path.parent, f".{path.name}.", ".tmp")
     except OSError as exc:
         raise RecordingIOError("create temporary file for", path, exc) from exc
-    tmp = Path(tmp_name)
     try:
         try:
             write_all(fd, data, tmp)
