@@ -94,6 +94,7 @@ class Application:
                 recordings_dir=settings.recordings.dir, log=self.log, metrics=self.metrics)
         self.management: ManagementServer | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._storage_watch: asyncio.Task[None] | None = None
         self._timer = CoreTimer(self.core.next_timer, self._fire_timer)
         self._warnings = RateLimiter()
         self._local_cache: dict[str, str] = {}
@@ -146,6 +147,8 @@ class Application:
                 await self.transports.close()
                 raise _listen_error("management.port", management.host,
                                     str(self.management.requested_port or "any"), exc) from None
+        self.storage.problem()  # measured once now; then by the watcher, off the loop
+        self._storage_watch = loop.create_task(self.storage.watch())
         if self.settings.recordings.retention_days:
             self._retention = loop.create_task(run_retention(
                 self.settings.recordings.dir, self.settings.recordings.retention_days,
@@ -170,9 +173,10 @@ class Application:
         deadline = self.now() + BYE_WAIT_S
         while self.core.client.unanswered() and self.now() < deadline:
             await asyncio.sleep(0.05)
-        if self._retention is not None:
-            self._retention.cancel()
-            await asyncio.gather(self._retention, return_exceptions=True)
+        for task in (self._retention, self._storage_watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.webhook is not None:
             await self.webhook.close()  # after the sessions: their deliveries are stored
         if self.management is not None:
