@@ -12,24 +12,15 @@ parameters read 1,000 times, as the sidecar does at each write.  No assertions.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from timing import best_of
+
 from srs.siprec.metadata import CustomParameters, ExtensionElement, RecordingMetadata
 from srs.siprec.metadata_state import MetadataState
 from tests.siprec.documents import partial_with_extensions
-
-
-def best_of(rounds: int, work: Callable[[], object]) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def same_key(n: int) -> list[ExtensionElement]:

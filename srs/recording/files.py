@@ -21,14 +21,14 @@ DIR_MODE: Final = 0o750
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 
 
-def create_file(path: Path, *, exclusive: bool = True) -> int:
-    """Open ``path`` for writing, creating it with :data:`FILE_MODE`; returns the fd.
+def create_file(path: Path, *, exclusive: bool = True, mode: int = FILE_MODE) -> int:
+    """Open ``path`` for writing, creating it with ``mode``; returns the fd.
 
     ``exclusive`` refuses an existing file (EEXIST); otherwise one is truncated.  Raises
     ``OSError``.
     """
     flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | _CLOEXEC
-    return os.open(path, flags, FILE_MODE)
+    return os.open(path, flags, mode)
 
 
 def opener(path: str, flags: int) -> int:
@@ -36,13 +36,14 @@ def opener(path: str, flags: int) -> int:
     return os.open(path, flags | _CLOEXEC, FILE_MODE)
 
 
-def create_temporary(directory: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+def create_temporary(directory: Path, prefix: str, suffix: str,
+                     mode: int = FILE_MODE) -> tuple[int, Path]:
     """A new file ``<prefix><random><suffix>`` in ``directory`` (like ``tempfile.mkstemp``,
-    which always uses 0600, but with :data:`FILE_MODE`); returns the fd and its path."""
+    which always uses 0600, but with ``mode``); returns the fd and its path."""
     for _ in range(100):
         path = directory / f"{prefix}{secrets.token_hex(8)}{suffix}"
         try:
-            return create_file(path), path
+            return create_file(path, mode=mode), path
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name in {directory}")

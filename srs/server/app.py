@@ -29,7 +29,7 @@ from srs.ops.webhook import Outbox, WebhookConfig, WebhookSender, WebhookUrl, ma
 from srs.recording.capture import CaptureRecord, redact
 from srs.recording.core import Recorder
 from srs.recording.policy import RecorderConfig, quantize_s
-from srs.recording.repair import repair_recordings
+from srs.recording.repair import INDEX_FILE, repair_recordings
 from srs.server.media import SocketMedia
 from srs.server.sessions import LiveRecorder
 from srs.server.timer import CoreTimer
@@ -105,8 +105,10 @@ class Application:
         started = time.time()
         await asyncio.to_thread(_usable_directory, self.settings.recordings.dir, "recordings.dir")
         report = await asyncio.to_thread(
-            repair_recordings, self.settings.recordings.dir, started_before=None
-        )
+            repair_recordings, self.settings.recordings.dir, started_before=None,
+            index=self.settings.server.state_dir / INDEX_FILE)
+        if report.index_problem is not None:
+            self.log.warning("repair_index_not_written", error=report.index_problem)
         for outcome in report.outcomes:
             self.log.warning("session_repaired", dir=str(outcome.directory),
                              repaired=outcome.repaired, problems=list(outcome.problems))
