@@ -81,12 +81,13 @@ class StorageGuard:
 
     async def watch(self) -> None:
         """Refresh the measurement every ``refresh_s`` in a worker thread, for ever (the
-        shell runs it as a task and cancels it on shutdown)."""
+        shell runs it as a task and cancels it on shutdown), the first ``refresh_s`` after
+        the measurement the shell made at start-up."""
         self._watched = True
         try:
             while True:
-                await asyncio.to_thread(self._refresh, True)
                 await asyncio.sleep(self.refresh_s)
+                await asyncio.to_thread(self._refresh, True)
         finally:
             self._watched = False
 
