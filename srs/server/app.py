@@ -149,7 +149,7 @@ class Application:
                 await self.transports.close()
                 raise _listen_error("management.port", management.host,
                                     str(self.management.requested_port or "any"), exc) from None
-        self.storage.problem()  # measured once now; then by the watcher, off the loop
+        await asyncio.to_thread(self.storage.free_bytes)  # measured now, then by the watcher
         self._storage_watch = loop.create_task(self.storage.watch())
         if self.settings.recordings.retention_days:
             self._retention = loop.create_task(run_retention(
