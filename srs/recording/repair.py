@@ -245,16 +245,16 @@ def repair_recordings(
     outcomes: list[RepairOutcome] = []
     seen = repaired = indexed = 0
     more_left = False
-    for directory in _session_dirs(recordings_dir, outcomes):
+    for name in _session_dirs(recordings_dir, outcomes):
         if repaired >= max_repairs:
             more_left = True
             break
         seen += 1
-        name = directory.relative_to(recordings_dir).as_posix()
         if name in known:
             indexed += 1
             final.append(name)
             continue
+        directory = recordings_dir / name
         sidecar = directory / SIDECAR_FILE
         if not sidecar.is_file():
             outcomes.append(RepairOutcome(directory, False, (f"no {SIDECAR_FILE}",)))
@@ -367,14 +367,17 @@ def _scan_files(directory: Path) -> tuple[float, list[str]]:
     return newest_s, sorted(leftovers)
 
 
-def _session_dirs(recordings_dir: Path, outcomes: list[RepairOutcome]) -> list[Path]:
-    """``YYYY/MM/DD/<session>`` directories in order; unlistable ones go into ``outcomes``."""
-    levels = [recordings_dir]
+def _session_dirs(recordings_dir: Path, outcomes: list[RepairOutcome]) -> list[str]:
+    """``YYYY/MM/DD/<session>`` directories in order, as names relative to
+    ``recordings_dir`` (strings: a start with the index makes no path object for a session
+    it skips); unlistable ones go into ``outcomes``."""
+    root = os.fspath(recordings_dir)
+    levels = [""]
     for pattern in (_YEAR, _MONTH_OR_DAY, _MONTH_OR_DAY, None):
-        next_level: list[Path] = []
+        next_level: list[str] = []
         for parent in levels:
             try:
-                with os.scandir(parent) as entries:
+                with os.scandir(os.path.join(root, parent)) as entries:
                     names = sorted(
                         entry.name
                         for entry in entries
@@ -382,9 +385,10 @@ def _session_dirs(recordings_dir: Path, outcomes: list[RepairOutcome]) -> list[P
                         and (pattern is None or pattern.fullmatch(entry.name))
                     )
             except OSError as exc:
-                outcomes.append(RepairOutcome(parent, False, (f"cannot list: {exc}",)))
+                outcomes.append(RepairOutcome(recordings_dir / parent, False,
+                                              (f"cannot list: {exc}",)))
                 continue
-            next_level.extend(parent / name for name in names)
+            next_level.extend(f"{parent}/{name}" if parent else name for name in names)
         levels = next_level
     return levels
 
