@@ -4,7 +4,9 @@ Precedence: defaults < TOML file (``srs serve --config F``) < environment.  An e
 variable is named ``SRS_<SECTION>_<KEY>`` in upper case, e.g. ``SRS_SIP_TLS_PORT=0`` or
 ``SRS_AUTH_ALLOW_CIDRS=twilio,10.0.0.0/8``.  Every value is validated at start-up; the
 error names the key and the value.  Unknown sections and keys are errors, in the file and
-in the environment alike (a typo must not silently fall back to a default).
+in the environment alike (a typo must not silently fall back to a default); the one
+exception is the service-link variables Kubernetes injects (``SRS_0_SERVICE_HOST`` for a
+Service ``srs-0``), recognised by name and value and left alone.
 
 Each section is a frozen dataclass whose field docstrings double as the reference in the
 README ("Configuration").
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -39,6 +42,7 @@ __all__ = [
     "LogSettings",
     "Settings",
     "load_settings",
+    "service_link_names",
     "ENV_PREFIX",
 ]
 
@@ -62,6 +66,27 @@ TWILIO_SIGNALLING_CIDRS: tuple[str, ...] = (
 )
 # Twilio's media sources (UDP 10000-60000).
 TWILIO_MEDIA_CIDRS: tuple[str, ...] = ("168.86.128.0/18",)
+
+# Kubernetes injects, for every Service with a cluster IP in the pod's namespace, variables
+# named after the Service (upper case, "-" as "_"): a Service "srs-0" gives SRS_0_SERVICE_HOST
+# and the like (Kubernetes documentation, "Service" > "Environment variables"; the kubelet's
+# pkg/kubelet/envvars).  They are not settings.  Each pattern matches the name and the value
+# the kubelet gives it, so a misspelt setting (SRS_MEDIA_PORT=10000) still stops the start.
+_IP = r"[0-9A-Fa-f:.]+"  # an IPv4 or IPv6 cluster IP
+_PROTO = r"(?:TCP|UDP|SCTP)"
+_SERVICE_LINKS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (re.compile(name), re.compile(value)) for name, value in (
+        (r"[A-Z0-9_]+_SERVICE_HOST", _IP),
+        (r"[A-Z0-9_]+_SERVICE_PORT(?:_[A-Z0-9_]+)?", r"[0-9]{1,5}"),
+        # The Docker-link style ones: SVC_PORT=udp://10.0.0.1:5060, SVC_PORT_5060_UDP=...,
+        # SVC_PORT_5060_UDP_PROTO=udp, _PORT=5060, _ADDR=10.0.0.1.
+        (rf"[A-Z0-9_]+_PORT(?:_[0-9]{{1,5}}_{_PROTO})?",
+         rf"(?:tcp|udp|sctp)://(?:{_IP}|\[{_IP}\]):[0-9]{{1,5}}"),
+        (rf"[A-Z0-9_]+_PORT_[0-9]{{1,5}}_{_PROTO}_PROTO", r"tcp|udp|sctp"),
+        (rf"[A-Z0-9_]+_PORT_[0-9]{{1,5}}_{_PROTO}_PORT", r"[0-9]{1,5}"),
+        (rf"[A-Z0-9_]+_PORT_[0-9]{{1,5}}_{_PROTO}_ADDR", _IP),
+    )
+)
 
 _PRESETS: dict[str, tuple[str, ...]] = {"twilio": TWILIO_SIGNALLING_CIDRS}
 _MEDIA_PRESETS: dict[str, tuple[str, ...]] = {"twilio": TWILIO_MEDIA_CIDRS}
@@ -393,10 +418,24 @@ def _merge_file(raw: _RawSettings, path: Path) -> None:
             raw[section][key] = (f"{section}.{key}", value)
 
 
+def service_link_names(environ: Mapping[str, str]) -> list[str]:
+    """The ``SRS_*`` variables of ``environ`` that the loader leaves alone because they are
+    Kubernetes service links (see ``_SERVICE_LINKS``), sorted."""
+    return sorted(name for name, value in environ.items()
+                  if name.startswith(ENV_PREFIX) and _is_service_link(name, value))
+
+
+def _is_service_link(name: str, value: str) -> bool:
+    return any(name_re.fullmatch(name) and value_re.fullmatch(value)
+               for name_re, value_re in _SERVICE_LINKS)
+
+
 def _merge_env(raw: _RawSettings, environ: Mapping[str, str]) -> None:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name.startswith(_CLIENT_ENV_PREFIXES):
             continue
+        if _is_service_link(name, value):
+            continue  # srs serve logs these names at debug level
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
         if section not in _SECTIONS or not key:
             raise ConfigError(name, f"unknown setting (sections: {', '.join(_SECTIONS)})")

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from srs.config import TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS, Settings, load_settings
+from srs.config import (
+    TWILIO_MEDIA_CIDRS,
+    TWILIO_SIGNALLING_CIDRS,
+    Settings,
+    load_settings,
+    service_link_names,
+)
 from srs.errors import ConfigError
 from srs.recording.policy import RecorderConfig
 from srs.rtp.sources import SourcePolicy
@@ -83,6 +89,54 @@ def test_environment_wins_over_file(tmp_path: Path) -> None:
 
 def test_client_variables_are_not_server_settings() -> None:
     assert load_settings(None, {"SRS_CALL_TOKEN": "abc"}) == Settings()
+
+
+# What the kubelet injects for a Service "srs-sip" (cluster IP 10.96.4.2) with the ports
+# sip-udp 5060/UDP and sip-tls 5061/TCP, and for "srs-0" on an IPv6 cluster: names that
+# collide with settings (SRS_SIP_PORT) and names in known sections (SRS_SIP_SERVICE_HOST).
+SERVICE_LINKS = {
+    "SRS_SIP_SERVICE_HOST": "10.96.4.2",
+    "SRS_SIP_SERVICE_PORT": "5060",
+    "SRS_SIP_SERVICE_PORT_SIP_UDP": "5060",
+    "SRS_SIP_SERVICE_PORT_SIP_TLS": "5061",
+    "SRS_SIP_PORT": "udp://10.96.4.2:5060",
+    "SRS_SIP_PORT_5060_UDP": "udp://10.96.4.2:5060",
+    "SRS_SIP_PORT_5060_UDP_PROTO": "udp",
+    "SRS_SIP_PORT_5060_UDP_PORT": "5060",
+    "SRS_SIP_PORT_5060_UDP_ADDR": "10.96.4.2",
+    "SRS_SIP_PORT_5061_TCP": "tcp://10.96.4.2:5061",
+    "SRS_SIP_PORT_5061_TCP_PROTO": "tcp",
+    "SRS_SIP_PORT_5061_TCP_PORT": "5061",
+    "SRS_SIP_PORT_5061_TCP_ADDR": "10.96.4.2",
+    "SRS_0_SERVICE_HOST": "fd00:10:96::4",
+    "SRS_0_SERVICE_PORT": "5060",
+    "SRS_0_PORT": "udp://[fd00:10:96::4]:5060",
+    "SRS_0_PORT_5060_UDP_ADDR": "fd00:10:96::4",
+}
+
+
+def test_kubernetes_service_links_are_not_settings() -> None:
+    env = {**SERVICE_LINKS, "SRS_SIP_TLS_PORT": "0", "KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+    settings = load_settings(None, env)
+    assert settings.sip.port == 5060 and settings.sip.tls_port == 0
+    assert service_link_names(env) == sorted(SERVICE_LINKS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SRS_SIP_LISTN", "5060"),  # a misspelt key in a known section
+        ("SRS_MEDIA_PORT", "10000"),  # shaped like SVC_PORT, but not a link's value
+        ("SRS_SIP_SERVICE_HOST", "sip.example.com"),  # links carry IP addresses
+        ("SRS_SIP_PORT_5060_UDP_PROTO", "quic"),
+        ("SRS_SIP_PORT_5060_UDP", "5060"),
+    ],
+)
+def test_service_link_lookalikes_are_still_errors(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {**SERVICE_LINKS, name: value})
+    assert info.value.key == name
+    assert service_link_names({name: value}) == []
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """Storage guard and retention of recordings.
 
 * :class:`StorageGuard` -- is there room for a new session?  A cached ``statvfs`` of
-  ``recordings.dir``, refreshed at most every ``refresh_s``: cheap enough to ask per
-  INVITE.  Below ``min_free_bytes`` (or when the directory is unusable) new INVITEs get
-  503 with ``Retry-After`` (RFC 3261 §21.5.4) and ``/readyz`` fails.
+  ``recordings.dir``, refreshed every ``refresh_s`` by :meth:`StorageGuard.watch` in a
+  worker thread (a ``statvfs`` of a hung network file system blocks), so asking per
+  INVITE costs nothing on the event loop.  Below ``min_free_bytes`` (or when the
+  directory is unusable) new INVITEs get 503 with ``Retry-After`` (RFC 3261 §21.5.4) and
+  ``/readyz`` fails.
 * :func:`remove_expired` -- delete finished sessions (``complete``, ``interrupted``,
   ``failed``; never ``recording``) that ended more than ``retention_days`` ago, and say
   what was removed.  Bounded per run, walks ``YYYY/MM/DD/<session>/`` oldest first and
@@ -73,8 +75,21 @@ class StorageGuard:
         self._checked_at: float | None = None
         self._free: int | None = None
         self._problem: str | None = None
+        self._watched = False  # watch() is refreshing: problem() never measures
         # problem() runs on the event loop, free_bytes() in the metrics scrape's thread.
         self._lock = threading.Lock()
+
+    async def watch(self) -> None:
+        """Refresh the measurement every ``refresh_s`` in a worker thread, for ever (the
+        shell runs it as a task and cancels it on shutdown), the first ``refresh_s`` after
+        the measurement the shell made at start-up."""
+        self._watched = True
+        try:
+            while True:
+                await asyncio.sleep(self.refresh_s)
+                await asyncio.to_thread(self._refresh, True)
+        finally:
+            self._watched = False
 
     def _measure(self) -> None:
         try:
@@ -97,8 +112,11 @@ class StorageGuard:
 
     def problem(self) -> str | None:
         """``None`` when there is room for new sessions, else why not (for logs and
-        ``/readyz``).  Runs on the event loop, so it never waits: while another thread
-        (a metrics scrape) is measuring, the last measurement answers."""
+        ``/readyz``).  Runs on the event loop, so it never waits: while :meth:`watch` runs
+        the last measurement answers; without it, a stale one is refreshed here unless
+        another thread (a metrics scrape) is measuring."""
+        if self._watched and self._checked_at is not None:
+            return self._problem
         if self._lock.acquire(blocking=False):
             try:
                 now = self._clock()

@@ -16,10 +16,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from srs.capture.errors import CaptureSizeExceeded
 from srs.capture.writer import PcapWriter
+from srs.recording.files import opener
 from srs.sip.message import SipRequest
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class SessionCapture:
         self.records: list[CaptureRecord] = []
         self.error: str | None = None
         self._writer: PcapWriter | None = None
+        self._file: BinaryIO | None = None
 
     def add(self, record: CaptureRecord) -> None:
         if self.error is None:
@@ -64,7 +66,8 @@ class SessionCapture:
             return
         try:
             if self._writer is None:
-                self._writer = PcapWriter(self.path)
+                self._file = open(self.path, "wb", opener=opener)  # noqa: SIM115 - close()
+                self._writer = PcapWriter(self._file)
             for r in records:
                 if _version(r.src) != _version(r.dst):
                     continue  # an IPv6 peer of an IPv4-advertised server: no consistent frame
@@ -80,12 +83,18 @@ class SessionCapture:
             self.records = []
 
     def close(self) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except OSError as exc:
-                self.error = self.error or str(exc)
-            self._writer = None
+        writer, file, self._writer, self._file = self._writer, self._file, None, None
+        try:
+            if writer is not None:
+                writer.close()  # flushes the file it was given
+        except OSError as exc:
+            self.error = self.error or str(exc)
+        finally:
+            if file is not None:
+                try:
+                    file.close()
+                except OSError as exc:
+                    self.error = self.error or str(exc)
 
 
 def _version(address: str) -> int:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from srs.errors import UsageError
+from srs.recording.files import create_file, make_dir, make_dirs
 from srs.recording.wav import RecordingIOError, fsync_directory, write_all
 
 __all__ = [
@@ -161,14 +162,14 @@ def create_session_dir(
     start = _utc(started_at)
     day_dir = recordings_dir / f"{start:%Y}" / f"{start:%m}" / f"{start:%d}"
     try:
-        day_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(day_dir)
     except OSError as exc:
         raise RecordingIOError("create directory", day_dir, exc) from exc
     base = session_dir_name(start, session_id)
     for attempt in range(1, MAX_DIR_ATTEMPTS + 1):
         directory = day_dir / (base if attempt == 1 else f"{base}-{attempt}")
         try:
-            os.mkdir(directory, 0o755)
+            make_dir(directory)
         except FileExistsError:
             continue
         except OSError as exc:
@@ -193,7 +194,7 @@ def write_metadata(layout: SessionLayout, n: int, raw: bytes) -> Path:
         raise UsageError(f"metadata of {len(raw)} bytes exceeds {MAX_METADATA_BYTES}")
     path = layout.metadata_xml(n)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = create_file(path)
     except OSError as exc:
         raise RecordingIOError("create", path, exc) from exc
     try:

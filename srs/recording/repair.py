@@ -15,7 +15,13 @@ For every session directory whose ``session.json`` still says ``recording``:
    last moment anything was recorded.
 
 One broken session never stops the scan: each one gets a :class:`RepairOutcome` with its
-problems for the caller to log.  A session whose sidecar could not be rewritten stays
+problems for the caller to log.
+
+With an ``index`` file (the server keeps ``<state_dir>/repair-index``), a start reads only
+the sidecars of sessions not listed in it: the index lists the sessions the last scan found
+final (complete, interrupted, failed), which never go back to ``recording``.  Each scan
+rewrites it with the final sessions that are still there, so sessions that were deleted
+drop out of it.  A session whose sidecar could not be rewritten stays
 ``recording`` and is tried again at the next start.
 
 No asyncio, no logging: the asyncio shell calls these in a worker thread and logs.
@@ -41,6 +47,7 @@ from srs.recording.sidecar import (
     SessionStatus,
     StreamRecord,
     read_sidecar,
+    replace_atomically,
     sha256_file,
     write_sidecar,
 )
@@ -60,14 +67,21 @@ __all__ = [
     "repair_recordings",
     "repair_session",
     "repair_wav",
+    "INDEX_FILE",
 ]
+
+# The index of final sessions in the state directory (see the module docstring).
+INDEX_FILE: Final = "repair-index"
+_INDEX_HEADER: Final = "srs repair-index 1"
+# An index larger than this is not read (a start then reads every sidecar once).
+MAX_INDEX_BYTES: Final = 64 * 1024 * 1024
 
 # At most this many sessions are repaired in one scan; the rest wait for the next start.
 MAX_REPAIRS: Final = 1000
 # Files looked at per session directory when finding the newest mtime and leftovers.
 MAX_FILES_PER_SESSION: Final = 1000
 _YEAR, _MONTH_OR_DAY = re.compile(r"\d{4}"), re.compile(r"\d{2}")
-# write_sidecar's temp files: tempfile.mkstemp(prefix=".session.json.", suffix=".tmp").
+# write_sidecar's temp files: files.create_temporary(prefix=".session.json.", suffix=".tmp").
 _SIDECAR_TMP = re.compile(re.escape(f".{SIDECAR_FILE}.") + r"[A-Za-z0-9_]+\.tmp")
 # What an atomically written sidecar that needs no repair starts with (see to_dict).
 _FINAL_PREFIXES: Final = tuple(
@@ -110,6 +124,8 @@ class RepairReport:
     outcomes: tuple[RepairOutcome, ...]
     sessions_seen: int
     more_left: bool  # MAX_REPAIRS was reached; the rest are done at the next start
+    sessions_indexed: int = 0  # of sessions_seen, those the index said were final
+    index_problem: str | None = None  # the index could not be written (the scan still ran)
 
 
 def repair_wav(path: Path, *, empty_sample_rate_hz: int | None = None) -> RepairedWav:
@@ -210,6 +226,7 @@ def repair_recordings(
     *,
     started_before: datetime | None = None,
     max_repairs: int = MAX_REPAIRS,
+    index: Path | None = None,
 ) -> RepairReport:
     """Scan ``<recordings_dir>/YYYY/MM/DD/*/`` and repair every session left ``recording``.
 
@@ -218,26 +235,72 @@ def repair_recordings(
     without a ``session.json`` and directories that cannot be listed are reported, not
     touched.  Only sessions actually repaired count toward ``max_repairs``: a corrupt
     sidecar, reported at every start until someone looks at it, never starves the rest.
+    With ``index``, sessions listed in it are taken as final unread, and the index is
+    rewritten (see the module docstring).
     """
     if max_repairs < 1:
         raise UsageError("max_repairs must be positive")
+    known = _read_index(index) if index is not None else frozenset()
+    final: list[str] = []
     outcomes: list[RepairOutcome] = []
-    seen = repaired = 0
-    for directory in _session_dirs(recordings_dir, outcomes):
+    seen = repaired = indexed = 0
+    more_left = False
+    for name in _session_dirs(recordings_dir, outcomes):
         if repaired >= max_repairs:
-            return RepairReport(tuple(outcomes), seen, more_left=True)
+            more_left = True
+            break
         seen += 1
+        if name in known:
+            indexed += 1
+            final.append(name)
+            continue
+        directory = recordings_dir / name
         sidecar = directory / SIDECAR_FILE
         if not sidecar.is_file():
             outcomes.append(RepairOutcome(directory, False, (f"no {SIDECAR_FILE}",)))
             continue
         if _is_final(sidecar):
+            final.append(name)
             continue
         outcome = repair_session(directory, started_before=started_before)
         if outcome is not None:
             outcomes.append(outcome)
             repaired += outcome.repaired
-    return RepairReport(tuple(outcomes), seen, more_left=False)
+            if outcome.repaired:
+                final.append(name)
+    problem = None
+    if index is not None:
+        # Sessions past a max_repairs stop were not looked at: keep what the index knew.
+        keep = known - {*final} if more_left else frozenset()
+        problem = _write_index(index, [*final, *sorted(keep)])
+    return RepairReport(tuple(outcomes), seen, more_left, indexed, problem)
+
+
+def _read_index(index: Path) -> frozenset[str]:
+    """The session names in ``index``; none when it is missing, too large or not ours."""
+    try:
+        with open(index, "rb") as f:
+            data = f.read(MAX_INDEX_BYTES + 1)
+    except OSError:
+        return frozenset()
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if len(data) > MAX_INDEX_BYTES or lines[0] != _INDEX_HEADER:
+        return frozenset()
+    return frozenset(line for line in lines[1:] if line)
+
+
+def _write_index(index: Path, names: list[str]) -> str | None:
+    """Replace ``index`` atomically; the error text when that failed."""
+    lines = [_INDEX_HEADER, *(n for n in names if "\n" not in n and "\r" not in n)]
+    data = ("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape")
+    try:
+        index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the state directory
+        replace_atomically(index, data, mode=0o600)
+    except OSError as exc:
+        return f"{index}: {exc}"
+    except RecordingIOError as exc:
+        return str(exc)
+    return None
 
 
 def _rewrite(path: Path, header: bytes, *, truncate_to: int | None) -> None:
@@ -304,14 +367,17 @@ def _scan_files(directory: Path) -> tuple[float, list[str]]:
     return newest_s, sorted(leftovers)
 
 
-def _session_dirs(recordings_dir: Path, outcomes: list[RepairOutcome]) -> list[Path]:
-    """``YYYY/MM/DD/<session>`` directories in order; unlistable ones go into ``outcomes``."""
-    levels = [recordings_dir]
+def _session_dirs(recordings_dir: Path, outcomes: list[RepairOutcome]) -> list[str]:
+    """``YYYY/MM/DD/<session>`` directories in order, as names relative to
+    ``recordings_dir`` (strings: a start with the index makes no path object for a session
+    it skips); unlistable ones go into ``outcomes``."""
+    root = os.fspath(recordings_dir)
+    levels = [""]
     for pattern in (_YEAR, _MONTH_OR_DAY, _MONTH_OR_DAY, None):
-        next_level: list[Path] = []
+        next_level: list[str] = []
         for parent in levels:
             try:
-                with os.scandir(parent) as entries:
+                with os.scandir(os.path.join(root, parent)) as entries:
                     names = sorted(
                         entry.name
                         for entry in entries
@@ -319,9 +385,10 @@ def _session_dirs(recordings_dir: Path, outcomes: list[RepairOutcome]) -> list[P
                         and (pattern is None or pattern.fullmatch(entry.name))
                     )
             except OSError as exc:
-                outcomes.append(RepairOutcome(parent, False, (f"cannot list: {exc}",)))
+                outcomes.append(RepairOutcome(recordings_dir / parent, False,
+                                              (f"cannot list: {exc}",)))
                 continue
-            next_level.extend(parent / name for name in names)
+            next_level.extend(f"{parent}/{name}" if parent else name for name in names)
         levels = next_level
     return levels
 

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from srs.errors import UsageError
+from srs.recording.files import FILE_MODE, create_temporary
 from srs.recording.layout import is_safe_name
 from srs.recording.wav import (
     RecordingFormatError,
@@ -355,11 +355,16 @@ def write_sidecar(path: Path, sidecar: SessionSidecar) -> None:
     Raises :class:`RecordingIOError` (the temp file is removed) when the disk refuses.
     """
     data = (json.dumps(sidecar.to_dict(), indent=2, allow_nan=False) + "\n").encode("ascii")
+    replace_atomically(path, data)
+
+
+def replace_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
+    """:func:`write_sidecar` for any bytes: a new file of ``mode`` (less the umask) takes
+    the place of ``path``."""
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = create_temporary(path.parent, f".{path.name}.", ".tmp", mode=mode)
     except OSError as exc:
         raise RecordingIOError("create temporary file for", path, exc) from exc
-    tmp = Path(tmp_name)
     try:
         try:
             write_all(fd, data, tmp)

@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from srs.errors import SrsError, UsageError
+from srs.recording.files import create_file
 
 __all__ = [
     "HEADER_BYTES",
@@ -258,9 +259,8 @@ class WavWriter:
         self._data_bytes = 0  # data handed to the kernel
         self._failed = False
         self._closed = False
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
         try:
-            self._fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+            self._fd = create_file(path, exclusive=exclusive)
         except OSError as exc:
             raise RecordingIOError("create", path, exc) from exc
         try:

@@ -29,7 +29,7 @@ from srs.ops.webhook import Outbox, WebhookConfig, WebhookSender, WebhookUrl, ma
 from srs.recording.capture import CaptureRecord, redact
 from srs.recording.core import Recorder
 from srs.recording.policy import RecorderConfig, quantize_s
-from srs.recording.repair import repair_recordings
+from srs.recording.repair import INDEX_FILE, repair_recordings
 from srs.server.media import SocketMedia
 from srs.server.sessions import LiveRecorder
 from srs.server.timer import CoreTimer
@@ -100,6 +100,7 @@ class Application:
                 recordings_dir=settings.recordings.dir, log=self.log, metrics=self.metrics)
         self.management: ManagementServer | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._storage_watch: asyncio.Task[None] | None = None
         self._timer = CoreTimer(self.core.next_timer, self._fire_timer)
         self._warnings = RateLimiter()
         self._local_cache: dict[str, str] = {}
@@ -110,8 +111,10 @@ class Application:
         started = time.time()
         await asyncio.to_thread(_usable_directory, self.settings.recordings.dir, "recordings.dir")
         report = await asyncio.to_thread(
-            repair_recordings, self.settings.recordings.dir, started_before=None
-        )
+            repair_recordings, self.settings.recordings.dir, started_before=None,
+            index=self.settings.server.state_dir / INDEX_FILE)
+        if report.index_problem is not None:
+            self.log.warning("repair_index_not_written", error=report.index_problem)
         for outcome in report.outcomes:
             self.log.warning("session_repaired", dir=str(outcome.directory),
                              repaired=outcome.repaired, problems=list(outcome.problems))
@@ -152,6 +155,8 @@ class Application:
                 await self.transports.close()
                 raise _listen_error("management.port", management.host,
                                     str(self.management.requested_port or "any"), exc) from None
+        await asyncio.to_thread(self.storage.free_bytes)  # measured now, then by the watcher
+        self._storage_watch = loop.create_task(self.storage.watch())
         if self.settings.recordings.retention_days:
             self._retention = loop.create_task(run_retention(
                 self.settings.recordings.dir, self.settings.recordings.retention_days,
@@ -181,9 +186,10 @@ class Application:
         deadline = self.now() + BYE_WAIT_S
         while self.core.client.unanswered() and self.now() < deadline:
             await asyncio.sleep(0.05)
-        if self._retention is not None:
-            self._retention.cancel()
-            await asyncio.gather(self._retention, return_exceptions=True)
+        for task in (self._retention, self._storage_watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.webhook is not None:
             await self.webhook.close()  # after the sessions: their deliveries are stored
         if self.management is not None:

@@ -19,7 +19,7 @@ def load_or_create_token(state_dir: Path) -> tuple[str, bool]:
     write a different token.
     """
     path = state_dir / TOKEN_FILE
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # state is the owner's alone
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

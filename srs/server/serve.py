@@ -9,16 +9,15 @@ sessions and finalise every active one before exiting.
 from __future__ import annotations
 
 import asyncio
-import functools
+import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 
-from srs.config import Settings
+from srs.config import Settings, service_link_names
 from srs.errors import ConfigError
-from srs.log import configure_logging, get_logger
+from srs.log import Logger, configure_logging, get_logger
 from srs.server.app import Application
 from srs.server.credentials import load_or_create_token
 from srs.server.tls import certificate_fingerprint, ensure_self_signed, server_context
@@ -54,6 +53,9 @@ def _print_new_token(settings: Settings, token: str) -> None:
 def run(settings: Settings, *, no_auth: bool) -> int:
     configure_logging(settings.log.level, settings.log.format)
     log = get_logger()
+    ignored = service_link_names(os.environ)
+    if ignored:
+        log.debug("environment_ignored", names=ignored, reason="Kubernetes service links")
     try:
         settings, created = resolve_tokens(settings, no_auth=no_auth)
     except OSError as exc:
@@ -78,10 +80,10 @@ def run(settings: Settings, *, no_auth: bool) -> int:
             print(f"srs: cannot start: tls.cert: cannot load {cert} / {key}: {exc}",
                   file=sys.stderr, flush=True)
             return 2
-    reload = None
-    if tls_context is not None and settings.tls.cert is not None and settings.tls.key is not None:
-        reload = functools.partial(reload_tls, tls_context, settings, log)
-    main = _main(settings, tls_context, auth_enabled=not no_auth, reload=reload)
+    reloadable = (tls_context is not None and settings.tls.cert is not None
+                  and settings.tls.key is not None)
+    main = _main(settings, tls_context, auth_enabled=not no_auth, log=log,
+                 reload_tls_on_hup=reloadable)
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform
@@ -89,35 +91,36 @@ def run(settings: Settings, *, no_auth: bool) -> int:
     return uvloop.run(main)
 
 
-def reload_tls(context: ssl.SSLContext, settings: Settings, log: object) -> None:
-    """SIGHUP: load the configured certificate, key and CA again into the live context.
+def reload_tls(app: Application, settings: Settings, log: Logger) -> None:
+    """SIGHUP: build a new context from the configured certificate, key and CA files and
+    give it to the listener for the connections it accepts from now on.
 
-    New TLS connections get the new material; established ones (and the sessions on
-    them) are untouched.  A broken file keeps the old material and is logged.
+    A new context, not the old one loaded again: ``load_verify_locations`` only adds to a
+    context's trust store, so a CA removed from ``tls.ca`` would otherwise stay trusted.
+    Established connections (and the sessions on them) keep the context they were made
+    with.  A broken file keeps the old context and is logged.
     """
     cert, key = settings.tls.cert, settings.tls.key
     if cert is None or key is None:
         return
     try:
-        context.load_cert_chain(cert, key)
-        if settings.tls.ca is not None:
-            context.load_verify_locations(cafile=str(settings.tls.ca))
+        context = server_context(cert, key, settings.tls)
     except (OSError, ssl.SSLError) as exc:
-        log.error("tls_reload_failed", cert=str(cert), error=str(exc))  # type: ignore[attr-defined]
+        log.error("tls_reload_failed", cert=str(cert), error=str(exc))
         return
-    log.info("tls_reloaded", cert=str(cert),  # type: ignore[attr-defined]
-             sha256_fingerprint=certificate_fingerprint(cert))
+    app.tls_context = app.transports.tls_context = context
+    log.info("tls_reloaded", cert=str(cert), sha256_fingerprint=certificate_fingerprint(cert))
 
 
-async def _main(settings: Settings, tls_context: object, *, auth_enabled: bool,
-                reload: Callable[[], None] | None = None) -> int:
+async def _main(settings: Settings, tls_context: object, *, auth_enabled: bool, log: Logger,
+                reload_tls_on_hup: bool) -> int:
     app = Application(settings, tls_context=tls_context, auth_enabled=auth_enabled)  # type: ignore[arg-type]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload)
+    if reload_tls_on_hup:
+        loop.add_signal_handler(signal.SIGHUP, reload_tls, app, settings, log)
     try:
         await app.start()
     except ConfigError as exc:

@@ -35,7 +35,8 @@ def ensure_self_signed(state_dir: Path, hostname: str = "srs.invalid") -> tuple[
     cert_path, key_path = tls_dir / "cert.pem", tls_dir / "key.pem"
     if cert_path.is_file() and key_path.is_file():
         return cert_path, key_path, False
-    tls_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the owner's alone
+    tls_dir.mkdir(exist_ok=True, mode=0o700)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.UTC)
@@ -65,11 +66,16 @@ def ensure_self_signed(state_dir: Path, hostname: str = "srs.invalid") -> tuple[
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_bytes)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(key_path, key_bytes)
+    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path, True
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A state-directory file: the owner's alone (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def certificate_fingerprint(cert_path: Path) -> str:

@@ -10,17 +10,20 @@ answers the question the recorder has for each m-line: which stream carries this
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 
 from srs.errors import MetadataError
 from srs.siprec.metadata import (
+    MAX_METADATA_ELEMENTS,
+    CustomParameters,
     DataMode,
+    ExtensionElement,
     Participant,
     RecordingMetadata,
     Stream,
-    custom_parameters,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +50,11 @@ class LabelParties:
 
 # The most elements of one kind a session's merged metadata may hold.
 MAX_MERGED_ELEMENTS = 256
+# The most extension elements (each counted with its descendants) it may hold: as many as
+# one document may have.  Partial updates each replace the extensions of the elements
+# they name, so without this bound 256 participants, streams ... could each carry a
+# document's worth, and every sidecar written would carry all of them.
+MAX_MERGED_EXTENSION_ELEMENTS = MAX_METADATA_ELEMENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,20 @@ class MetadataState:
 
     current: RecordingMetadata = RecordingMetadata()
     updates_applied: int = 0
+    # custom_parameters() of ``current``, flattened once when the state is made (every
+    # sidecar written reads it).
+    parameters: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
+
+    @classmethod
+    def _of(cls, current: RecordingMetadata, updates_applied: int) -> MetadataState:
+        extensions = current.all_extensions()
+        count = _count(extensions)
+        if count > MAX_MERGED_EXTENSION_ELEMENTS:
+            raise MetadataError(
+                f"metadata update exceeds {MAX_MERGED_EXTENSION_ELEMENTS} extension elements")
+        flat = CustomParameters.flatten(extensions).values
+        return cls(current, updates_applied, MappingProxyType(flat))
 
     def apply(self, update: RecordingMetadata) -> MetadataState:
         """The state after ``update`` (RFC 7865 §6.1).
@@ -73,7 +95,7 @@ class MetadataState:
         without a disassociate-time) reopens it.
         """
         if update.data_mode is DataMode.COMPLETE:
-            return MetadataState(update, self.updates_applied + 1)
+            return MetadataState._of(update, self.updates_applied + 1)
         old = self.current
         merged = RecordingMetadata(
             recording_id=update.recording_id or old.recording_id,
@@ -108,7 +130,7 @@ class MetadataState:
                      "participant_session_assocs", "participant_stream_assocs"):
             if len(getattr(merged, name)) > MAX_MERGED_ELEMENTS:
                 raise MetadataError(f"metadata update exceeds {MAX_MERGED_ELEMENTS} {name}")
-        return MetadataState(merged, self.updates_applied + 1)
+        return MetadataState._of(merged, self.updates_applied + 1)
 
     def stream_for_label(self, label: str) -> Stream | None:
         """The stream whose ``<label>`` is the SDP ``a=label`` (RFC 7865 §6.5, RFC 4574)."""
@@ -156,9 +178,20 @@ class MetadataState:
                 found.append(participant)
         return tuple(found)
 
-    def custom_parameters(self) -> dict[str, str]:
-        """Every extension element flattened (see :func:`srs.siprec.metadata.custom_parameters`)."""
-        return custom_parameters(self.current.all_extensions())
+    def custom_parameters(self) -> Mapping[str, str]:
+        """Every extension element flattened (see :func:`srs.siprec.metadata.custom_parameters`),
+        as it was when this state was made: no work per call."""
+        return self.parameters
+
+
+def _count(extensions: Iterable[ExtensionElement]) -> int:
+    """Extension elements with all their descendants."""
+    count, stack = 0, list(extensions)
+    while stack:
+        element = stack.pop()
+        count += 1
+        stack.extend(element.children)
+    return count
 
 
 def _merge(
@@ -180,10 +213,10 @@ def _merge_fields(old: _T, new: _T) -> _T:
     a disassociate-time therefore reopens it.
     """
     changes: dict[str, object] = {}
-    for field in fields(new):
-        value = getattr(new, field.name)
+    for f in fields(new):
+        value = getattr(new, f.name)
         if value is not None and value != ():
-            changes[field.name] = value
+            changes[f.name] = value
     states_association = any(name in changes for name in ("associate_time", "send", "recv"))
     if states_association and "disassociate_time" not in changes:
         changes["disassociate_time"] = None

@@ -117,3 +117,21 @@ def test_first_start_prints_the_generated_token_once_and_sigterm_stops(tmp_path:
             os.killpg(again.pid, signal.SIGKILL)
     assert code == 0 and token not in err and token not in out
     assert (tmp_path / "state" / "auth-token").read_text().strip() == token
+
+
+def test_kubernetes_service_links_are_ignored_with_a_debug_event(tmp_path: Path) -> None:
+    """The variables a kubelet injects for a Service "srs-0" would otherwise stop srs."""
+    links = {"SRS_0_SERVICE_HOST": "10.96.0.2", "SRS_0_SERVICE_PORT": "5060",
+             "SRS_0_PORT": "udp://10.96.0.2:5060", "SRS_0_PORT_5060_UDP_ADDR": "10.96.0.2"}
+    process = serve(tmp_path, config(tmp_path), env={**links, "SRS_LOG_LEVEL": "debug",
+                                                     "SRS_LOG_FORMAT": "json"})
+    try:
+        ignored, _ = wait_for_event(process, "environment_ignored")
+        assert ignored["names"] == sorted(links) and ignored["level"] == "debug"
+        wait_for_event(process, "listening")
+        process.send_signal(signal.SIGTERM)
+        code, _, err = finish(process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert code == 0, err

@@ -16,6 +16,7 @@ import pytest
 from srs import config
 from srs.config import load_settings
 from tests.deploy.envfile import env_example
+from tests.deploy.kubelet import POD_IP, container_environment, service_links
 from tests.deploy.tools import DEPLOY, ROOT, load_yaml, tool
 
 ENV_NAME = re.compile(r"\bSRS_[A-Z0-9_]+")
@@ -122,6 +123,29 @@ def test_kubernetes_pods_are_probed_stopped_gently_and_keep_recordings(name: str
     secret = [e for e in container["env"] if e["name"] == "SRS_AUTH_TOKENS"]
     assert secret and "secretKeyRef" in secret[0]["valueFrom"]
     assert container["args"][0].rstrip().endswith("exec srs serve")
+
+
+@pytest.mark.parametrize("name", ["srs-hostnetwork.yaml", "srs-rtp-range.yaml"])
+def test_kubernetes_pod_environment_starts_srs(name: str) -> None:
+    """What a kubelet injects loads with srs's loader, even with the service links that
+    enableServiceLinks: false turns off; the management listener is where probes go."""
+    documents = load_yaml(KUBERNETES / name)
+    pod = statefulset(documents)["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
+    (container,) = pod["containers"]
+    links = service_links(documents)
+    if name == "srs-rtp-range.yaml":
+        assert links["SRS_0_SERVICE_HOST"] and links["SRS_0_PORT_5060_UDP_ADDR"]
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.0", "KUBERNETES_SERVICE_PORT": "443",
+           **links, **container_environment(container)}
+    if "SRS_MEDIA_ADVERTISED_ADDRESS" in container["args"][0]:  # from the ConfigMap
+        env["SRS_MEDIA_ADVERTISED_ADDRESS"] = "203.0.113.10"
+    settings = load_settings(environ=env)
+    assert settings.management.host == POD_IP
+    probes = {container[probe]["httpGet"]["port"] for probe in ("livenessProbe", "readinessProbe")}
+    assert probes == {settings.management.port}
+    with pytest.raises(config.ConfigError, match="SRS_SIP_LISTN: unknown key"):
+        load_settings(environ={**env, "SRS_SIP_LISTN": "5060"})
 
 
 def test_kubernetes_host_network() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -52,6 +53,46 @@ def test_storage_guard_caches_and_refuses_with_503() -> None:
     assert guard.problem() == "recordings dir unusable: No such file or directory"
     disk.error, disk.free_blocks = None, 10_000
     assert guard.free_bytes() == 40_960_000 and guard.problem() is None
+
+
+def test_storage_guard_measures_off_the_event_loop_while_watched() -> None:
+    """With watch() running, problem() (asked per INVITE, on the loop) never calls statvfs:
+    a hung file system cannot stall the loop."""
+    disk, clock = FakeDisk(), [100.0]
+    threads: list[int] = []
+
+    def statvfs(path: Path) -> os.statvfs_result:
+        threads.append(threading.get_ident())
+        return disk(path)
+
+    guard = StorageGuard(Path("/rec"), min_free_bytes=4096 * 500, refresh_s=0.01,
+                         clock=lambda: clock[0], statvfs=statvfs)
+
+    async def main() -> tuple[int, list[str | None]]:
+        loop_thread = threading.get_ident()
+        watcher = asyncio.get_running_loop().create_task(guard.watch())
+        while len(threads) < 2:  # the watcher measured twice
+            await asyncio.sleep(0.01)
+        answers = []
+        for blocks in (10, 10_000):
+            disk.free_blocks = blocks
+            clock[0] += 60  # every answer stale for an unwatched guard
+            guard.problem()
+            seen = len(threads)
+            while len(threads) < seen + 2:  # the watcher has picked up the change
+                await asyncio.sleep(0.01)
+            answers.append(guard.problem())
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        return loop_thread, answers
+
+    loop_thread, answers = asyncio.run(main())
+    assert loop_thread not in threads
+    low = "low disk space: 40960 bytes free, 2048000 needed"
+    assert answers == [low, None]
+    clock[0] += 60
+    guard.problem()  # unwatched again: measures itself
+    assert threads[-1] == threading.get_ident()
 
 
 def test_storage_guard_on_a_real_directory(tmp_path: Path) -> None:

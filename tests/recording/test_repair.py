@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -355,3 +356,46 @@ def test_a_sidecar_that_cannot_be_rewritten_stays_recording(tmp_path: Path) -> N
     assert "[EFBIG] File too large" in stdout
     assert layout.sidecar.read_bytes() == before
     assert sorted(p.name for p in layout.directory.iterdir()) == ["session.json"]
+
+
+def test_the_index_spares_a_start_reading_final_sessions(tmp_path: Path) -> None:
+    """A start reads the sidecars of sessions the last scan did not find final, only."""
+    recordings, index = tmp_path / "rec", tmp_path / "state" / "repair-index"
+    done = replace(recording_sidecar(), status=SessionStatus.COMPLETE, ended_at=STARTED_AT,
+                   end_reason=EndReason.BYE)
+    finished = [make_session(recordings, f"done-{i}", done, {}) for i in range(5)]
+    crashed = make_session(recordings, "crashed", recording_sidecar(), {})
+    first = repair_recordings(recordings, index=index)
+    assert (first.sessions_seen, first.sessions_indexed, first.index_problem) == (6, 0, None)
+    assert [o.directory for o in first.outcomes if o.repaired] == [crashed.directory]
+    assert oct(index.stat().st_mode & 0o777) == "0o600"
+    # Every session is now final: the next start reads none of their sidecars.  (An
+    # unreadable sidecar would be reported if it were read.)
+    for layout in (*finished, crashed):
+        layout.sidecar.chmod(0)
+    if os.access(finished[0].sidecar, os.R_OK):  # root reads regardless: damage instead
+        for layout in (*finished, crashed):
+            layout.sidecar.write_bytes(b"not json")
+    second = repair_recordings(recordings, index=index)
+    assert (second.sessions_seen, second.sessions_indexed, second.outcomes) == (6, 6, ())
+    assert repair_recordings(recordings).sessions_seen == 6  # without the index: all read
+    assert len(repair_recordings(recordings).outcomes) == 6
+    # A new crash is repaired; a deleted session leaves the index.
+    again = make_session(recordings, "again", recording_sidecar(), {})
+    shutil.rmtree(finished[0].directory)
+    third = repair_recordings(recordings, index=index)
+    assert [o.directory for o in third.outcomes] == [again.directory]
+    assert (third.sessions_seen, third.sessions_indexed) == (6, 5)
+    names = index.read_text().splitlines()[1:]
+    assert sorted(names) == sorted(
+        p.directory.relative_to(recordings).as_posix() for p in (*finished[1:], crashed, again))
+
+
+def test_an_index_that_is_not_ours_is_ignored(tmp_path: Path) -> None:
+    index = tmp_path / "repair-index"
+    crashed = make_session(tmp_path / "rec", "crashed", recording_sidecar(), {})
+    name = crashed.directory.relative_to(tmp_path / "rec").as_posix()
+    index.write_text(f"something else\n{name}\n")
+    report = repair_recordings(tmp_path / "rec", index=index)
+    assert [o.repaired for o in report.outcomes] == [True] and report.sessions_indexed == 0
+    assert index.read_text() == f"srs repair-index 1\n{name}\n"

@@ -297,18 +297,23 @@ def test_client_certificate_required(tmp_path: Path) -> None:
         running.stop()
 
 
-def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path) -> None:
-    first_key = ec.generate_private_key(ec.SECP256R1())
-    cert_path, key_path = _pem(tmp_path / "server", _issue("first", first_key, None), first_key)
+def serve_with_tls(tmp_path: Path, cert_path: Path, key_path: Path, tls_extra: str = "") -> subprocess.Popen[str]:
+    """``srs serve`` as a process (SIGHUP goes to it) with the given certificate."""
     low, high = rtp_range()
     (tmp_path / "srs.toml").write_text(
         f'[sip]\nhost = "127.0.0.1"\nephemeral_ports = true\n'
-        f'[tls]\ncert = "{cert_path}"\nkey = "{key_path}"\n[auth]\ntokens = ["{TOKEN}"]\n'
+        f'[tls]\ncert = "{cert_path}"\nkey = "{key_path}"\n{tls_extra}[auth]\ntokens = ["{TOKEN}"]\n'
         f'[media]\nhost = "127.0.0.1"\nport_min = {low}\nport_max = {high}\n'
         f'[recordings]\ndir = "{tmp_path / "rec"}"\nmin_free_mb = 0\n[management]\nport = 0\n[server]\nstate_dir = "{tmp_path / "state"}"\n')
-    process = subprocess.Popen([sys.executable, "-m", "srs", "serve", "--config", str(tmp_path / "srs.toml")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "srs", "serve", "--config", str(tmp_path / "srs.toml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path) -> None:
+    first_key = ec.generate_private_key(ec.SECP256R1())
+    cert_path, key_path = _pem(tmp_path / "server", _issue("first", first_key, None), first_key)
+    process = serve_with_tls(tmp_path, cert_path, key_path)
 
     def served_fingerprint(tls_port: int) -> str:
         context = ssl.create_default_context()
@@ -341,6 +346,57 @@ def test_sighup_reloads_the_certificate_without_dropping_sessions(tmp_path: Path
         out = early + out
         assert '"event": "tls_reloaded"' in out
         assert certificate_fingerprint(cert_path) in out
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_sighup_stops_trusting_a_ca_removed_from_the_bundle(tmp_path: Path) -> None:
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    cert_path, key_path = _pem(tmp_path / "server", _issue("srs", server_key, None), server_key)
+    clients = {}
+    authorities = {}
+    for name in ("kept", "removed"):
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert = _issue(f"{name} CA", ca_key, None, ca=True)
+        authorities[name] = ca_cert.public_bytes(serialization.Encoding.PEM)
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        clients[name] = _pem(tmp_path / f"client-{name}",
+                             _issue(f"{name} client", client_key, (ca_cert.subject, ca_key)), client_key)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(authorities["kept"] + authorities["removed"])
+    process = serve_with_tls(tmp_path, cert_path, key_path,
+                             f'ca = "{bundle}"\nverify_client = true\n')
+
+    def answered(tls_port: int, name: str) -> bool:
+        """Whether an OPTIONS over TLS with the client certificate ``name`` gets a 200."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.load_cert_chain(*clients[name])
+        try:
+            with (socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw,
+                  context.wrap_socket(raw) as tls):
+                tls.sendall(b"OPTIONS sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bKh1\r\n"
+                            b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: h1\r\nCSeq: 1 OPTIONS\r\n"
+                            b"Content-Length: 0\r\n\r\n")
+                return tls.recv(100).startswith(b"SIP/2.0 200 OK")
+        except (ssl.SSLError, OSError):
+            return False
+
+    try:
+        listening, _ = wait_for_event(process, "listening")
+        tls_port = listening["tls"]
+        assert answered(tls_port, "kept") and answered(tls_port, "removed")
+        bundle.write_bytes(authorities["kept"])
+        process.send_signal(signal.SIGHUP)
+        wait_for_event(process, "tls_reloaded")
+        assert answered(tls_port, "kept")
+        assert not answered(tls_port, "removed")
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+        assert process.returncode == 0
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

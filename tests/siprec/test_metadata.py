@@ -27,6 +27,7 @@ from srs.siprec.metadata import (
     custom_parameters,
 )
 from srs.siprec.metadata_state import LabelParties, MetadataState
+from tests.siprec.documents import partial_with_extensions
 
 DATA = Path(__file__).parents[1] / "data" / "metadata"
 RECORDING_1 = "urn:ietf:params:xml:ns:recording:1"
@@ -460,3 +461,47 @@ def test_partial_updates_cannot_grow_a_session_without_bound() -> None:
         state = state.apply(RecordingMetadata.parse(partial(first)))
     with pytest.raises(MetadataError, match=f"exceeds {MAX_MERGED_ELEMENTS} participants"):
         state.apply(RecordingMetadata.parse(partial(1000)))
+
+
+def test_flattening_repeated_keys_costs_one_lookup_each() -> None:
+    """2,000 values under one name (a document's worth) take 2,000 lookups, not two
+    million: each repetition goes straight to its next free ``#n``."""
+    from srs.siprec.metadata import CustomParameters, ExtensionElement
+
+    same = [ExtensionElement("urn:x", "p", attributes=(("name", "k"), ("value", f"v{i}")))
+            for i in range(2000)]
+    flat = CustomParameters.flatten(same)
+    assert list(flat.values) == ["k", *(f"k#{n}" for n in range(2, 2001))]
+    assert list(flat.values.values()) == [f"v{i}" for i in range(2000)]
+    assert flat.collisions == 0
+    # Keys that look like the suffixes: each taken key is passed over at most twice.
+    literal = [ExtensionElement("urn:x", "p", attributes=(("name", f"k#{n}"), ("value", "lit")))
+               for n in range(2, 1002)]
+    mixed = CustomParameters.flatten([*literal, *same[:1000], *literal])
+    assert len(mixed.values) == 3000 and mixed.collisions <= 2 * 3000
+    assert mixed.values["k#1001"] == "lit" and mixed.values["k#1002"] == "v1"
+    assert mixed.values["k#2#2"] == "lit"
+    assert custom_parameters(same) == flat.values
+
+
+def test_partial_updates_cannot_accumulate_extensions_without_bound() -> None:
+    """Each update may carry a document's worth of extensions for other participants;
+    the merged state holds at most one document's worth."""
+    from srs.siprec.metadata_state import MAX_MERGED_EXTENSION_ELEMENTS, MetadataState
+
+    partial = partial_with_extensions
+    state = MetadataState()
+    for first in range(0, 20, 10):
+        state = state.apply(RecordingMetadata.parse(partial(first)))
+    assert len(state.custom_parameters()) == 1800
+    with pytest.raises(MetadataError, match=f"exceeds {MAX_MERGED_EXTENSION_ELEMENTS} extension"):
+        state.apply(RecordingMetadata.parse(partial(20)))
+    # Replacing extensions already held stays within the bound.
+    assert len(state.apply(RecordingMetadata.parse(partial(10))).custom_parameters()) == 1800
+
+
+def test_custom_parameters_are_flattened_once_per_metadata_version() -> None:
+    state = MetadataState().apply(load("avaya_complete.xml"))
+    assert state.custom_parameters()
+    assert state.custom_parameters() is state.custom_parameters()
+    assert dict(state.custom_parameters()) == custom_parameters(state.current.all_extensions())

@@ -159,7 +159,8 @@ class Outbox:
         self.max_body_bytes = max_body_bytes
 
     def _ensure(self) -> None:
-        self.failed_directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.failed_directory.mkdir(exist_ok=True, mode=0o700)
 
     def pending_count(self) -> int:
         try:
