@@ -250,7 +250,8 @@ class RecordingSession:
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
         stream.timeline.accept_payload_types(offer.media[answered.index].payload_types,
-                                             stream.decoders)
+                                             stream.decoders,
+                                             answered.telephone_event_payload_type)
         stream.sources.offer(_offer_host(offer, answered.index))
         stream.relatch()
 

@@ -208,9 +208,13 @@ class TrackTimeline:
         self._anchor_rate_hz = clock_rate_hz  # timestamp clock rate of the anchored stream
         self._finished = False
 
-    def accept_payload_types(self, offered: Iterable[int], decodable: Iterable[int]) -> None:
-        """Add what an offer's m-line listed (RFC 3264 §5.1: a sender may use any of them)
-        and which of them srs decodes; from now on other payload types are not placed."""
+    def accept_payload_types(self, offered: Iterable[int], decodable: Iterable[int],
+                             event: int | None = None) -> None:
+        """Add what an offer's m-line listed (RFC 3264 §5.1: a sender may use any of them),
+        which of them srs decodes, and the telephone-event type a new answer accepted; from
+        now on other payload types are not placed."""
+        if event is not None:
+            self._event_pts |= {event}
         self._offered |= frozenset(offered)
         placeable = (self._placeable or frozenset()) | (self._offered & frozenset(decodable))
         self._placeable = placeable | self._event_pts

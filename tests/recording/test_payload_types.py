@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from srs.codecs.g711 import pcma_decode, pcma_encode, pcmu_decode, pcmu_encode
+from srs.rtp.dtmf import TelephoneEvent
 from tests.recording.corehost import PEER, CoreHost
 from tests.sipclient import rtp_packet, sdp_offer, tone
 
@@ -92,3 +93,30 @@ def test_a_codec_first_offered_by_a_reinvite_is_counted_not_silent(tmp_path: Pat
     [directory] = host.sessions()
     [record] = json.loads((directory / "session.json").read_text())["streams"]
     assert record["packets"]["dropped"] == {"undecodable_payload": 20}
+
+
+def test_a_telephone_event_type_a_re_invite_moves_to_is_read_as_key_presses(
+    tmp_path: Path,
+) -> None:
+    """The answer accepts the re-INVITE's telephone-event type (RFC 4733 §2.5.1.1), so the
+    stream reads it: key presses, not undecodable packets."""
+    host = CoreHost(tmp_path)
+    dialog = host.invite(["inbound"])
+    later = sdp_offer([40000], ["inbound"], version=2, codecs="0 100").replace(
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:100 telephone-event/8000\r\na=fmtp:100 0-15")
+    answer = host.reinvite(dialog, later)
+    assert "a=rtpmap:100 telephone-event/8000" in answer.body.decode()
+    stream = host.stream(0)
+    seq = 0
+    for key in (1, 2, 3):
+        for k in range(5):
+            event = bytes(TelephoneEvent(key, k == 4, 10, 160 * (k + 1)))
+            stream.receive(rtp_packet(seq, 8000 * key, 9, event, pt=100), SENDER, host.now)
+            seq += 1
+            host.advance(0.02)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    doc = json.loads((directory / "session.json").read_text())
+    assert [d["digit"] for d in doc["dtmf"]] == ["1", "2", "3"]
+    assert doc["streams"][0]["packets"]["dropped"] == {}
