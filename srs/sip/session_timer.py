@@ -20,8 +20,8 @@ from srs.errors import SessionIntervalTooSmall, UsageError
 from srs.sip.message import SipRequest
 from srs.sip.timers import TimerHeap
 
-__all__ = ["MIN_SE_S", "SessionTimers", "check_session_interval", "session_interval_s",
-           "session_timer_headers"]
+__all__ = ["MIN_SE_S", "SessionTimers", "check_session_interval", "enforced_interval_s",
+           "session_interval_s", "session_timer_headers"]
 
 # RFC 4028 §4: the smallest session interval srs accepts unless configured otherwise
 # (90 s is the least the RFC allows an implementation to ask for).
@@ -43,6 +43,17 @@ def session_interval_s(request: SipRequest) -> int | None:
     except ValueError:
         return None  # unreadable: treated as absent (RFC 4028 §9 needs only delta-seconds)
     return interval if interval > 0 else None
+
+
+def enforced_interval_s(request: SipRequest) -> int | None:
+    """The interval srs ends the session after when no refresh comes, or None.
+
+    A client that asked for ``refresher=uas`` does not expect to refresh; srs answers
+    ``refresher=uac`` as it never refreshes itself, but does not end such a session at
+    expiry: a client that read the answer its own way would lose its recording."""
+    value = request.headers.get("Session-Expires") or ""
+    params = [p.strip().lower().replace(" ", "") for p in value.split(";")[1:]]
+    return None if "refresher=uas" in params else session_interval_s(request)
 
 
 def check_session_interval(request: SipRequest, min_se_s: int) -> None:

@@ -64,7 +64,7 @@ from srs.sip.session_timer import (
     MIN_SE_S,
     SessionTimers,
     check_session_interval,
-    session_interval_s,
+    enforced_interval_s,
     session_timer_headers,
 )
 from srs.sip.transaction import (
@@ -313,7 +313,7 @@ class SipCore:
         if session and dialog_id is not None:
             # RFC 4028 §10: the 2xx (re)starts the interval the client must refresh within.
             self.session_timers.answered(
-                dialog_id, session_interval_s(request) if timer else None, now, local)
+                dialog_id, enforced_interval_s(request) if timer else None, now, local)
         return self._handle(events, now), (dialog_id if 200 <= status < 300 else None)
 
     def reject(self, pending: ServerTransaction, error: PeerError, now: float) -> list[Output]:

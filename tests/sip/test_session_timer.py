@@ -103,3 +103,16 @@ def test_a_lower_configured_min_se_admits_short_intervals() -> None:
     pair = timed(3, min_se_s=2)
     pair.settle()
     assert bye_times(pair) == [2.0] and pair.ended() == ["expired"]
+
+
+def test_a_client_that_asked_srs_to_refresh_is_not_cut_at_expiry() -> None:
+    """``refresher=uas`` in the request: srs never refreshes and answers ``refresher=uac``,
+    but a client that kept to its own request would not refresh either; srs does not end
+    that session at expiry (a refresh it does send still works as usual)."""
+    pair = Pair()
+    pair.invite([("Session-Expires", "90;refresher=uas"), *TIMER])
+    [ok] = [w.message for w in pair.wire if str(w) == "s>c 200 INVITE"]
+    assert ok.headers.get("Session-Expires") == "90;refresher=uac"
+    pair.run_until(200.0)
+    assert bye_times(pair) == [] and pair.ended() == []
+    assert len(pair.core.dialogs) == 1 and len(pair.core.session_timers) == 0
