@@ -512,9 +512,15 @@ def _networks(key: str, items: tuple[str, ...],
     for item in items:
         for cidr in presets.get(item.lower(), (item,)):
             try:
-                result.append(ipaddress.ip_network(cidr, strict=False))
+                network = ipaddress.ip_network(cidr, strict=False)
             except ValueError:
                 raise ConfigError(key, f"not a CIDR or preset: {item!r}") from None
+            mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+            if mapped is not None and network.prefixlen >= 96:
+                # Sources are compared as IPv4 when IPv4-mapped (RFC 4291 §2.5.5.2): so are
+                # networks written that way, or they would never match.
+                network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+            result.append(network)
     return tuple(result)
 
 

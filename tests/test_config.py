@@ -11,7 +11,7 @@ from srs.config import (
 )
 from srs.errors import ConfigError
 from srs.recording.policy import RecorderConfig
-from srs.rtp.sources import SourcePolicy
+from srs.rtp.sources import MediaSources, SourcePolicy
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -75,6 +75,18 @@ def test_media_sources_and_their_twilio_preset() -> None:
     policy = RecorderConfig.from_settings(settings).media_sources
     assert policy == SourcePolicy(offer=False, signalling=False, any=False,
                                   networks=settings.media.networks())
+
+
+def test_ipv4_mapped_networks_are_taken_as_ipv4() -> None:
+    """Sources are compared as IPv4 when IPv4-mapped, so a network written that way must be
+    too, or it would never match."""
+    settings = load_settings(None, {"SRS_MEDIA_ALLOW_CIDRS": "::ffff:203.0.113.0/120",
+                                    "SRS_AUTH_ALLOW_CIDRS": "::ffff:198.51.100.7, 2001:db8::/32"})
+    assert [str(n) for n in settings.media.networks()] == ["203.0.113.0/24"]
+    assert [str(n) for n in settings.auth.networks()] == ["198.51.100.7/32", "2001:db8::/32"]
+    sources = MediaSources(RecorderConfig.from_settings(settings).media_sources,
+                           offer_host=None, signalling_host=None)
+    assert sources.accepts("203.0.113.9") and sources.accepts("::ffff:203.0.113.9")
 
 
 def test_environment_wins_over_file(tmp_path: Path) -> None:
