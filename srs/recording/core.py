@@ -353,7 +353,8 @@ class Recorder:
             output = s.outputs.get(stream.stem)
             if output is not None:
                 horizon, floor = write_window(stream.timeline, now)
-                writes.append((output, stream.take_pending(now), horizon, floor))
+                writes.append((output, stream.take_pending(now), horizon, floor,
+                               stream.take_decoders()))
         sidecar = self._sidecar_job(s) if s.ticks % SIDECAR_EVERY_TICKS == 0 else None
         captured = self._take_capture(s)
         if writes or sidecar is not None or captured:
@@ -390,7 +391,8 @@ class Recorder:
             output = s.outputs.get(stream.stem)
             if output is not None:
                 batch = stream.take_pending(at) + stream.timeline.flush()
-                finishes.append((output, batch, stream.timeline.finish(at)))
+                finishes.append((output, batch, stream.timeline.finish(at),
+                                 stream.take_decoders()))
         captured = self._take_capture(s)
         self._capturing.pop(session.info.call_id, None)
         order = session.mix_order()

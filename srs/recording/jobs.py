@@ -124,13 +124,16 @@ class WriteSidecar:
 class WriteBatch:
     """A tick's writes: each stream up to its window, the capture, maybe the sidecar."""
 
-    writes: tuple[tuple[StreamOutput, list[Placed], int, int], ...]  # output, batch, horizon, floor
+    # output, batch, horizon, floor, the decoders to switch to first (None: unchanged)
+    writes: tuple[tuple[StreamOutput, list[Placed], int, int, Mapping[int, Codec] | None], ...]
     capture: SessionCapture | None
     captured: list[CaptureRecord]
     sidecar: WriteSidecar | None
 
     def run(self) -> dict[str, OutputReport]:
-        for output, batch, horizon, floor in self.writes:
+        for output, batch, horizon, floor, decoders in self.writes:
+            if decoders is not None:
+                output.assembler.use_codecs(decoders)
             output.write(batch, horizon, floor)
         if self.captured and self.capture is not None:
             self.capture.write(self.captured)
@@ -151,13 +154,16 @@ class FinishFiles:
     """The end of a session: every track to the session's length, the files closed, the
     capture closed, the stereo mix of ``mix`` (left, right) when both files are whole."""
 
-    finishes: tuple[tuple[StreamOutput, list[Placed], int], ...]  # output, batch, total
+    # output, batch, total, the decoders to switch to first (None: unchanged)
+    finishes: tuple[tuple[StreamOutput, list[Placed], int, Mapping[int, Codec] | None], ...]
     capture: SessionCapture | None
     captured: list[CaptureRecord]
     mix: tuple[StreamOutput, StreamOutput, Path] | None
 
     def run(self) -> FinishedFiles:
-        for output, batch, total in self.finishes:
+        for output, batch, total, decoders in self.finishes:
+            if decoders is not None:
+                output.assembler.use_codecs(decoders)
             output.finish(batch, total)
         if self.capture is not None:
             self.capture.write(self.captured)

@@ -243,10 +243,8 @@ class RecordingSession:
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
     ) -> None:
         """A new offer for an existing stream: direction, codec set; the port is stable.
-
-        The stream's file decodes what its decoders were when it was opened: a payload type
-        that only a later offer maps to a codec is counted (``undecodable_payload``), not
-        written as silence."""
+        A codec the new offer maps is decoded from the file's next write on."""
+        stream.add_decoders(decoders_for(offer, answered.index))
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
         stream.timeline.accept_payload_types(offer.media[answered.index].payload_types,

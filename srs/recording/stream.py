@@ -73,6 +73,7 @@ class StreamState:
         "answered",
         "timeline",
         "decoders",
+        "new_decoders",
         "pending",
         "sources",
         "latched",
@@ -101,6 +102,8 @@ class StreamState:
         self.answered = answered
         self.timeline = timeline
         self.decoders = decoders
+        # A later offer's codecs, for the file's next write (the worker owns the file).
+        self.new_decoders: dict[int, Codec] | None = None
         self.pending: list[Placed] = []
         self.sources = sources
         self.latched: tuple[str, int] | None = None
@@ -152,6 +155,21 @@ class StreamState:
         if released:
             batch.extend(released)
         return batch
+
+    def add_decoders(self, offered: dict[int, Codec]) -> None:
+        """The codecs a new offer maps (RFC 3264 §8.3.2: an offer may change them) at the
+        file's rate: from the next write on, the file decodes them too."""
+        rate = self.timeline.clock_rate_hz
+        added = {pt: c for pt, c in offered.items()
+                 if c.sample_rate_hz == rate and self.decoders.get(pt) is not c}
+        if added:
+            self.decoders = self.decoders | added
+            self.new_decoders = self.decoders
+
+    def take_decoders(self) -> dict[int, Codec] | None:
+        """The decoders the file must switch to before its next write, once."""
+        decoders, self.new_decoders = self.new_decoders, None
+        return decoders
 
     def relatch(self) -> None:
         """Forget the latched source (a re-INVITE may move the sender)."""

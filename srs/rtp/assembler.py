@@ -80,6 +80,10 @@ class PcmAssembler:
             return self._end
         return self._end * self.clock_rate_hz // self.sample_rate_hz
 
+    def use_codecs(self, codecs: Mapping[int, Codec]) -> None:
+        """Decode with ``codecs`` from now on (a new offer mapped more payload types)."""
+        self._codecs = dict(codecs)
+
     def add(self, placed: Iterable[Placed]) -> None:
         """Decode and lay out placed payloads, in the order the timeline produced them.
 

@@ -78,21 +78,36 @@ def test_an_offered_codec_srs_cannot_decode_is_counted_not_silent(tmp_path: Path
     assert not track.any()
 
 
-def test_a_codec_first_offered_by_a_reinvite_is_counted_not_silent(tmp_path: Path) -> None:
+def test_a_codec_first_offered_by_a_reinvite_is_decoded(tmp_path: Path) -> None:
+    """RFC 3264 §8.3.2: a re-INVITE may change the codecs; the file decodes what the new
+    offer maps from its next write on (here a PCMA call moved to PCMU under PT 96)."""
     host = CoreHost(tmp_path)
-    dialog = host.invite(["inbound"], sdp=sdp_offer([40000], ["inbound"]))
-    later = sdp_offer([40000], ["inbound"], codecs="0 96 101", version=2).replace(
-        "a=rtpmap:0 PCMU/8000", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:96 PCMU/8000")
-    assert host.reinvite(dialog, later).status == 200
+    dialog = host.invite(["inbound"], sdp=sdp_offer([40000], ["inbound"], codecs="8 101")
+                         .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000"))
     stream = host.stream(0)
-    for n in range(20):
-        stream.receive(rtp_packet(n, n * 160, 1, pcmu_encode(voice(n)), pt=96), SENDER,
-                       host.now)
+    sent = []
+    for n in range(10):
+        payload = pcma_encode(voice(n))
+        stream.receive(rtp_packet(n, n * 160, 1, payload, pt=8), SENDER, host.now)
+        sent.append(pcma_decode(payload))
+        host.advance(0.02)
+    later = sdp_offer([40000], ["inbound"], codecs="96 101", version=2).replace(
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:96 PCMU/8000")
+    answer = host.reinvite(dialog, later)
+    assert answer.status == 200 and "RTP/AVP 96 101" in answer.body.decode()
+    for n in range(10, 30):
+        payload = pcmu_encode(voice(n))
+        stream.receive(rtp_packet(n, n * 160, 1, payload, pt=96), SENDER, host.now)
+        sent.append(pcmu_decode(payload))
         host.advance(0.02)
     host.bye(dialog)
     [directory] = host.sessions()
     [record] = json.loads((directory / "session.json").read_text())["streams"]
-    assert record["packets"]["dropped"] == {"undecodable_payload": 20}
+    assert record["packets"]["dropped"] == {} and record["packets"]["received"] == 30
+    data, _ = sf.read(directory / "inbound.wav", dtype="int16")
+    audio = np.concatenate(sent)
+    start = int(np.flatnonzero(data)[0]) - int(np.flatnonzero(audio)[0])
+    np.testing.assert_array_equal(data[start:start + len(audio)], audio)
 
 
 def test_a_telephone_event_type_a_re_invite_moves_to_is_read_as_key_presses(
