@@ -119,25 +119,25 @@ def forge(port: int, rate: float, seconds: float, sent: Any, answered: Any) -> N
                 count += 1
             except BlockingIOError:
                 break
-        try:
-            while True:
-                sock.recv(65535)
-                got += 1
-        except BlockingIOError:
-            pass
+        got += _drain(sock)
         time.sleep(0.002)
     time.sleep(0.5)
+    sent.value, answered.value = count, got + _drain(sock)
+
+
+def _drain(sock: socket.socket) -> int:
+    """How many datagrams were waiting (the answers to what was forged)."""
+    count = 0
     try:
         while True:
             sock.recv(65535)
-            got += 1
+            count += 1
     except BlockingIOError:
-        pass
-    sent.value, answered.value = count, got
+        return count
 
 
 def hoard(port: int, count: int) -> tuple[list[socket.socket], int]:
-    held, refused = [], 0
+    held = []
     for _ in range(count):
         sock = socket.socket()
         sock.bind((HOARDER, 0))
@@ -145,7 +145,6 @@ def hoard(port: int, count: int) -> tuple[list[socket.socket], int]:
             sock.connect(("127.0.0.1", port))
             held.append(sock)
         except OSError:
-            refused += 1
             sock.close()
     time.sleep(1.0)
     alive = 0
