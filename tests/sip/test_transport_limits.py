@@ -205,7 +205,11 @@ def test_a_connection_without_a_complete_first_message_is_closed_at_its_deadline
         await h.wait(lambda: len(h.messages) == 1)
         for reader in (silent, partial, no_tls):
             assert await closed(reader)
-        assert h.sip.counters["first_message_timeout"] == 3
+        # The silent TLS one meets two deadlines at once, the sweep's and the handshake's
+        # (ssl_handshake_timeout): whichever fires first closes and counts it.
+        counters = h.sip.counters
+        assert counters["first_message_timeout"] >= 2
+        assert counters["first_message_timeout"] + counters["tls_handshake_failed"] == 3
         # The connection that sent a message within its deadline is still served.
         talker_w.write(options("talker-again"))
         await h.wait(lambda: len(h.messages) == 2)
