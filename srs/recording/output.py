@@ -18,7 +18,13 @@ from srs.rtp.assembler import PcmAssembler
 from srs.rtp.dtmf import DtmfDetector, DtmfEvent
 from srs.rtp.track import Placed
 
-__all__ = ["StreamOutput"]
+__all__ = ["StreamOutput", "TAIL_GRACE_S"]
+
+# A track ends at the session's end (the BYE), but the last packet the sender sent before
+# its BYE starts a few ms before it and lasts a whole packet: it is kept whole, up to this
+# much past the end (a 100 ms packet), instead of cut.  Audio further out stays cut
+# (``beyond_end_samples``): a sender's timestamps cannot make a file grow.
+TAIL_GRACE_S = 0.1
 
 # RFC 4733 §3.2 events 0-16 that the sidecar records as key presses.
 _DTMF_DIGITS = frozenset("0123456789*#ABCD") | {"flash"}
@@ -65,12 +71,16 @@ class StreamOutput:
             raise
 
     def finish(self, placed: Sequence[Placed], total_offset: int) -> None:
-        """Write the rest up to the session's length and close.  A file whose storage
-        already failed is only closed: what reached the disk stays playable."""
+        """Write the rest up to the session's length (or the end of the packet that was
+        playing then, :data:`TAIL_GRACE_S`) and close.  A file whose storage already failed
+        is only closed: what reached the disk stays playable."""
         if self.failed is None:
             self._events(placed)
-            self.assembler.add(placed)
-            pcm = self.assembler.finish(total_offset)
+            assembler = self.assembler
+            assembler.add(placed)
+            grace = round(TAIL_GRACE_S * assembler.clock_rate_hz)
+            pcm = assembler.finish(max(total_offset,
+                                       min(assembler.end_offset, total_offset + grace)))
             for event in self.dtmf.finish():
                 self._record(event)
             try:

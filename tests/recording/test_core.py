@@ -116,6 +116,32 @@ def test_a_short_telephone_event_is_dropped_and_the_session_completes(host: Core
     assert [d["digit"] for d in doc["dtmf"]] == ["5"]
 
 
+def test_the_packet_playing_at_the_bye_is_kept_whole(host: CoreHost) -> None:
+    """The sender's last packet started 5 ms before its BYE: all of its 20 ms are recorded,
+    not the first 5 (the track runs to the end of that packet, at most TAIL_GRACE_S on)."""
+    origin = host.now
+    dialog = host.invite(["inbound"])
+    host.advance(0.1)
+    stream = host.stream(0)
+    sent = []
+    for n in range(10):
+        payload = pcmu_encode(tone(1000.0, n * 160, 160))
+        stream.receive(rtp_packet(n, n * 160, 0x1111, payload), SRC, host.now)
+        sent.append(pcmu_decode(payload))
+        if n < 9:
+            host.advance(0.02)
+    host.advance(0.005)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    track = read(directory / "inbound.wav")
+    start = round(0.1 * 8000)
+    audio = np.concatenate(sent)
+    np.testing.assert_array_equal(track[start:], audio)
+    assert len(track) == start + len(audio) > round((host.now - origin) * 8000)
+    [record] = sidecar(directory)["streams"]
+    assert record["trimmed_samples"] == 0
+
+
 def test_ticks_fall_on_the_sessions_grid(host: CoreHost) -> None:
     origin = host.now
     host.invite()
