@@ -161,10 +161,16 @@ class FinishFiles:
     mix: tuple[StreamOutput, StreamOutput, Path] | None
 
     def run(self) -> FinishedFiles:
-        for output, batch, total, decoders in self.finishes:
+        for output, batch, _, decoders in self.finishes:
             if decoders is not None:
                 output.assembler.use_codecs(decoders)
-            output.finish(batch, total)
+            output.add_last(batch)
+        # Every track ends at the session's end, plus the longest tail any track's last
+        # packet has past it (output.TAIL_GRACE_S): the tracks keep one length.
+        tail_s = max((output.tail_s(total) for output, _, total, _ in self.finishes),
+                     default=0.0)
+        for output, _, total, _ in self.finishes:
+            output.finish(total + round(tail_s * output.assembler.clock_rate_hz))
         if self.capture is not None:
             self.capture.write(self.captured)
             self.capture.close()

@@ -70,17 +70,25 @@ class StreamOutput:
             self.failed = str(exc)
             raise
 
-    def finish(self, placed: Sequence[Placed], total_offset: int) -> None:
-        """Write the rest up to the session's length (or the end of the packet that was
-        playing then, :data:`TAIL_GRACE_S`) and close.  A file whose storage already failed
-        is only closed: what reached the disk stays playable."""
+    def add_last(self, placed: Sequence[Placed]) -> None:
+        """The session's last placed payloads, before :meth:`finish`."""
         if self.failed is None:
             self._events(placed)
-            assembler = self.assembler
-            assembler.add(placed)
-            grace = round(TAIL_GRACE_S * assembler.clock_rate_hz)
-            pcm = assembler.finish(max(total_offset,
-                                       min(assembler.end_offset, total_offset + grace)))
+            self.assembler.add(placed)
+
+    def tail_s(self, total_offset: int) -> float:
+        """How far past ``total_offset`` the packet playing there runs (0 when none does),
+        at most :data:`TAIL_GRACE_S`: the session keeps it whole on every track."""
+        assembler = self.assembler
+        if self.failed is not None or assembler.end_offset <= total_offset:
+            return 0.0
+        return min(TAIL_GRACE_S, (assembler.end_offset - total_offset) / assembler.clock_rate_hz)
+
+    def finish(self, total_offset: int) -> None:
+        """Write the rest up to ``total_offset`` and close.  A file whose storage already
+        failed is only closed: what reached the disk stays playable."""
+        if self.failed is None:
+            pcm = self.assembler.finish(total_offset)
             for event in self.dtmf.finish():
                 self._record(event)
             try:

@@ -118,9 +118,10 @@ def test_a_short_telephone_event_is_dropped_and_the_session_completes(host: Core
 
 def test_the_packet_playing_at_the_bye_is_kept_whole(host: CoreHost) -> None:
     """The sender's last packet started 5 ms before its BYE: all of its 20 ms are recorded,
-    not the first 5 (the track runs to the end of that packet, at most TAIL_GRACE_S on)."""
+    not the first 5 (the tracks run to the end of that packet, at most TAIL_GRACE_S on),
+    and every track of the session keeps the same length."""
     origin = host.now
-    dialog = host.invite(["inbound"])
+    dialog = host.invite(["inbound", "outbound"])
     host.advance(0.1)
     stream = host.stream(0)
     sent = []
@@ -138,8 +139,8 @@ def test_the_packet_playing_at_the_bye_is_kept_whole(host: CoreHost) -> None:
     audio = np.concatenate(sent)
     np.testing.assert_array_equal(track[start:], audio)
     assert len(track) == start + len(audio) > round((host.now - origin) * 8000)
-    [record] = sidecar(directory)["streams"]
-    assert record["trimmed_samples"] == 0
+    assert len(read(directory / "outbound.wav")) == len(track) == len(read(directory / "mix.wav"))
+    assert [r["trimmed_samples"] for r in sidecar(directory)["streams"]] == [0, 0]
 
 
 def test_ticks_fall_on_the_sessions_grid(host: CoreHost) -> None:

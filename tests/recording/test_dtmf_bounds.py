@@ -31,7 +31,8 @@ def test_segments_of_one_long_press_are_one_event(tmp_path: Path) -> None:
     presses = [event(8000, 5, 8000), event(16000, 5, 8000), event(24000, 5, 4000),
                event(28800, 5, 800),  # the same key again 100 ms later: a new press
                event(30400, 7, 800)]
-    out.finish(presses, 40000)
+    out.add_last(presses)
+    out.finish(40000)
     assert [(e.digit, e.at_s, e.duration_ms) for e in out.dtmf_events] == [
         ("5", 1.0, 2500), ("5", 3.6, 100), ("7", 3.8, 100)]
     assert out.dtmf_dropped == 0
@@ -40,7 +41,8 @@ def test_segments_of_one_long_press_are_one_event(tmp_path: Path) -> None:
 def test_presses_past_the_cap_are_counted_not_listed(tmp_path: Path) -> None:
     out = output(tmp_path)
     presses = [event(800 * i, 1 + i % 2, 400) for i in range(MAX_DTMF_EVENTS + 250)]
-    out.finish(presses, 800 * len(presses))
+    out.add_last(presses)
+    out.finish(800 * len(presses))
     assert len(out.dtmf_events) == MAX_DTMF_EVENTS and out.dtmf_dropped == 250
     assert out.dtmf_events[-1].at_s == round(800 * (MAX_DTMF_EVENTS - 1) / 8000, 3)
 

@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent('''
             out.write(placed + timeline.drain(second), timeline.wall_offset(second - 0.4), 0)
         except RecordingIOError:
             failed_at = failed_at or second
-    out.finish(timeline.flush(), timeline.finish(7.0))
+    out.add_last(timeline.flush())
+    out.finish(timeline.finish(7.0))
     print(failed_at, out.failed is not None, out.writer.closed)
 ''')
 

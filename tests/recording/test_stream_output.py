@@ -35,7 +35,8 @@ def record(tmp_path: Path, delay_s: float, *, floor_lag_s: float | None) -> tupl
         if i is not None:
             pending += timeline.receive(rtp_packet(i, 160 * i, 7, constant_payload(CODES[i])), arrival)
     pending += timeline.flush()
-    output.finish(pending, timeline.finish(10.0))
+    output.add_last(pending)
+    output.finish(timeline.finish(10.0))
     data, _ = sf.read(tmp_path / "t.wav", dtype="int16")
     return data, output
 
