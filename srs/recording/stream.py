@@ -119,17 +119,20 @@ class StreamState:
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
         """The per-packet path: check the source, latch, decrypt (SRTP), hand the datagram
         to the timeline."""
-        if self.capture is not None:
-            self.capture.append((now, source, data))
         latched = self.latched
         if latched != source:
             if not self.sources.accepts(source[0]):
+                # Counted, and not even captured: an off-path flood grows no file.
                 self.timeline.count_drop("foreign_source")
                 return
+            if self.capture is not None:
+                self.capture.append((now, source, data))
             if latched is not None and now - self.last_packet_s < RELATCH_AFTER_S:
                 self.other_source_packets += 1
                 return
             self.latched = source  # first packet, or the old source went quiet
+        elif self.capture is not None:
+            self.capture.append((now, source, data))
         srtp = self.srtp
         if srtp is not None:
             try:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from srs.capture.decode import PacketDecoder
+from srs.capture.reader import read_capture
 from srs.codecs.g711 import pcmu_decode, pcmu_encode
 from srs.rtp.sources import SourcePolicy
 from tests.recording.corehost import PEER, CoreHost
@@ -132,3 +134,20 @@ def test_an_offer_without_a_usable_address_keeps_the_previous_one(tmp_path: Path
     audio = np.concatenate([first, second])
     start = int(np.flatnonzero(data)[0])
     np.testing.assert_array_equal(data[start:start + len(audio)], audio)
+
+
+def test_a_captured_session_keeps_no_off_path_packet(tmp_path: Path) -> None:
+    """recordings.capture writes what the session took, not what an off-path host sent:
+    a flood of refused packets grows no file."""
+    host = CoreHost(tmp_path, {"capture": True})
+    dialog = host.invite(["inbound"])
+    stream = host.stream(0)
+    for n in range(200):
+        stream.receive(rtp_packet(n, n * 160, 0x6666, b"\x00" * 160), OFF_PATH, host.now)
+    send(host, 10, SENDER)
+    finish(host, dialog)
+    [directory] = host.sessions()
+    decoder = PacketDecoder()
+    with read_capture(directory / "capture.pcap") as reader:
+        sources = {getattr(e, "src", None) for p in reader for e in decoder.decode(p)}
+    assert SENDER[0] in sources and OFF_PATH[0] not in sources
