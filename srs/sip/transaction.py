@@ -340,6 +340,13 @@ class TransactionLayer:
         _check_request(request)
         return _match_key(request, request.method) in self._transactions
 
+    def cancels(self, cancel: SipRequest, source_host: str) -> bool:
+        """Whether ``cancel`` matches a live INVITE transaction that ``source_host`` started
+        (RFC 3261 §9.2); any other CANCEL is answered statelessly and holds nothing."""
+        _check_request(cancel)
+        invite = self._cancelled(cancel)
+        return invite is not None and invite.source.host == source_host
+
     def holds(self, transaction: ServerTransaction) -> bool:
         """Whether ``transaction`` is still live here (not Terminated, not dropped), i.e.
         whether the core may still answer on it: a CANCEL or a timer may have ended it

@@ -12,14 +12,12 @@ it never reads a clock and never does I/O: every call takes ``now`` and returns 
     outputs = core.hang_up(dialog_id, now, local=...)   # we end a session (BYE)
     deadline = core.next_timer(); outputs = core.handle_timer(now)
 
-Outputs, handled in order: :class:`Transmit` (bytes to a peer), the session events
-:class:`NewSession`, :class:`SessionUpdate`, :class:`SessionEnded`, and :class:`Refused`
-and :class:`~srs.sip.client_transaction.TimedOut` (our BYE got no answer) for the logs.
-Our own requests (the BYE) run in :class:`~srs.sip.client_transaction.ClientTransactions`.
+Outputs, in order: :class:`Transmit`, the session events :class:`NewSession`,
+:class:`SessionUpdate`, :class:`SessionEnded`, and :class:`Refused` and ``TimedOut`` (our
+BYE, run in :class:`~srs.sip.client_transaction.ClientTransactions`, got no answer).
 
-RFC 4028 session timers (``sip/session_timer.py``): each 2xx to an INVITE, re-INVITE or
-UPDATE with a Session-Expires restarts its dialog's interval; when the client's refresh
-is missing, :meth:`SipCore.handle_timer` sends the BYE and reports ``SessionEnded``.
+RFC 4028 session timers (``sip/session_timer.py``): a missing refresh makes
+:meth:`SipCore.handle_timer` send the BYE and report ``SessionEnded``.
 
 Order of checks for a dialog-creating INVITE (RFC 3261 §8.2): authentication first, so an
 unauthenticated peer learns nothing and costs nothing (no transaction state beyond the
@@ -430,13 +428,6 @@ class SipCore:
                 # in it over UDP/TCP is refused (403, §21.4.4: srs supports the scheme, so
                 # not 416) before it changes any dialog state (§12.2.2).
                 raise Forbidden("Forbidden: this dialog takes requests over TLS only")
-            origin = self._dialog_peers.get(dialog.id)
-            if origin is not None and origin.host != peer.host and not (
-                    self.authenticator.vouches_for(request.headers.get(
-                        self.authenticator.header), peer.host)):
-                # Knowing a dialog's identifiers is not the credential: another host may
-                # not move, re-describe or end a recording (docs/architecture.md).
-                raise Forbidden("Forbidden: in-dialog request from another host")
             dialog.receive_request(request)  # 500 when out of order
             if method == "BYE":
                 self.dialogs.remove(dialog.id)
@@ -529,14 +520,19 @@ class SipCore:
         §8.2.7): no transaction, no retransmission, nothing held for 32 s.  Those are a
         dialog-creating INVITE without the credential or from outside the allowed
         networks (403), an unknown method (405), and a request for a dialog srs does not
-        have (481).  Out-of-dialog OPTIONS is answered the same way: it creates nothing.
-        ACK and CANCEL always reach the transaction layer (they match transactions).
+        have (481), a CANCEL that matches no INVITE of its source (481), and an in-dialog
+        request from another host without the credential (403).  Out-of-dialog OPTIONS is
+        answered the same way: it creates nothing.  ACK reaches the transaction layer.
         Returns None when the request goes on to the transaction layer."""
         method = request.method
-        if method in ("ACK", "CANCEL") or self.transactions.matches(request):
+        if method == "ACK" or self.transactions.matches(request):
             return None  # a retransmission meets its transaction (a BYE's 200 again)
         error: PeerError
-        if method not in ALLOW:
+        if method == "CANCEL" and self.transactions.cancels(request, peer.host):
+            return None
+        if method == "CANCEL":
+            error = CallDoesNotExist("Call/Transaction Does Not Exist")  # §9.2: no INVITE
+        elif method not in ALLOW:
             error = MethodNotAllowed("Method Not Allowed")
         elif request.to.tag is None and method == "INVITE":
             try:
@@ -552,10 +548,15 @@ class SipCore:
                 error = CallDoesNotExist("Call/Transaction Does Not Exist")  # §12.2.2
             else:
                 return self._options_statelessly(request, peer)
-        elif DialogId.of_request(request) not in self.dialogs:
+        elif (dialog_id := DialogId.of_request(request)) is None or dialog_id not in self.dialogs:
             error = CallDoesNotExist("Call/Transaction Does Not Exist")  # §12.2.2
-        else:
+        elif ((origin := self._dialog_peers.get(dialog_id)) is None or origin.host == peer.host
+              or self.authenticator.vouches_for(request.headers.get(self.authenticator.header),
+                                                peer.host)):
             return None
+        else:
+            # A dialog's identifiers are not the credential (docs/architecture.md).
+            error = Forbidden("Forbidden: in-dialog request from another host")
         response = self._error_response(request, error)
         return [self._transmit(response, peer),
                 Refused(method, response.status, response.reason, request.call_id, peer)]

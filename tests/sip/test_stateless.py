@@ -70,6 +70,38 @@ def test_a_flood_of_forged_invites_never_stops_the_bye_of_a_call_in_progress() -
     assert parse_message(ok.data).status == 200
 
 
+def test_a_flood_of_cancels_matching_nothing_holds_nothing() -> None:
+    """A CANCEL that matches no INVITE of its source is answered 481 statelessly (RFC 3261
+    §9.2): 5,000 of them fill no table and the call's BYE still gets 200."""
+    sip = core(max_transactions=64)
+    tag = established(sip)
+    for n in range(5000):
+        data = request("CANCEL", branch=f"z9hG4bKc{n}", call_id=f"c{n}")
+        [answer] = transmits(sip.receive(parse_message(data), ATTACKER, 0.3 + n * 1e-4))
+        assert parse_message(answer.data).status == 481
+    # Nor does another host's CANCEL of the call's own INVITE branch count as its.
+    cancel = parse_message(request("CANCEL", branch="z9hG4bKinv"))
+    assert [parse_message(t.data).status for t in transmits(sip.receive(cancel, ATTACKER,
+                                                                        0.9))] == [481]
+    assert len(sip.transactions) <= 2  # the call's own INVITE transaction (Accepted)
+    bye = parse_message(request("BYE", branch="z9hG4bKbye", to_tag=tag, cseq=2))
+    [ok] = transmits(sip.receive(bye, SRC, 1.0))
+    assert parse_message(ok.data).status == 200
+
+
+def test_an_in_dialog_request_from_another_host_gets_one_stateless_403() -> None:
+    sip = core()
+    tag = established(sip)
+    held = len(sip.transactions)
+    for n in range(20):
+        data = request("INVITE", branch=f"z9hG4bKr{n}", to_tag=tag, cseq=2 + n)
+        outputs = sip.receive(parse_message(data), ATTACKER, 1.0 + n)
+        assert [parse_message(t.data).status for t in transmits(outputs)] == [403]
+    assert len(sip.transactions) == held
+    later = [o for o in sip.handle_timer(40.0) if isinstance(o, Transmit)]
+    assert [o for o in later if o.host == ATTACKER.host] == []  # nothing retransmitted
+
+
 def test_requests_for_unknown_dialogs_are_answered_481_statelessly() -> None:
     sip = core()
     for n, method in enumerate(("BYE", "UPDATE", "INFO")):
