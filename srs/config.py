@@ -111,8 +111,8 @@ class SipSettings:
     """Largest SIP message accepted on any transport."""
     max_connections: int = 1024
     """Concurrent TCP and TLS connections, together.  When full, a new connection evicts
-    the oldest one that has not sent a complete message yet; it is refused only when
-    every connection has."""
+    the oldest one that has not sent a complete message yet, else the oldest that carries
+    no call; it is refused only when every connection carries a call."""
     max_connections_per_ip: int = 64
     """Concurrent TCP and TLS connections from one source address (an IPv6 source counts
     per /64); more are closed when accepted.  Raise it when the recording clients reach

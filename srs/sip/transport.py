@@ -12,8 +12,9 @@ a byte of it is read (for TLS: before the handshake):
 * a source outside the address allow-list is closed at once;
 * at most ``max_connections_per_ip`` per source (an IPv6 source counts per /64);
 * at most ``max_connections`` in all; when full, a new connection evicts the oldest one
-  that has not sent a complete message yet (idle hoarders cannot shut callers out),
-  and is refused only when every connection has;
+  that has not sent a complete message yet, else the oldest that carries no dialog
+  (hoarders, idle or chatty, cannot shut callers out), and is refused only when every
+  connection carries a call;
 * a connection must complete its first message (and TLS handshake) within
   ``first_message_timeout_s`` of being accepted, and is then closed after
   ``idle_timeout_s`` without traffic (unless a dialog still uses it).
@@ -376,11 +377,12 @@ class SipTransports:
             self.counters["connections_refused_source"] += 1
             return None
         if len(self.connections) >= self.max_connections:
-            if not self._unframed:
+            victim = self._evictable()
+            if victim is None:
                 self.counters["connections_refused"] += 1
                 return None
             self.counters["connections_evicted"] += 1
-            next(iter(self._unframed.values())).abort()
+            victim.abort()
         connection_id = next(self.connection_ids)
         local_port = self.bound_tls_port if name == "tls" else self.tcp_port
         stream = _Stream(self, Peer(name, host, addr[1], connection_id, local_port), source)
@@ -390,6 +392,18 @@ class SipTransports:
         self._per_source[source] = self._per_source.get(source, 0) + 1
         self._watch(stream.opened_at + self.first_message_timeout_s, connection_id)
         return stream
+
+    def _evictable(self) -> _Stream | None:
+        """The connection a newcomer to a full server replaces: the oldest that has not
+        completed a message, else the oldest that carries no dialog (a message alone, say
+        an unauthenticated OPTIONS, earns no seat).  None when every one carries a call.
+        A pass over the connections, but only when all ``max_connections`` are taken."""
+        if self._unframed:
+            return next(iter(self._unframed.values()))
+        for connection_id, stream in self.connections.items():
+            if not self.in_use(connection_id):
+                return stream
+        return None
 
     def forget(self, stream: _Stream) -> None:
         if not stream.registered or stream.peer.connection_id is None:

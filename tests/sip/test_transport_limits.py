@@ -169,9 +169,11 @@ def test_one_source_is_capped_and_the_others_are_served() -> None:
 
 @needs_other_host
 def test_a_full_server_evicts_the_oldest_silent_connection_and_refuses_when_none_is() -> None:
+    calls: set[int] = set()  # connection ids that carry a dialog (SipCore.connection_in_use)
+
     async def body(h: Harness) -> None:
         first, _ = await h.connect(OTHER_HOST)
-        _, second_w = await h.connect(OTHER_HOST)
+        second, second_w = await h.connect(OTHER_HOST)
         await h.wait(lambda: len(h.sip.connections) == 2)
         _, w = await h.connect("127.0.0.1")
         assert await closed(first)  # the oldest that has sent nothing made way
@@ -179,15 +181,24 @@ def test_a_full_server_evicts_the_oldest_silent_connection_and_refuses_when_none
         w.write(options("newcomer"))
         second_w.write(options("second"))
         await h.wait(lambda: len(h.messages) == 2)
-        # Both connections have sent a message now: a third is refused.
+        # Both have sent a message; neither carries a call: a message earns no seat, the
+        # oldest makes way (16 hosts sending one OPTIONS per connection shut nobody out).
         third, third_w = await h.connect(OTHER_HOST)
-        assert await closed(third)
+        assert await closed(second)
+        assert h.sip.counters["connections_evicted"] == 2
+        # Both remaining carry a call now: a newcomer is refused.
+        third_w.write(options("third"))
+        await h.wait(lambda: len(h.messages) == 3)
+        calls.update(h.sip.connections)
+        fourth, fourth_w = await h.connect(OTHER_HOST)
+        assert await closed(fourth)
         assert h.sip.counters["connections_refused"] == 1
         assert len(h.sip.connections) == 2
-        for writer in (w, second_w, third_w):
+        assert not third.at_eof()
+        for writer in (w, second_w, third_w, fourth_w):
             writer.close()
 
-    run(body, max_connections=2)
+    run(body, max_connections=2, in_use=lambda connection_id: connection_id in calls)
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
