@@ -39,14 +39,18 @@ def test_connection_limit_and_idle_timeout(tmp_path: Path) -> None:
         for sock in (first, second):
             sock.sendall(OPTIONS)
             assert sock.recv(65535).startswith(b"SIP/2.0 200 OK")
-        # Both have sent a message, so neither is evicted: a third is refused at once.
+        # Both have sent a message but neither carries a call: a third takes the oldest's
+        # seat (a message alone earns none).
         third = socket.create_connection(("127.0.0.1", server.sip_port))
-        assert closed_by_peer(third, 2.0)
-        assert server.app.transports.counters["connections_refused"] == 1
-        # The first two go idle and are closed.
+        assert closed_by_peer(first, 2.0)
+        counters = server.app.transports.counters
+        assert (counters["connections_evicted"], counters["connections_refused"]) == (1, 0)
+        third.sendall(OPTIONS)
+        assert third.recv(65535).startswith(b"SIP/2.0 200 OK")
+        # The other two go idle and are closed.
         assert closed_by_peer(second, 8.0)
-        assert closed_by_peer(first, 8.0)
-        assert server.app.transports.counters["idle_closed"] == 2
+        assert closed_by_peer(third, 8.0)
+        assert counters["idle_closed"] == 2
         for sock in (first, second, third):
             sock.close()
     finally:
