@@ -173,10 +173,13 @@ class Recorder:
     def capturing(self, call_id: str) -> bool:
         return call_id in self._capturing
 
-    def capture_sip(self, call_id: str, record: CaptureRecord) -> None:
-        """A SIP message to or from a captured session (``recordings.capture``)."""
+    def capture_sip(self, call_id: str, record: CaptureRecord, *, remote_host: str) -> None:
+        """A SIP message to or from a captured session (``recordings.capture``): kept when
+        its other end is the session's signalling peer, so a host that only knows the
+        Call-ID writes nothing into the capture."""
         s = self._capturing.get(call_id)
-        if s is not None and s.capture is not None:
+        if (s is not None and s.capture is not None and s.session is not None
+                and remote_host == s.session.info.source.address):
             s.capture.add(record)
 
     def wall(self, now: float) -> datetime:

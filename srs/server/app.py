@@ -235,7 +235,8 @@ class Application:
             local = self._local_for(peer)
             data = redact(message, self.settings.auth.header)
             recorder.capture_sip(call_id, CaptureRecord(now, peer.host, peer.port, local.host,
-                                                        local.port, data, peer.transport != "udp"))
+                                                        local.port, data, peer.transport != "udp"),
+                                 remote_host=peer.host)
 
     def _on_parse_error(self, error: SipMessageError, peer: Peer) -> None:
         allowed, suppressed = self._warnings.allow(("parse", peer.host))
@@ -286,7 +287,7 @@ class Application:
             local = self._local_for(peer)
             self.sessions.recorder.capture_sip(output.call_id, CaptureRecord(
                 self.now(), local.host, local.port, output.host, output.port,
-                output.data, peer.transport != "udp"))
+                output.data, peer.transport != "udp"), remote_host=output.host)
 
     def _send_failed(self, peer: Peer, exc: Exception) -> None:
         self.send_errors["raised"] += 1
