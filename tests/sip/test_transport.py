@@ -154,7 +154,10 @@ def _transports(port: int) -> SipTransports:
 def test_ephemeral_udp_port_is_changed_until_tcp_can_have_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tried = _clashing_tcp(monkeypatch, EPHEMERAL_ATTEMPTS - 1)
+    # Three attempts to spare: a port the system hands out for UDP may really be taken for
+    # TCP by another process now and then (seen once in a full run), which costs one more.
+    clashes = EPHEMERAL_ATTEMPTS - 3
+    tried = _clashing_tcp(monkeypatch, clashes)
 
     async def main() -> tuple[int, int]:
         sip = _transports(5060)
@@ -165,7 +168,7 @@ def test_ephemeral_udp_port_is_changed_until_tcp_can_have_it(
             await sip.close()
 
     udp_port, tcp_port = asyncio.run(main())
-    assert len(tried) == EPHEMERAL_ATTEMPTS - 1 and 0 not in tried
+    assert len(tried) == clashes and 0 not in tried
     assert udp_port == tcp_port and udp_port not in (0, 5060)
 
 
