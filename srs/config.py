@@ -93,6 +93,22 @@ _MEDIA_PRESETS: dict[str, tuple[str, ...]] = {"twilio": TWILIO_MEDIA_CIDRS}
 _MEDIA_SOURCES = ("offer", "signalling", "any")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def ip_of(text: str | None) -> IpAddress | None:
+    """A peer-supplied address as an IP address, the way allow-lists compare it: IPv4-mapped
+    IPv6 as IPv4 (RFC 4291 §2.5.5.2), without a zone; None for anything that is not an IP
+    literal (never resolved) and for the unspecified address."""
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return None if address.is_unspecified else address
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ per packet and no memory beyond that.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from srs.config import IpAddress, IpNetwork, ip_of
 from srs.errors import UsageError
 
 __all__ = ["SOURCE_KINDS", "MAX_REMEMBERED", "SourcePolicy", "DEFAULT_POLICY", "MediaSources",
@@ -34,27 +34,6 @@ __all__ = ["SOURCE_KINDS", "MAX_REMEMBERED", "SourcePolicy", "DEFAULT_POLICY", "
 
 SOURCE_KINDS = ("offer", "signalling", "any")
 MAX_REMEMBERED = 64
-
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def ip_of(text: str | None) -> IpAddress | None:
-    """``text`` as an IP address (IPv4-mapped IPv6 as IPv4), or None: not an IP literal
-    (never resolved) or unspecified."""
-    if not text:
-        return None
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        elif address.scope_id is not None:
-            address = ipaddress.IPv6Address(text.split("%", 1)[0])
-    return None if address.is_unspecified else address
-
 
 @dataclass(frozen=True, slots=True)
 class SourcePolicy:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from srs.config import IpNetwork, ip_of
 from srs.errors import Forbidden
 
 __all__ = ["Authenticator"]
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # A credential longer than this is refused before comparison (bounded work per request).
 MAX_CREDENTIAL_BYTES = 1024
@@ -87,10 +86,5 @@ class Authenticator:
         return matched
 
     def _source_allowed(self, source_ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(source_ip.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.networks)
+        address = ip_of(source_ip)
+        return address is not None and any(address in network for network in self.networks)

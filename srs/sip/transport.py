@@ -37,12 +37,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from srs.config import IpAddress, IpNetwork, ip_of
 from srs.sip.parser import SipMessageError, StreamParser, is_keepalive, parse_message
 
 __all__ = ["Peer", "SipTransports", "MessageCallback", "ParseErrorCallback"]
 
 TransportName = Literal["udp", "tcp", "tls"]
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # A peer that stops reading: close the connection rather than buffer without bound.
 MAX_WRITE_BUFFER_BYTES = 1 << 20
@@ -368,7 +368,7 @@ class SipTransports:
         """Take a connection just accepted, or say why not (counted): its source is not
         allowed or at its limit, or every connection has completed a message."""
         host = _host(addr[0])
-        address = _ip(host)
+        address = ip_of(host)
         if self.allow_networks and not _allowed(address, self.allow_networks):
             self.counters["connections_not_allowed"] += 1
             return None
@@ -542,21 +542,14 @@ def _host(address: str) -> str:
     return address
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+def _allowed(address: IpAddress | None,
              networks: tuple[IpNetwork, ...]) -> bool:
     if address is None:
         return False
     return any(address.version == net.version and address in net for net in networks)
 
 
-def _source_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, host: str) -> str:
+def _source_key(address: IpAddress | None, host: str) -> str:
     """What per-source limits count under: the IPv4 address, or the IPv6 /64 (one host
     is commonly given a whole /64, RFC 6177)."""
     if isinstance(address, ipaddress.IPv6Address):
