@@ -266,14 +266,15 @@ class TrackTimeline:
             self._switch_ssrc(ssrc, out)
         self._last_arrival_s = now
         payload_type = packet.payload_type
-        if payload_type in self._event_pts and len(packet.payload) < TELEPHONE_EVENT_BYTES:
+        is_event = payload_type in self._event_pts
+        if is_event and len(packet.payload) < TELEPHONE_EVENT_BYTES:
             # Unreadable as an event (RFC 4733 §2.3): dropped here, never placed.
             self.count_drop("telephone_event")
             return out or []
         if payload_type not in self._payload_types and len(self._payload_types) < 128:
             self._payload_types[payload_type] = None
         jitter = self._ssrc_jitter
-        if jitter is not None and payload_type not in self._event_pts:
+        if jitter is not None and not is_event:
             jitter.update(now, packet.timestamp)
         released = self._buffer.push(packet.sequence_number, packet, now)
         if out is None:
