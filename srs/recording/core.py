@@ -7,9 +7,11 @@ answer, metadata, the once-a-tick writes, expiry, the end, and the one classific
 failures.  It imports no asyncio, reads no clock (``now`` is passed in) and logs nothing:
 it returns outputs, as the SIP core does (docs/architecture.md, "Pure core"):
 
-* SIP core outputs (``Transmit`` …) to execute as the SIP shell does;
-* :class:`Request` -- work for the driver: binding ports (:class:`OpenPorts`) or a file
-  job (:mod:`srs.recording.jobs`); the driver answers with :meth:`Recorder.complete`;
+* :class:`Request` -- work for the driver: binding ports (:class:`OpenPorts`), reading
+  what is queued on them (:class:`Drain`), answering a SIP request (:class:`Answer`) or a
+  file job (:mod:`srs.recording.jobs`); the driver answers with :meth:`Recorder.complete`;
+* :class:`Reject`, :class:`Fail`, :class:`HangUp` -- for the SIP core, which the recorder
+  never holds (in a media worker it is in another process);
 * :class:`Attach` / :class:`Release` -- route a port's datagrams to a stream, or stop;
 * :class:`Log`, :class:`Rejected`, :class:`Started`, :class:`Finished` -- for the
   driver's log, metrics and completion webhook.
@@ -37,11 +39,16 @@ from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture, c
 from srs.recording.entry import Operation, SessionEntry, is_recording
 from srs.recording.output import StreamOutput
 from srs.recording.outputs import (
+    Answer,
     Attach,
+    Drain,
+    Fail,
     Finished,
+    HangUp,
     Log,
     OpenPorts,
     Output,
+    Reject,
     Rejected,
     Release,
     Request,
@@ -60,8 +67,8 @@ from srs.recording.stream import OutputReport, StreamState
 from srs.recording.wav import RecordingIOError
 from srs.sdp.description import SessionDescription
 from srs.sip.dialog import DialogId
+from srs.sip.events import Local, NewSession, SessionEnded, SessionUpdate
 from srs.sip.timers import TimerHeap
-from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate, SipCore
 from srs.siprec.metadata import RecordingMetadata
 from srs.siprec.multipart import split_siprec_body
 
@@ -71,13 +78,12 @@ __all__ = ["Recorder"]
 class Recorder:
     """Every recording session of one server (see the module docstring)."""
 
-    def __init__(self, config: RecorderConfig, sip: SipCore, *, epoch_offset_s: float,
+    def __init__(self, config: RecorderConfig, *, epoch_offset_s: float,
                  storage_problem: Callable[[], str | None] = lambda: None,
                  storage_retry_after_s: int = 60) -> None:
         """``epoch_offset_s`` turns the session clock into Unix time for the sidecar;
         ``storage_problem`` says why new sessions cannot be stored (low disk), or None."""
         self.config = config
-        self.sip = sip
         self.epoch_offset_s = epoch_offset_s
         self.storage_problem = storage_problem
         self.storage_retry_after_s = storage_retry_after_s
@@ -106,7 +112,7 @@ class Recorder:
         elif isinstance(event, SessionUpdate):
             s = self._by_dialog.get(event.dialog_id)
             if s is None or s.state is not Lifecycle.RECORDING:
-                self._out.extend(self.sip.reject(event.pending, _gone(), now))
+                self._out.append(Reject(event.pending, _gone()))
             else:
                 self._queue(s, functools.partial(self._update, s, event))
         elif event.dialog_id is not None:  # a CANCEL before the answer: the set-up sees it
@@ -220,7 +226,7 @@ class Recorder:
             self._log("warning", "invite_rejected", context, status=503, reason=problem)
             self._out.append(Rejected(label))
             error = ServiceUnavailable(f"Service Unavailable: {problem}", retry_after_s=retry)
-            self._out.extend(self.sip.reject(event.pending, error, self.now))
+            self._out.append(Reject(event.pending, error))
             return
         s = SessionEntry(local=local, context=context)
         self._sessions.add(s)
@@ -254,10 +260,9 @@ class Recorder:
             yield from self._metadata(s, body.metadata, metadata, "INVITE", origin_s)
         answer = yield from self._negotiate(s, offer)
         yield self._sidecar_job(s)
-        outputs, dialog_id = self.sip.answer(event.pending, 200, self.now, local=s.local,
-                                             body=answer, content_type="application/sdp")
+        dialog_id: DialogId | None = yield Answer(event.pending, 200, s.local, answer,
+                                                  "application/sdp")
         s.answering = None
-        self._out.extend(outputs)
         if dialog_id is None:
             self._log("info", "invite_gone_before_answer", s.context)  # cancelled meanwhile
             yield from self._discard(s)
@@ -267,7 +272,7 @@ class Recorder:
         self._by_dialog[dialog_id] = s
         s.context.update(session_id=session.session_id, dir=str(layout.directory))
         self._schedule_tick(s)
-        self._out.append(Started(str(layout.directory)))
+        self._out.append(Started(str(layout.directory), dialog_id))
         self._log("info", "session_started", s.context, streams=[x.stem for x in session.streams],
                   ports=list(s.ports), transport=peer.transport)
         if s.end_after_setup is not None:
@@ -317,7 +322,7 @@ class Recorder:
     def _update(self, s: SessionEntry, event: SessionUpdate) -> Operation:
         """A re-INVITE or UPDATE: new metadata, a new offer, or neither."""
         if s.state is not Lifecycle.RECORDING:
-            self._out.extend(self.sip.reject(event.pending, _gone(), self.now))
+            self._out.append(Reject(event.pending, _gone()))
             return
         request = event.request
         s.answering = event.pending
@@ -334,11 +339,9 @@ class Recorder:
             # current description as the offer.
             answer = s.session.last_answer if request.method == "INVITE" and s.session else None
         yield self._sidecar_job(s)
-        outputs, _ = self.sip.answer(event.pending, 200, self.now, local=s.local,
-                                     body=answer or b"",
-                                     content_type="application/sdp" if answer else None)
+        yield Answer(event.pending, 200, s.local, answer or b"",
+                     "application/sdp" if answer else None)
         s.answering = None
-        self._out.extend(outputs)
         self._log("info", "session_updated", s.context, method=request.method,
                   streams=[x.stem for x in s.recording.streams if x.receiving])
 
@@ -380,7 +383,7 @@ class Recorder:
         if s.dialog_id is not None:
             self._by_dialog.pop(s.dialog_id, None)
             if bye:
-                self._out.extend(self.sip.hang_up(s.dialog_id, at, local=s.local))
+                self._out.append(HangUp(s.dialog_id, at, s.local))
         self._queue(s, lambda: self._finish(s, reason, at, error))
 
     def _finish(self, s: SessionEntry, reason: sc.EndReason, at: float,
@@ -388,6 +391,8 @@ class Recorder:
         """Flush every track to the session's length, close the files, build the mix,
         write the final sidecar."""
         session = s.recording
+        if s.ports:
+            yield Drain(tuple(s.ports))  # the packet in flight at the BYE is recorded
         self._unbind(s, list(s.ports))
         finishes = []
         for stream in session.streams:
@@ -418,7 +423,7 @@ class Recorder:
         stats = {x.stem: x.timeline.stats() for x in session.streams}
         if s.dialog_id is not None:
             self._out.append(Finished(status, str(session.layout.directory),
-                                      tuple(stats.values())))
+                                      tuple(stats.values()), s.dialog_id))
         self._log("info", "session_finished", s.context, status=status.value,
                   end_reason=reason.value, duration_s=round(at - session.origin_s, 3),
                   packets={k: v.received for k, v in stats.items()},
@@ -466,7 +471,7 @@ class Recorder:
                       status=exc.status, reason=exc.reason, **fields)
             if setup and exc.status == 503:
                 self._out.append(Rejected("ports"))
-            self._out.extend(self.sip.reject(pending, exc, self.now))
+            self._out.append(Reject(pending, exc))
             if setup:
                 self._queue_first(s, lambda: self._discard(s))
             return
@@ -481,10 +486,10 @@ class Recorder:
         if pending is not None:
             # Never leave the request unanswered: an INVITE would hold its transaction.
             if s.state is Lifecycle.SETTING_UP and storage:
-                self._out.extend(self.sip.reject(pending, ServiceUnavailable(
-                    "Service Unavailable: recording storage failed", retry_after_s=30), self.now))
+                self._out.append(Reject(pending, ServiceUnavailable(
+                    "Service Unavailable: recording storage failed", retry_after_s=30)))
             else:
-                self._out.extend(self.sip.fail(pending, self.now))
+                self._out.append(Fail(pending))
         if s.state is Lifecycle.RECORDING:
             self._end(s, sc.EndReason.ERROR, at=self.now, bye=True, error=error)
         else:

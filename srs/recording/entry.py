@@ -20,18 +20,17 @@ from srs.recording import sidecar as sc
 from srs.recording.capture import SessionCapture
 from srs.recording.layout import SessionLayout
 from srs.recording.output import StreamOutput
-from srs.recording.outputs import OpenPorts
+from srs.recording.outputs import Answer, Drain, OpenPorts
 from srs.recording.policy import Lifecycle
 from srs.recording.session import RecordingSession
 from srs.recording.stream import OutputReport
 from srs.sip.dialog import DialogId
-from srs.sip.server_transaction import ServerTransaction
-from srs.sip.uas import Local
+from srs.sip.events import Answerable, Local
 
 __all__ = ["Operation", "SessionEntry", "is_recording"]
 
 
-Operation = Generator[OpenPorts | jobs.FileJob, Any, None]
+Operation = Generator[OpenPorts | Drain | Answer | jobs.FileJob, Any, None]
 
 
 @dataclass(eq=False)
@@ -43,7 +42,7 @@ class SessionEntry:
     state: Lifecycle = Lifecycle.SETTING_UP
     session: RecordingSession | None = None  # once its directory exists
     dialog_id: DialogId | None = None
-    answering: ServerTransaction | None = None  # the request the current operation answers
+    answering: Answerable | None = None  # the request the current operation answers
     ports: list[int] = field(default_factory=list)
     outputs: dict[str, StreamOutput] = field(default_factory=dict)  # by stream stem
     reports: dict[str, OutputReport] = field(default_factory=dict)

@@ -1,9 +1,11 @@
 """What the recording core hands its driver (see :mod:`srs.recording.core`).
 
-Besides the SIP core's own outputs (``Transmit`` …), which the driver executes as the SIP
-shell does: :class:`Request` (work whose result goes back through
-``Recorder.complete``), media routing (:class:`Attach`, :class:`Release`), and events for
-the log, the metrics and the completion webhook.  Frozen values; no behaviour.
+:class:`Request` (work whose result goes back through ``Recorder.complete``, the answer to
+a SIP request among it: :class:`Answer`), what to say to the SIP core (:class:`Reject`,
+:class:`Fail`, :class:`HangUp`), media routing (:class:`Attach`, :class:`Release`), and
+events for the log, the metrics and the completion webhook.  The recording core never
+holds the SIP core: its driver executes these against the one it has (in a media worker,
+over the control channel, srs.server.control).  Frozen values; no behaviour.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from srs.errors import PeerError
 from srs.recording import jobs
 from srs.recording import sidecar as sc
 from srs.recording.stream import StreamState
 from srs.rtp.track import TrackStats
-from srs.sip.uas import Output as SipOutput
+from srs.sip.dialog import DialogId
+from srs.sip.events import Answerable, Local
 
 __all__ = [
+    "Answer",
     "Attach",
+    "Drain",
+    "Fail",
+    "HangUp",
+    "Reject",
     "Finished",
     "Log",
     "OpenPorts",
@@ -39,12 +48,57 @@ class OpenPorts:
     near: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Deliver what is already queued on ``ports`` to their streams now (before the
+    session's last write: the packet in flight at the BYE is recorded)."""
+
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Answer:
+    """Answer ``pending`` with ``status`` (``SipCore.answer``); the result is the dialog a
+    2xx to a dialog-creating INVITE made, or None (the transaction is gone: cancelled,
+    timed out, or its media worker's request was already answered)."""
+
+    pending: Answerable
+    status: int
+    local: Local
+    body: bytes
+    content_type: str | None
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Request:
     """Work for the driver; answer with ``Recorder.complete(id, result, error, now)``."""
 
     id: int
-    work: OpenPorts | jobs.FileJob
+    work: OpenPorts | Drain | Answer | jobs.FileJob
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Reject:
+    """Answer ``pending`` with ``error``'s status (``SipCore.reject``)."""
+
+    pending: Answerable
+    error: PeerError
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Fail:
+    """Answer ``pending`` with 500: srs's own fault (``SipCore.fail``)."""
+
+    pending: Answerable
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """End the dialog from our side with a BYE (``SipCore.hang_up``)."""
+
+    dialog_id: DialogId
+    at: float
+    local: Local
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -84,6 +138,7 @@ class Rejected:
 @dataclass(frozen=True, slots=True)
 class Started:
     directory: str
+    dialog_id: DialogId | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -93,9 +148,10 @@ class Finished:
     status: sc.SessionStatus
     directory: str
     streams: tuple[TrackStats, ...]
+    dialog_id: DialogId | None = None
 
 
-# What the recorder hands its driver: its own requests and notices, and the SIP core's
-# outputs it produced while answering (answers, rejections, BYEs), in order.
-RecorderOutput = Request | Attach | Release | Log | Rejected | Started | Finished
-Output = RecorderOutput | SipOutput
+# What the recorder hands its driver, in order.
+Output = (Request | Reject | Fail | HangUp | Attach | Release | Log | Rejected | Started
+          | Finished)
+RecorderOutput = Output

@@ -31,17 +31,23 @@ from srs.errors import SdpError, SipParseError
 from srs.log import get_logger, log_entry
 from srs.recording.core import Recorder
 from srs.recording.outputs import (
+    Answer,
     Attach,
+    Drain,
+    Fail,
     Finished,
+    HangUp,
     Log,
     OpenPorts,
     Output,
+    Reject,
     Rejected,
     Release,
     Request,
     Started,
 )
 from srs.recording.policy import RecorderConfig
+from srs.recording.signalling import answer, signal
 from srs.recording.stream import StreamState
 from srs.replay.messages import is_siprec_invite, sip_message, stream_messages
 from srs.sdp.description import SessionDescription
@@ -51,6 +57,7 @@ from srs.sip.message import SipMessage, SipRequest, SipResponse
 from srs.sip.parser import StreamParser
 from srs.sip.transaction import Source
 from srs.sip.uas import Local, NewSession, Refused, SessionEnded, SessionUpdate, SipCore, Transmit
+from srs.sip.uas import Output as SipOutput
 
 __all__ = ["ReplayReport", "replay_capture"]
 
@@ -78,7 +85,7 @@ class _Replay:
         self.now = 0.0
         self.base_us = 0
         self.core = SipCore(authenticator=Authenticator.from_strings(settings.auth.header, ()))
-        self.recorder = Recorder(RecorderConfig.from_settings(settings), self.core,
+        self.recorder = Recorder(RecorderConfig.from_settings(settings),
                                  epoch_offset_s=0.0)
         self.next_port = _FIRST_PORT
         self.recorders: set[tuple[str, int]] = set()
@@ -209,9 +216,9 @@ class _Replay:
 
     # -- outputs ------------------------------------------------------------------------
 
-    def _execute(self, outputs: Iterable[Output]) -> None:
+    def _execute(self, outputs: Iterable[Output | SipOutput]) -> None:
         """Serve every output inline, and whatever serving it brings, in order."""
-        queue = deque(outputs)
+        queue: deque[Output | SipOutput] = deque(outputs)
         while queue:
             output = queue.popleft()
             if isinstance(output, Request):
@@ -224,6 +231,8 @@ class _Replay:
                 queue.extend(self.recorder.receive(output, self.now))
             elif isinstance(output, Log):
                 log_entry(self.log, output)
+            elif isinstance(output, Reject | Fail | HangUp):
+                queue.extend(signal(self.core, output, self.now))
             elif isinstance(output, Transmit | Refused | TimedOut | Attach | Release | Rejected
                             | Started | Finished):
                 pass  # nothing goes back on the wire, the replay routes RTP itself, and
@@ -231,19 +240,25 @@ class _Replay:
             else:
                 assert_never(output)
 
-    def _serve(self, request: Request) -> list[Output]:
+    def _serve(self, request: Request) -> list[Output | SipOutput]:
         work = request.work
+        extra: list[Output | SipOutput] = []
         result: Any = None
         error: Exception | None = None
         try:
             if isinstance(work, OpenPorts):
                 result = list(range(self.next_port, self.next_port + 2 * work.count, 2))
                 self.next_port += 2 * work.count
+            elif isinstance(work, Drain):
+                result = 0  # the capture's datagrams are routed in order: none is queued
+            elif isinstance(work, Answer):
+                sent, result = answer(self.core, work, self.now)
+                extra.extend(sent)
             else:
                 result = work.run()
         except Exception as exc:  # handed to the core, which classifies it
             error = exc
-        return self.recorder.complete(request.id, result, error, self.now)
+        return extra + self.recorder.complete(request.id, result, error, self.now)
 
 
 

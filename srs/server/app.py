@@ -31,7 +31,7 @@ from srs.recording.core import Recorder
 from srs.recording.policy import RecorderConfig, quantize_s
 from srs.recording.repair import INDEX_FILE, repair_recordings
 from srs.server.media import SocketMedia
-from srs.server.sessions import LiveRecorder
+from srs.server.sessions import CoreSignalling, LiveRecorder, SessionReports
 from srs.server.timer import CoreTimer
 from srs.sip.auth import Authenticator
 from srs.sip.client_transaction import TimedOut
@@ -129,13 +129,13 @@ class Application:
         media = SocketMedia(self.settings.media.host, self.settings.media.port_min,
                             self.settings.media.port_max, self.now)
         recorder = Recorder(
-            RecorderConfig.from_settings(self.settings), self.core,
+            RecorderConfig.from_settings(self.settings),
             epoch_offset_s=self.epoch_offset_s, storage_problem=self.storage.problem,
             storage_retry_after_s=self.storage.retry_after_s)
         self.sessions = LiveRecorder(
-            recorder, media=media, transmit=self._execute, local_for=self._local_for,
+            recorder, media=media, signalling=CoreSignalling(self.core, self._execute, self.now),
+            reports=SessionReports(self.metrics, self.webhook), local_for=self._local_for,
             media_address_for=self._media_address_for, clock=self.now, log=self.log,
-            metrics=self.metrics, webhook=self.webhook,
         )
         try:
             await self.transports.start()
@@ -174,7 +174,7 @@ class Application:
         )
 
     async def shutdown(self) -> None:
-        self.log.info("shutting_down", active=self.sessions.recorder.active if self.sessions else 0)
+        self.log.info("shutting_down", active=self.sessions.active if self.sessions else 0)
         try:
             if self.sessions is not None:
                 await self.sessions.shutdown()
@@ -208,8 +208,8 @@ class Application:
         """For /readyz: the conditions under which an INVITE would get 503."""
         sessions = self.sessions
         return readiness_problem(
-            draining=sessions is None or sessions.recorder.draining,
-            active=sessions.recorder.active if sessions else 0,
+            draining=sessions is None or sessions.draining,
+            active=sessions.active if sessions else 0,
             max_sessions=self.settings.server.max_sessions,
             storage_problem=self.storage.problem())
 
@@ -230,7 +230,7 @@ class Application:
             return
         if self.sessions is None:
             return  # capture is a recording feature: no recording layer, nothing captured
-        recorder = self.sessions.recorder
+        recorder = self.sessions
         if recorder.capturing(call_id):
             local = self._local_for(peer)
             data = redact(message, self.settings.auth.header)
@@ -283,9 +283,9 @@ class Application:
             self._send_failed(peer, exc)
             return
         self.metrics.sip_transmitted(output.data)
-        if self.sessions is not None and self.sessions.recorder.capturing(output.call_id):
+        if self.sessions is not None and self.sessions.capturing(output.call_id):
             local = self._local_for(peer)
-            self.sessions.recorder.capture_sip(output.call_id, CaptureRecord(
+            self.sessions.capture_sip(output.call_id, CaptureRecord(
                 self.now(), local.host, local.port, output.host, output.port,
                 output.data, peer.transport != "udp"), remote_host=output.host)
 

@@ -23,6 +23,9 @@ __all__ = ["SocketMedia"]
 # Ports of the range another process holds are skipped; this many in a row give 503.
 _BIND_ATTEMPTS = 32
 _RTP_RCVBUF_BYTES = 256 * 1024
+# A drain reads at most this many datagrams a port (what a full receive buffer holds).
+_DRAIN_MAX = 2048
+_DATAGRAM_MAX = 65535
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -49,6 +52,8 @@ class SocketMedia:
         self.pool = PortPool(port_min, port_max)
         self.clock = clock
         self.transports: dict[int, asyncio.DatagramTransport] = {}
+        self.sockets: dict[int, socket.socket] = {}
+        self.streams: dict[int, StreamState] = {}
 
     async def open(self, count: int, near: int | None) -> list[int]:
         if count == 0:
@@ -71,8 +76,7 @@ class SocketMedia:
                     if exc.errno != errno.EADDRINUSE:
                         # Not a busy port (no permission, no such address): give back what
                         # this attempt took before the error surfaces.
-                        for transport in bound.values():
-                            transport.close()
+                        self._close_bound(bound)
                         self.pool.release(ports, self.clock())
                         raise
                     failed = port
@@ -80,8 +84,7 @@ class SocketMedia:
             if failed is None:
                 self.transports.update(bound)
                 return ports
-            for transport in bound.values():
-                transport.close()
+            self._close_bound(bound)
             self.pool.release(ports, self.clock() - self.pool.cooldown_s)
             skip.add(failed)
         raise ServiceUnavailable("Service Unavailable: RTP ports busy", retry_after_s=10)
@@ -102,14 +105,43 @@ class SocketMedia:
         # from our answer, so nothing of value arrives before attach).
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
             asyncio.DatagramProtocol, sock=sock)
+        self.sockets[port] = sock  # for drain(): uvloop's transport hides its socket
         return transport
+
+    def _close_bound(self, bound: dict[int, asyncio.DatagramTransport]) -> None:
+        for port, transport in bound.items():
+            self.sockets.pop(port, None)
+            transport.close()
 
     def attach(self, port: int, stream: StreamState) -> None:
         self.transports[port].set_protocol(_RtpProtocol(stream, self.clock))
+        self.streams[port] = stream
+
+    def drain(self, ports: list[int]) -> int:
+        """Deliver what is already queued on ``ports`` to their streams now; how many
+        datagrams that was."""
+        delivered = 0
+        now = self.clock()
+        for port in ports:
+            sock, stream = self.sockets.get(port), self.streams.get(port)
+            if sock is None or stream is None:
+                continue
+            for _ in range(_DRAIN_MAX):
+                try:
+                    data, addr = sock.recvfrom(_DATAGRAM_MAX)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break  # ICMP error queued on the socket: nothing more to read
+                stream.receive(data, (addr[0], addr[1]), now)
+                delivered += 1
+        return delivered
 
     def close(self, ports: list[int]) -> None:
         released = []
         for port in ports:
+            self.sockets.pop(port, None)
+            self.streams.pop(port, None)
             transport = self.transports.pop(port, None)
             if transport is not None:
                 transport.close()

@@ -1,12 +1,13 @@
 """The recording sessions of a running server: the asyncio driver of the recording core.
 
-:class:`LiveRecorder` feeds the UAS core's session events to the pure
+:class:`LiveRecorder` feeds session events to the pure
 :class:`~srs.recording.core.Recorder` and executes what it returns: port requests go to
 :class:`~srs.server.media.SocketMedia`, file jobs to a worker thread (blocking file I/O
-never runs on the event loop), SIP outputs back to the application, log events to the
-logger, and finished sessions to the metrics and the completion webhook.  The core's
-ticks are served by one ``call_at`` handle, re-armed after every input.  Every task is
-kept and awaited on shutdown; none is fire-and-forget.
+never runs on the event loop), answers, rejections and BYEs to a :class:`Signalling` (the
+SIP core in this process, or the signalling process seen from a media worker), log events
+to the logger, and starts, ends and refusals to :class:`Reports` (metrics and the
+completion webhook).  The core's ticks are served by one ``call_at`` handle, re-armed
+after every input.  Every task is kept and awaited on shutdown; none is fire-and-forget.
 """
 
 from __future__ import annotations
@@ -14,34 +15,110 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
 from srs.log import log_entry
 from srs.ops.metrics import Metrics
 from srs.ops.retention import directory_bytes
 from srs.ops.webhook import WebhookSender
+from srs.recording.capture import CaptureRecord
 from srs.recording.core import Recorder
 from srs.recording.outputs import (
+    Answer,
     Attach,
+    Drain,
+    Fail,
     Finished,
+    HangUp,
     Log,
     OpenPorts,
     Output,
+    Reject,
     Rejected,
     Release,
     Request,
     Started,
 )
+from srs.recording.signalling import answer, signal
 from srs.server.media import SocketMedia
 from srs.server.timer import CoreTimer
+from srs.sip.dialog import DialogId
+from srs.sip.events import Local, NewSession, SessionEnded, SessionUpdate
 from srs.sip.routing import PeerLike
-from srs.sip.uas import Local, NewSession, SessionEnded, SessionUpdate
 from srs.sip.uas import Output as SipOutput
+from srs.sip.uas import SipCore
 
-__all__ = ["LiveRecorder", "SHUTDOWN_WAIT_S"]
+__all__ = ["CoreSignalling", "LiveRecorder", "Reports", "SessionReports", "Signalling",
+           "SHUTDOWN_WAIT_S"]
 
 # How long shutdown waits for sessions that are finishing.
 SHUTDOWN_WAIT_S = 30.0
+
+
+class Signalling(Protocol):
+    """Where the recording core's answers, rejections and BYEs go."""
+
+    async def answer(self, answer: Answer) -> DialogId | None: ...
+
+    def send(self, output: Reject | Fail | HangUp) -> None: ...
+
+
+class Reports(Protocol):
+    """Where session starts, ends and refusals are reported (metrics, webhook)."""
+
+    def started(self, started: Started) -> None: ...
+
+    def rejected(self, rejected: Rejected) -> None: ...
+
+    async def finished(self, finished: Finished) -> None: ...
+
+
+class CoreSignalling:
+    """The SIP core of this process: each output is executed at once."""
+
+    def __init__(self, core: SipCore, transmit: Callable[[list[SipOutput]], None],
+                 clock: Callable[[], float]) -> None:
+        self.core = core
+        self.transmit = transmit
+        self.clock = clock
+
+    async def answer(self, answer: Answer) -> DialogId | None:
+        return self.answer_now(answer)
+
+    def answer_now(self, work: Answer) -> DialogId | None:
+        outputs, dialog_id = answer(self.core, work, self.clock())
+        if outputs:
+            self.transmit(outputs)
+        return dialog_id
+
+    def send(self, output: Reject | Fail | HangUp) -> None:
+        outputs = signal(self.core, output, self.clock())
+        if outputs:
+            self.transmit(outputs)
+
+
+class SessionReports:
+    """Metrics and the completion webhook of the sessions this process records."""
+
+    def __init__(self, metrics: Metrics | None, webhook: WebhookSender | None) -> None:
+        self.metrics = metrics
+        self.webhook = webhook
+
+    def started(self, started: Started) -> None:
+        if self.metrics is not None:
+            self.metrics.session_started()
+
+    def rejected(self, rejected: Rejected) -> None:
+        if self.metrics is not None:
+            self.metrics.session_rejected(rejected.reason)
+
+    async def finished(self, finished: Finished) -> None:
+        directory = Path(finished.directory)
+        if self.metrics is not None:
+            written = await asyncio.to_thread(directory_bytes, directory)
+            self.metrics.session_finished(finished.status.value, finished.streams, written)
+        if self.webhook is not None:
+            await self.webhook.submit(directory)
 
 
 class LiveRecorder:
@@ -50,26 +127,38 @@ class LiveRecorder:
         recorder: Recorder,
         *,
         media: SocketMedia,
-        transmit: Callable[[list[SipOutput]], None],
+        signalling: Signalling,
+        reports: Reports,
         local_for: Callable[[PeerLike], Local],
         media_address_for: Callable[[PeerLike], str],
         clock: Callable[[], float],
         log: Any,
-        metrics: Metrics | None = None,
-        webhook: WebhookSender | None = None,
     ) -> None:
         self.recorder = recorder
         self.media = media
-        self.transmit = transmit
+        self.signalling = signalling
+        self.reports = reports
         self.local_for = local_for
         self.media_address_for = media_address_for
         self.clock = clock
         self.log = log
-        self.metrics = metrics
-        self.webhook = webhook
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._timer = CoreTimer(recorder.next_timer, self._fire_timer)
+
+    @property
+    def active(self) -> int:
+        return self.recorder.active
+
+    @property
+    def draining(self) -> bool:
+        return self.recorder.draining
+
+    def capturing(self, call_id: str) -> bool:
+        return self.recorder.capturing(call_id)
+
+    def capture_sip(self, call_id: str, record: CaptureRecord, *, remote_host: str) -> None:
+        self.recorder.capture_sip(call_id, record, remote_host=remote_host)
 
     def dispatch(self, event: NewSession | SessionUpdate | SessionEnded) -> None:
         """A session event of the UAS core."""
@@ -81,11 +170,12 @@ class LiveRecorder:
             self.execute(self.recorder.receive(event, self.clock()))
 
     def execute(self, outputs: Iterable[Output]) -> None:
-        sip: list[SipOutput] = []
         try:
             for output in outputs:
                 if isinstance(output, Request):
                     self._keep(self._serve(output))
+                elif isinstance(output, Reject | Fail | HangUp):
+                    self.signalling.send(output)
                 elif isinstance(output, Attach):
                     self.media.attach(output.port, output.stream)
                 elif isinstance(output, Release):
@@ -93,19 +183,13 @@ class LiveRecorder:
                 elif isinstance(output, Log):
                     log_entry(self.log, output)
                 elif isinstance(output, Rejected):
-                    if self.metrics is not None:
-                        self.metrics.session_rejected(output.reason)
+                    self.reports.rejected(output)
                 elif isinstance(output, Started):
-                    if self.metrics is not None:
-                        self.metrics.session_started()
+                    self.reports.started(output)
                 elif isinstance(output, Finished):
-                    self._keep(self._finished(output))
-                elif isinstance(output, SipOutput):
-                    sip.append(output)  # the SIP core's own outputs
+                    self._keep(self.reports.finished(output))
                 else:
                     assert_never(output)
-            if sip:
-                self.transmit(sip)
         finally:
             self._timer.arm()  # the core's next tick, whatever happened above
 
@@ -140,19 +224,15 @@ class LiveRecorder:
         try:
             if isinstance(work, OpenPorts):
                 result = await self.media.open(work.count, work.near)
+            elif isinstance(work, Drain):
+                result = self.media.drain(list(work.ports))
+            elif isinstance(work, Answer):
+                result = await self.signalling.answer(work)
             else:
                 result = await asyncio.to_thread(work.run)
         except Exception as exc:  # handed to the core, which classifies it
             error = exc
         self.execute(self.recorder.complete(request.id, result, error, self.clock()))
-
-    async def _finished(self, finished: Finished) -> None:
-        directory = Path(finished.directory)
-        if self.metrics is not None:
-            written = await asyncio.to_thread(directory_bytes, directory)
-            self.metrics.session_finished(finished.status.value, finished.streams, written)
-        if self.webhook is not None:
-            await self.webhook.submit(directory)
 
     def _keep(self, coro: Any) -> None:
         task = self._loop.create_task(coro)

@@ -27,8 +27,7 @@ answer, no ports, no files); then ``Require`` (§8.2.2.3, 420); then the session
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import assert_never
+from typing import TypeGuard, assert_never
 
 from srs.errors import (
     BadExtension,
@@ -53,10 +52,19 @@ from srs.sip.client_transaction import (
     Unmatched,
 )
 from srs.sip.dialog import Dialog, DialogId, DialogSet, new_tag
-from srs.sip.headers import Via
+from srs.sip.events import (
+    Answerable,
+    Local,
+    NewSession,
+    NextHop,
+    Refused,
+    SessionEnded,
+    SessionUpdate,
+    Transmit,
+)
 from srs.sip.message import ALLOW, SipMessage, SipRequest, SipResponse, build_response
 from srs.sip.parser import SipMessageError, build_error_response
-from srs.sip.routing import PeerLike, next_hop, response_destination, stamp_via, uri_host
+from srs.sip.routing import PeerLike, next_hop, response_destination, stamp_via
 from srs.sip.server_transaction import ServerTransaction
 from srs.sip.session_timer import (
     MIN_SE_S,
@@ -77,12 +85,13 @@ from srs.sip.transaction import (
     TransactionTimedOut,
     TransportFailed,
 )
-from srs.sip.uri import AbsoluteUri, NameAddr, SipUri
+from srs.sip.uri import AbsoluteUri, SipUri
 
 __all__ = [
     "ALLOW",
     "SUPPORTED",
     "ACCEPT",
+    "Answerable",
     "Local",
     "NextHop",
     "Transmit",
@@ -100,105 +109,6 @@ SUPPORTED = ("siprec", "timer")
 ACCEPT = ("application/sdp", "application/rs-metadata+xml", "application/rs-metadata",
           "multipart/mixed")
 USER_AGENT = "srs"
-
-
-@dataclass(frozen=True, slots=True)
-class Local:
-    """How we name ourselves to a peer: host and port for Via and Contact."""
-
-    host: str
-    port: int
-    transport: str  # "udp", "tcp", "tls"
-
-    def via(self) -> Via:
-        return Via(self.transport.upper(), uri_host(self.host), self.port)
-
-    def contact(self, *, sips: bool = False) -> NameAddr:
-        """Our Contact.  Over TLS: ``sips:`` when the peer addressed us with a ``sips:``
-        URI (RFC 3261 §19.1.2), else ``sip:`` with ``;transport=tls``, so in-dialog
-        requests come back over TLS either way."""
-        params: tuple[tuple[str, str | None], ...] = ()
-        if self.transport != "udp":
-            params = (("transport", self.transport),)
-        scheme = "sips" if sips and self.transport == "tls" else "sip"
-        if scheme == "sips":
-            params = ()
-        uri = SipUri(scheme, uri_host(self.host), user="srs", port=self.port, params=params)
-        # RFC 7866 §6.1.2: an SRS marks its Contact with the +sip.srs feature tag.
-        return NameAddr(uri, params=(("+sip.srs", None),))
-
-
-@dataclass(frozen=True, slots=True)
-class Transmit:
-    """Send ``data`` to ``host``:``port`` using the transport of ``peer``."""
-
-    peer: PeerLike
-    data: bytes
-    host: str
-    port: int
-    call_id: str = ""  # for per-session capture
-
-
-@dataclass(frozen=True, slots=True)
-class NextHop:
-    """Where our request goes (RFC 3261 §8.1.2): ``host``:``port`` via ``peer``'s transport."""
-
-    peer: PeerLike
-    host: str
-    port: int
-
-    @property
-    def reliable(self) -> bool:
-        return self.peer.reliable
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class NewSession:
-    """An authenticated dialog-creating INVITE.  Answer it with :meth:`SipCore.answer`
-    (a 2xx creates the dialog) or :meth:`SipCore.reject`."""
-
-    pending: ServerTransaction
-    request: SipRequest
-    peer: PeerLike
-    received_at: float = 0.0  # the ``now`` the INVITE arrived at: the session's origin
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class SessionUpdate:
-    """A re-INVITE or UPDATE in an established dialog; answer it like a NewSession."""
-
-    pending: ServerTransaction
-    request: SipRequest
-    dialog_id: DialogId
-    peer: PeerLike
-    received_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEnded:
-    """The session ``dialog_id`` (or the pending INVITE ``pending``) is over.
-
-    ``reason``: ``bye`` (the peer hung up), ``cancel`` (CANCEL before our answer; no dialog
-    existed), ``timeout`` (no ACK for our 2xx: RFC 3261 §13.3.1.4), ``expired`` (no
-    session refresh in time: RFC 4028 §10; the core has sent the BYE itself).
-    """
-
-    reason: str
-    dialog_id: DialogId | None = None
-    pending: ServerTransaction | None = None
-    at: float = 0.0  # the ``now`` it ended at (the BYE's arrival): the session's end
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """The core itself refused a request (403, 420, 405, 481, ...): for logs and metrics.
-    ``reason`` is the reason phrase sent; it never holds a credential."""
-
-    method: str
-    status: int
-    reason: str
-    call_id: str
-    peer: PeerLike
 
 
 Output = Transmit | NewSession | SessionUpdate | SessionEnded | TimedOut | Refused
@@ -261,7 +171,7 @@ class SipCore:
 
     def answer(
         self,
-        pending: ServerTransaction,
+        pending: Answerable,
         status: int,
         now: float,
         *,
@@ -314,7 +224,7 @@ class SipCore:
                 dialog_id, enforced_interval_s(request) if timer else None, now, local)
         return self._handle(events, now), (dialog_id if 200 <= status < 300 else None)
 
-    def reject(self, pending: ServerTransaction, error: PeerError, now: float) -> list[Output]:
+    def reject(self, pending: Answerable, error: PeerError, now: float) -> list[Output]:
         """Answer a NewSession or SessionUpdate with ``error``'s status (a deliberate,
         documented answer: the reason phrase names the problem)."""
         if not self._answerable(pending):
@@ -322,7 +232,7 @@ class SipCore:
         response = self._error_response(pending.request, error)
         return self._handle(self.transactions.send_response(pending, response, now), now)
 
-    def fail(self, pending: ServerTransaction, now: float) -> list[Output]:
+    def fail(self, pending: Answerable, now: float) -> list[Output]:
         """Answer a NewSession or SessionUpdate with 500 (RFC 3261 §21.5.1): srs's own
         fault, not the peer's, so no PeerError stands for it."""
         if not self._answerable(pending):
@@ -367,8 +277,11 @@ class SipCore:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _answerable(self, pending: ServerTransaction) -> bool:
-        """Still live and without a final answer (a CANCEL may have sent the 487)."""
+    def _answerable(self, pending: Answerable) -> TypeGuard[ServerTransaction]:
+        """One of ours, still live and without a final answer (a CANCEL may have sent
+        the 487)."""
+        if not isinstance(pending, ServerTransaction):
+            return False
         last = pending.last_response
         return self.transactions.holds(pending) and (last is None or last.status < 200)
 

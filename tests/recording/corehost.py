@@ -19,16 +19,22 @@ from typing import Any
 from srs.recording import jobs
 from srs.recording.core import Recorder
 from srs.recording.outputs import (
+    Answer,
     Attach,
+    Drain,
+    Fail,
     Finished,
+    HangUp,
     Log,
     OpenPorts,
+    Reject,
     Rejected,
     Release,
     Request,
     Started,
 )
 from srs.recording.policy import RecorderConfig
+from srs.recording.signalling import answer, signal
 from srs.recording.stream import StreamState
 from srs.sip.auth import Authenticator
 from srs.sip.message import SipRequest, SipResponse
@@ -61,7 +67,7 @@ class CoreHost:
     def __post_init__(self) -> None:
         self.sip = SipCore(authenticator=Authenticator.from_strings("X-Auth-Token", ()))
         config = RecorderConfig(recordings_dir=self.directory, **self.config_overrides)
-        self.recorder = Recorder(config, self.sip, epoch_offset_s=1_700_000_000.0)
+        self.recorder = Recorder(config, epoch_offset_s=1_700_000_000.0)
         self.sent: list[SipResponse | SipRequest] = []  # what srs put on the wire
         self.logs: list[Log] = []
         self.events: list[Any] = []  # Rejected, Started, Finished, Release
@@ -96,7 +102,7 @@ class CoreHost:
     def execute(self, outputs: Sequence[Any]) -> None:
         for output in outputs:
             if isinstance(output, Request):
-                if self.hold:
+                if self.hold and not isinstance(output.work, Drain | Answer):
                     self.held.append(output)
                 else:
                     self.execute(self._serve(output))
@@ -113,6 +119,8 @@ class CoreHost:
                 for port in output.ports:
                     self.streams.pop(port, None)
                 self.events.append(output)
+            elif isinstance(output, Reject | Fail | HangUp):
+                self.execute(signal(self.sip, output, self.now))
             elif isinstance(output, Log):
                 self.logs.append(output)
             elif isinstance(output, Rejected | Started | Finished):
@@ -124,6 +132,11 @@ class CoreHost:
             ports = list(range(self._next_port, self._next_port + 2 * work.count, 2))
             self._next_port += 2 * work.count
             return self.recorder.complete(request.id, ports, None, self.now)
+        if isinstance(work, Drain):
+            return self.recorder.complete(request.id, 0, None, self.now)
+        if isinstance(work, Answer):
+            sent, dialog_id = answer(self.sip, work, self.now)
+            return [*sent, *self.recorder.complete(request.id, dialog_id, None, self.now)]
         self.jobs.append(work)
         injected = self.fail_job(work)
         if injected is not None:
