@@ -237,6 +237,21 @@ class MediaSettings:
     """A session that receives no RTP on any stream for this long ends (``timeout``)."""
     max_session_s: float = 4 * 3600.0
     """A session that lasts longer than this ends (``timeout``)."""
+    workers: int = 0
+    """Media worker processes, each with its slice of the RTP ports and the sessions
+    assigned to it; 0: one per usable CPU; 1: one process does everything."""
+    max_load: float = 0.85
+    """A new session goes only to a media worker below this share of a core (measured
+    each second); when every worker is above it, INVITEs get 503 with ``Retry-After``."""
+
+    def worker_count(self) -> int:
+        """``workers``, with 0 resolved to the CPUs this process may run on."""
+        if self.workers:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
 
     def validate(self) -> None:
         _check_host("media.host", self.host)
@@ -264,6 +279,13 @@ class MediaSettings:
                               "would ever be recorded")
         _check_range("media.rtp_timeout_s", self.rtp_timeout_s, 1, 86400)
         _check_range("media.max_session_s", self.max_session_s, 1, 7 * 86400)
+        _check_range("media.workers", self.workers, 0, 256)
+        _check_range("media.max_load", self.max_load, 0.05, 1.0)
+        ports = self.port_max - self.port_min + 1
+        if ports < 4 * self.worker_count():
+            raise ConfigError("media.workers", f"{self.worker_count()} workers need at least "
+                              f"{4 * self.worker_count()} RTP ports; media.port_min-port_max "
+                              f"has {ports}")
 
     def networks(self) -> tuple[IpNetwork, ...]:
         """``allow_cidrs`` with presets expanded."""

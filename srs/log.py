@@ -18,7 +18,7 @@ from typing import Any, TextIO, TypeAlias
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-__all__ = ["configure_logging", "get_logger", "Logger", "RateLimiter"]
+__all__ = ["configure_logging", "get_logger", "Logger", "RateLimiter", "redact_secrets"]
 
 Logger: TypeAlias = FilteringBoundLogger
 """What :func:`get_logger` returns: ``configure_logging`` installs structlog's filtering
@@ -27,7 +27,7 @@ bound logger, so this is the type to annotate a ``log`` parameter with."""
 _SECRET_KEY_PARTS = ("token", "password", "secret", "key_params", "master_key", "inline")
 
 
-def _redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+def redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     for key in list(event):
         lowered = key.lower()
         if any(part in lowered for part in _SECRET_KEY_PARTS):
@@ -49,7 +49,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
+            redact_secrets,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info if use_json else structlog.dev.set_exc_info,
             renderer,

@@ -25,6 +25,9 @@ from srs.server.app import Application
 from srs.server.tls import ensure_self_signed, server_context
 
 TOKEN = "test-token-1234"
+# media.workers of the servers the tests start: SRS_TEST_MEDIA_WORKERS, else the
+# default (one per usable CPU).  `make test` runs the server tests with 1 and with 2.
+MEDIA_WORKERS = int(os.environ.get("SRS_TEST_MEDIA_WORKERS", "0"))
 
 
 def free_port() -> int:
@@ -155,7 +158,8 @@ def start_server(tmp_path: Path, **sections: dict[str, Any]) -> RunningServer:
     overrides: dict[str, dict[str, Any]] = {
         "sip": {"host": "127.0.0.1", "ephemeral_ports": True},
         "auth": {"tokens": [TOKEN]},
-        "media": {"host": "127.0.0.1", "port_min": port_min, "port_max": port_max},
+        "media": {"host": "127.0.0.1", "port_min": port_min, "port_max": port_max,
+                  "workers": MEDIA_WORKERS},
         "recordings": {"dir": str(tmp_path / "recordings"), "min_free_mb": 0},
         "management": {"port": 0},
         "server": {"state_dir": str(tmp_path / "state")},

@@ -134,6 +134,10 @@ class Metrics:
                                 "dropped).", ["result"], registry=r)
         self._webhook_pending = Gauge("srs_webhook_pending", "Deliveries waiting in the "
                                       "webhook outbox.", registry=r)
+        self._workers = Gauge("srs_media_workers", "Media worker processes, by state "
+                              "(ready, down).", ["state"], registry=r)
+        self._worker_restarts = Counter("srs_media_worker_restarts", "Media workers that "
+                                        "died and were started again.", registry=r)
         for status in SESSION_STATUSES:
             self._finished.labels(status)  # present from the start, at 0, for alert rules
         if free_bytes is not None:
@@ -148,9 +152,10 @@ class Metrics:
         self._active.inc()
 
     def session_rejected(self, reason: str) -> None:
-        """A 503 before the session started: ``limit``, ``draining``, ``storage``, ``ports``."""
-        self._rejected.labels(reason if reason in ("limit", "draining", "storage", "ports")
-                              else "other").inc()
+        """A 503 before the session started: ``limit``, ``draining``, ``storage``, ``ports``,
+        ``overload`` (every media worker busy or restarting)."""
+        self._rejected.labels(reason if reason in ("limit", "draining", "storage", "ports",
+                                                   "overload") else "other").inc()
 
     def session_finished(self, status: str, streams: Iterable[StreamCounts],
                          bytes_written: int = 0) -> None:
@@ -172,6 +177,13 @@ class Metrics:
         self._rtp_lost.inc(lost)
         if bytes_written > 0:
             self._bytes.inc(bytes_written)
+
+    def media_workers(self, ready: int, total: int) -> None:
+        self._workers.labels("ready").set(ready)
+        self._workers.labels("down").set(total - ready)
+
+    def media_worker_restarted(self) -> None:
+        self._worker_restarts.inc()
 
     def sessions_repaired(self, count: int) -> None:
         """Sessions a crash left ``recording`` and start-up repair marked ``interrupted``

@@ -31,6 +31,7 @@ from srs.recording.core import Recorder
 from srs.recording.policy import RecorderConfig, quantize_s
 from srs.recording.repair import INDEX_FILE, repair_recordings
 from srs.server.media import SocketMedia
+from srs.server.pool import WorkerPool
 from srs.server.sessions import CoreSignalling, LiveRecorder, SessionReports
 from srs.server.timer import CoreTimer
 from srs.sip.auth import Authenticator
@@ -81,7 +82,7 @@ class Application:
             in_use=self.core.connection_in_use,
             ephemeral=settings.sip.ephemeral_ports,
         )
-        self.sessions: LiveRecorder | None = None
+        self.sessions: LiveRecorder | WorkerPool | None = None
         self.storage = StorageGuard(settings.recordings.dir,
                                     settings.recordings.min_free_mb * 1024 * 1024)
         self.send_errors = {"raised": 0}
@@ -126,17 +127,18 @@ class Application:
         # One fixed offset turns the session clock into Unix time for the sidecar, so
         # every time a session records comes from the same clock as its packets.
         self.epoch_offset_s = quantize_s(time.time() - self.now())
-        media = SocketMedia(self.settings.media.host, self.settings.media.port_min,
-                            self.settings.media.port_max, self.now)
-        recorder = Recorder(
-            RecorderConfig.from_settings(self.settings),
-            epoch_offset_s=self.epoch_offset_s, storage_problem=self.storage.problem,
-            storage_retry_after_s=self.storage.retry_after_s)
-        self.sessions = LiveRecorder(
-            recorder, media=media, signalling=CoreSignalling(self.core, self._execute, self.now),
-            reports=SessionReports(self.metrics, self.webhook), local_for=self._local_for,
-            media_address_for=self._media_address_for, clock=self.now, log=self.log,
-        )
+        workers = self.settings.media.worker_count()
+        if workers == 1:
+            self.sessions = self._single_process()
+        else:
+            self.sessions = WorkerPool(
+                self.settings, workers, core=self.core, transmit=self._execute,
+                reports=SessionReports(self.metrics, self.webhook), local_for=self._local_for,
+                media_address_for=self._media_address_for, clock=self.now, log=self.log,
+                metrics=self.metrics, epoch_offset_s=self.epoch_offset_s,
+                storage_problem=self.storage.problem,
+                storage_retry_after_s=self.storage.retry_after_s, webhook=self.webhook)
+            await self.sessions.start()
         try:
             await self.transports.start()
         except OSError as exc:
@@ -173,6 +175,20 @@ class Application:
             repair_s=round(time.time() - started, 3),
         )
 
+    def _single_process(self) -> LiveRecorder:
+        """``media.workers = 1``: the recording core and the RTP sockets in this process."""
+        media = SocketMedia(self.settings.media.host, self.settings.media.port_min,
+                            self.settings.media.port_max, self.now)
+        recorder = Recorder(
+            RecorderConfig.from_settings(self.settings),
+            epoch_offset_s=self.epoch_offset_s, storage_problem=self.storage.problem,
+            storage_retry_after_s=self.storage.retry_after_s)
+        return LiveRecorder(
+            recorder, media=media, signalling=CoreSignalling(self.core, self._execute, self.now),
+            reports=SessionReports(self.metrics, self.webhook), local_for=self._local_for,
+            media_address_for=self._media_address_for, clock=self.now, log=self.log,
+        )
+
     async def shutdown(self) -> None:
         self.log.info("shutting_down", active=self.sessions.active if self.sessions else 0)
         try:
@@ -207,6 +223,8 @@ class Application:
     def _readiness(self) -> str | None:
         """For /readyz: the conditions under which an INVITE would get 503."""
         sessions = self.sessions
+        if isinstance(sessions, WorkerPool) and not sessions.ready_workers:
+            return "media workers: none ready"
         return readiness_problem(
             draining=sessions is None or sessions.draining,
             active=sessions.active if sessions else 0,
