@@ -25,9 +25,9 @@ from srs.server.app import Application
 from srs.server.tls import ensure_self_signed, server_context
 
 TOKEN = "test-token-1234"
-# media.workers of the servers the tests start: SRS_TEST_MEDIA_WORKERS, else the
+# media.workers of the servers the tests start: SRS_MEDIA_WORKERS, else the
 # default (one per usable CPU).  `make test` runs the server tests with 1 and with 2.
-MEDIA_WORKERS = int(os.environ.get("SRS_TEST_MEDIA_WORKERS", "0"))
+MEDIA_WORKERS = int(os.environ.get("SRS_MEDIA_WORKERS", "0"))
 
 
 def free_port() -> int:
