@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from srs.config import Settings
-from srs.errors import PeerError
+from srs.errors import PeerError, ServiceUnavailable
 from srs.recording.capture import CaptureRecord
 from srs.recording.outputs import Finished, Rejected, Started
 from srs.sip.dialog import DialogId
@@ -35,7 +35,7 @@ from srs.sip.message import SipRequest
 __all__ = [
     "AnswerRequest", "Answered", "CaptureSip", "Channel", "ChannelClosed", "End", "FailRequest",
     "HangUpDialog", "Hello", "Idle", "Load", "LogEvent", "MAX_FRAME_BYTES", "Message", "Open",
-    "PeerAddress", "Ready", "RejectRequest", "Report", "Shutdown", "Update",
+    "PeerAddress", "Ready", "Refusal", "RejectRequest", "Report", "Shutdown", "Update",
 ]
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -139,9 +139,29 @@ class AnswerRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """A peer error as a value: exceptions do not cross the channel (their constructors
+    differ), what the SIP answer needs of them does."""
+
+    status: int
+    reason: str
+    retry_after_s: int | None = None
+
+    @classmethod
+    def of(cls, error: PeerError) -> Refusal:
+        retry = error.retry_after_s if isinstance(error, ServiceUnavailable) else None
+        return cls(error.status, error.reason, retry)
+
+    def error(self) -> PeerError:
+        if self.retry_after_s is not None:
+            return ServiceUnavailable(self.reason, retry_after_s=self.retry_after_s)
+        return PeerError(self.reason, status=self.status)
+
+
+@dataclass(frozen=True, slots=True)
 class RejectRequest:
     token: int
-    error: PeerError
+    refusal: Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +237,10 @@ class Channel:
             data = await self.reader.readexactly(length)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise ChannelClosed(str(exc) or "closed") from None
-        message = pickle.loads(data)  # noqa: S301 - only srs holds the other end
+        try:
+            message = pickle.loads(data)  # noqa: S301 - only srs holds the other end
+        except Exception as exc:  # a frame srs cannot read: the channel is broken
+            raise ChannelClosed(f"unreadable control frame: {exc!r}") from None
         if not isinstance(message, _MESSAGE_TYPES):
             raise ChannelClosed(f"not a control message: {type(message).__name__}")
         return message

@@ -248,7 +248,7 @@ class WorkerPool:
             pending = self._take_pending(w, message.token)
             if pending is not None:
                 if isinstance(message, c.RejectRequest):
-                    self._reply(self.core.reject(pending, message.error, now))
+                    self._reply(self.core.reject(pending, message.refusal.error(), now))
                 else:
                     self._reply(self.core.fail(pending, now))
         elif isinstance(message, c.HangUpDialog):

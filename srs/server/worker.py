@@ -17,6 +17,7 @@ process died), it finalises every session without BYEs and exits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -24,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -86,7 +88,7 @@ class _ChannelSignalling:
 
     def send(self, output: Reject | Fail | HangUp) -> None:
         if isinstance(output, Reject):
-            self.channel.send(c.RejectRequest(_token(output.pending), output.error))
+            self.channel.send(c.RejectRequest(_token(output.pending), c.Refusal.of(output.error)))
         elif isinstance(output, Fail):
             self.channel.send(c.FailRequest(_token(output.pending)))
         else:
@@ -104,7 +106,11 @@ class _ChannelReports:
         self.channel.send(c.Report(rejected))
 
     async def finished(self, finished: Finished) -> None:
-        self.channel.send(c.Report(finished))
+        # The track counters' read-only mappings do not pickle; their copies do.
+        streams = tuple(dataclasses.replace(
+            stats, dropped=dict(stats.dropped), resyncs=dict(stats.resyncs),
+            jitter_ms=dict(stats.jitter_ms)) for stats in finished.streams)
+        self.channel.send(c.Report(dataclasses.replace(finished, streams=streams)))
 
 
 def _token(pending: object) -> int:
@@ -168,25 +174,44 @@ class Worker:
         self.channel.send(c.Ready(os.getpid()))
         load = self.loop.create_task(self._report_load())
         lag = self.loop.create_task(watch_loop_lag(self._observe_lag))
+        stopping: asyncio.Task[None] | None = None
+        receiving: asyncio.Task[c.Message] | None = None
         try:
             while True:
-                try:
-                    message = await self.channel.receive()
-                except c.ChannelClosed:
-                    # The signalling process is gone: finalise what was recorded.
-                    self.signalling.closed()
-                    await self.sessions.shutdown()
-                    return
-                if isinstance(message, c.Shutdown):
-                    await self.sessions.shutdown()
+                # Messages are read while a shutdown runs: its sessions still need the
+                # answers to their INVITEs (a session being set up is answered, then ended).
+                receiving = self.loop.create_task(self.channel.receive())
+                waits: set[asyncio.Future[Any]] = {receiving}
+                if stopping is not None:
+                    waits.add(stopping)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if stopping is not None and stopping.done():
+                    stopping.result()
                     self.channel.send(c.Idle())
                     await self.channel.drain()
                     return
-                self._handle(message)
+                try:
+                    message = receiving.result()
+                except c.ChannelClosed:
+                    # The signalling process is gone: finalise what was recorded.
+                    self.signalling.closed()
+                    if stopping is None:
+                        await self.sessions.shutdown()
+                    else:
+                        await stopping
+                    return
+                receiving = None
+                if isinstance(message, c.Shutdown):
+                    if stopping is None:
+                        stopping = self.loop.create_task(self.sessions.shutdown())
+                else:
+                    self._handle(message)
         finally:
-            load.cancel()
-            lag.cancel()
-            await asyncio.gather(load, lag, return_exceptions=True)
+            for task in (load, lag, receiving):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(load, lag, *([receiving] if receiving else []),
+                                 return_exceptions=True)
 
     def _handle(self, message: c.Message) -> None:
         if isinstance(message, c.Open):
