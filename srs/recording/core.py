@@ -152,16 +152,21 @@ class Recorder:
                 self._queue(s, _bind(self._tick, s))
         return self._take()
 
-    def shutdown(self, now: float) -> list[Output]:
+    def shutdown(self, now: float, *,
+                 reason: sc.EndReason = sc.EndReason.SHUTDOWN) -> list[Output]:
         """Stop taking sessions; BYE and finalise every active one.  Sessions being set up
-        finish their set-up first (answered, then ended; or refused with 503)."""
+        finish their set-up first (answered, then ended; or refused with 503).
+
+        ``reason`` CRASH: the signalling side is gone (a media worker whose signalling
+        process died), so no BYE can be sent; the files are finalised all the same and
+        the sessions say ``interrupted``."""
         self.now = now
         self.draining = True
         for s in list(self._sessions):
             if s.state is Lifecycle.RECORDING:
-                self._end(s, sc.EndReason.SHUTDOWN, at=now, bye=True)
+                self._end(s, reason, at=now, bye=reason is sc.EndReason.SHUTDOWN)
             elif s.state is Lifecycle.SETTING_UP:
-                s.end_after_setup = sc.EndReason.SHUTDOWN
+                s.end_after_setup = reason
         return self._take()
 
     # -- what drivers may read ----------------------------------------------------------
@@ -276,7 +281,8 @@ class Recorder:
         self._log("info", "session_started", s.context, streams=[x.stem for x in session.streams],
                   ports=list(s.ports), transport=peer.transport)
         if s.end_after_setup is not None:
-            self._end(s, s.end_after_setup, at=self.now, bye=True)
+            self._end(s, s.end_after_setup, at=self.now,
+                      bye=s.end_after_setup is not sc.EndReason.CRASH)
 
     def _negotiate(self, s: SessionEntry, offer: SessionDescription) -> Generator[Any, Any, bytes]:
         """Answer an offer: ports for new m-lines, their files; streams the answer
@@ -410,7 +416,7 @@ class Recorder:
         done: jobs.FinishedFiles = yield jobs.FinishFiles(tuple(finishes), s.capture, captured, mix)
         s.reports.update(done.reports)
         failed = reason is sc.EndReason.ERROR
-        status = sc.SessionStatus.FAILED if failed else sc.SessionStatus.COMPLETE
+        status = _status_of(reason)
         record = session.sidecar(s.reports, status, ended_at=self.wall(at), end_reason=reason,
                                  mix=done.mix, mix_skipped=done.mix_skipped, error=error)
         yield jobs.WriteSidecar(session.layout.sidecar, record)
@@ -419,7 +425,7 @@ class Recorder:
     def _finished(self, s: SessionEntry, state: Lifecycle, reason: sc.EndReason, at: float) -> None:
         self._move(s, state)
         session = s.recording
-        status = sc.SessionStatus.FAILED if state is Lifecycle.FAILED else sc.SessionStatus.COMPLETE
+        status = sc.SessionStatus.FAILED if state is Lifecycle.FAILED else _status_of(reason)
         stats = {x.stem: x.timeline.stats() for x in session.streams}
         if s.dialog_id is not None:
             self._out.append(Finished(status, str(session.layout.directory),
@@ -578,6 +584,15 @@ class Recorder:
     def _take(self) -> list[Output]:
         out, self._out = self._out, []
         return out
+
+
+def _status_of(reason: sc.EndReason) -> sc.SessionStatus:
+    """A session's final status by why it ended."""
+    if reason is sc.EndReason.ERROR:
+        return sc.SessionStatus.FAILED
+    if reason is sc.EndReason.CRASH:
+        return sc.SessionStatus.INTERRUPTED
+    return sc.SessionStatus.COMPLETE
 
 
 def _gone() -> PeerError:

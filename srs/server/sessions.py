@@ -39,6 +39,7 @@ from srs.recording.outputs import (
     Request,
     Started,
 )
+from srs.recording.sidecar import EndReason
 from srs.recording.signalling import answer, signal
 from srs.server.media import SocketMedia
 from srs.server.timer import CoreTimer
@@ -193,12 +194,13 @@ class LiveRecorder:
         finally:
             self._timer.arm()  # the core's next tick, whatever happened above
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, reason: EndReason = EndReason.SHUTDOWN) -> None:
         """Stop taking sessions; BYE and finalise every active one, and let sessions that
         were already finishing complete their files rather than cutting them half way.
-        Whatever sending the BYEs does, the sessions' file work still runs to its end."""
+        Whatever sending the BYEs does, the sessions' file work still runs to its end.
+        (``reason`` CRASH: no BYE, sessions ``interrupted``; see ``Recorder.shutdown``.)"""
         try:
-            self.execute(self.recorder.shutdown(self.clock()))
+            self.execute(self.recorder.shutdown(self.clock(), reason=reason))
         finally:
             await self._drain()
 

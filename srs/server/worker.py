@@ -11,7 +11,8 @@ Everything it would say to the SIP core or the log goes over the control channel
 
 A worker ignores SIGINT and SIGTERM (the signalling process drains it with
 :class:`~srs.server.control.Shutdown`); when the channel closes under it (the signalling
-process died), it finalises every session without BYEs and exits.
+process died), it finalises every session without BYEs, as ``interrupted`` (end reason
+``crash``: keeping every packet it had, which start-up repair could not), and exits.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from srs.ops.management import watch_loop_lag
 from srs.recording.core import Recorder
 from srs.recording.outputs import Answer, Fail, Finished, HangUp, Reject, Rejected, Started
 from srs.recording.policy import RecorderConfig, quantize_s
+from srs.recording.sidecar import EndReason
 from srs.server import control as c
 from srs.server.media import SocketMedia
 from srs.server.sessions import LiveRecorder
@@ -196,7 +198,7 @@ class Worker:
                     # The signalling process is gone: finalise what was recorded.
                     self.signalling.closed()
                     if stopping is None:
-                        await self.sessions.shutdown()
+                        await self.sessions.shutdown(EndReason.CRASH)
                     else:
                         await stopping
                     return

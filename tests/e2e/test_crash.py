@@ -9,8 +9,11 @@ headers match their data and that hold the tones received before the kill.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from tests.e2e.audio import dominant_frequency, loud_span, riff_layout
 from tests.e2e.conftest import PACKET_SAMPLES, SrsServer, TwoTonePcap, read_sidecar
 from tests.e2e.pcap import read_pcap
 from tests.e2e.sipwire import RawSiprecCall, answer_audio_ports
+from tests.sipclient import send_tones
 
 pytestmark = pytest.mark.peers
 
@@ -136,3 +140,56 @@ def test_kill_9_mid_call_is_repaired_on_restart(
         assert (info.channels, info.samplerate) == (2, RATE_HZ)
         assert info.frames == max(lengths)
     assert "Traceback" not in srs_server.log_text()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the media workers of an ``srs serve``)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
+def test_kill_9_of_the_signalling_process_leaves_the_workers_to_finalise_their_calls(
+    srs_server_factory: Callable[..., SrsServer],
+) -> None:
+    """Only the signalling process dies (a kill -9 of its pid, not of the group): each
+    media worker finalises what it recorded, every packet of it, as ``interrupted``, and
+    exits; the next start leaves those sessions as they are."""
+    srs_server = srs_server_factory(media={"workers": 2})
+    assert srs_server.proc is not None
+    workers = _children(srs_server.proc.pid)
+    assert len(workers) == 2, workers
+    call = RawSiprecCall(srs_server.sip_port)
+    try:
+        response = call.invite(headers={srs_server.auth_header: srs_server.token},
+                               media_port=40000, labels=LABELS, custom={"ticket": "crash-2"})
+        assert response.status == 200, response.raw.decode(errors="replace")
+        call.ack()
+        ports = answer_audio_ports(response.body)
+        send_tones(ports, (440.0, 1000.0), 100)
+        os.kill(srs_server.proc.pid, signal.SIGKILL)
+        srs_server.proc.wait(10)
+    finally:
+        call.close()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "the media workers outlived their server"
+        time.sleep(0.05)
+    [directory] = srs_server.session_dirs()
+    sidecar = read_sidecar(directory)
+    assert sidecar is not None
+    assert (sidecar["status"], sidecar["end_reason"]) == ("interrupted", "crash")
+    assert [s["packets"]["received"] for s in sidecar["streams"]] == [100, 100]
+    for label, freq in zip(LABELS, (440.0, 1000.0), strict=True):
+        samples, _ = sf.read(directory / f"{label}.wav", dtype="int16")
+        assert dominant_frequency(samples, RATE_HZ) == pytest.approx(freq, abs=5)
+        span = loud_span(samples)
+        assert span is not None and span.gaps == 0
+        assert span.samples >= 99 * PACKET_SAMPLES  # the last second is there too
+    assert (directory / "mix.wav").exists()
+    srs_server.start()  # repair leaves a final session alone
+    assert read_sidecar(directory) == sidecar
