@@ -1,6 +1,7 @@
 # The two set-up commands of the README, for a fresh Debian machine with python3:
 #   make serve   install srs into .venv and run the server on its defaults
 #   make test    install everything the tests need, lint, and run the whole suite
+#                (with media.workers 2, then the server tests again with 1)
 #   make lint    ruff and mypy --strict (docs/architecture.md, "Types and lint");
 #                LINT_PATHS=srs/sdp MYPY_PATHS=srs/sdp to look at a part of the tree
 #   make fuzz    a coverage-guided campaign over every parser and the receive path
@@ -36,9 +37,13 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/srs serve $(ARGS)
 
-# Lint first: CI runs this target, so ruff and mypy gate every change.
+# Lint first: CI runs this target, so ruff and mypy gate every change.  The whole suite
+# runs with two media worker processes, then every test that starts a server runs again
+# with media.workers = 1 (the single-process shape): both must pass.
+SERVER_TESTS ?= tests/server tests/e2e tests/scaleout tests/client tests/ops tests/replay tests/cli
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	SRS_MEDIA_WORKERS=2 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	SRS_MEDIA_WORKERS=1 $(BIN)/python -m pytest $(SERVER_TESTS) $(PYTEST_ARGS)
 
 # Both run, whatever the first finds; the target fails if either does.
 lint: install-test

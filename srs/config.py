@@ -246,12 +246,7 @@ class MediaSettings:
 
     def worker_count(self) -> int:
         """``workers``, with 0 resolved to the CPUs this process may run on."""
-        if self.workers:
-            return self.workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return max(1, os.cpu_count() or 1)
+        return self.workers or usable_cpus()
 
     def validate(self) -> None:
         _check_host("media.host", self.host)
@@ -565,6 +560,22 @@ def _networks(key: str, items: tuple[str, ...],
 def _check_port(key: str, port: int) -> None:
     if not 0 <= port <= 65535:
         raise ConfigError(key, f"must be a port from 0 to 65535: {port}")
+
+
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a
+    container's ``--cpus``), rounded up."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read
+    return max(1, cpus)
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,23 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(None, {})
     with pytest.raises(AttributeError):
         settings.sip.port = 1  # type: ignore[misc]
+
+
+def test_usable_cpus_honours_a_cgroup_quota(tmp_path: Path) -> None:
+    from srs.config import usable_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")
+    assert usable_cpus(cpu_max) == affinity
+    cpu_max.write_text("50000 100000\n")  # half a CPU: one worker
+    assert usable_cpus(cpu_max) == 1
+    cpu_max.write_text(f"{affinity * 100000 + 1} 100000\n")
+    assert usable_cpus(cpu_max) == affinity  # never more than the affinity allows
+    assert usable_cpus(tmp_path / "missing") == affinity
+
+
+def test_media_workers_need_four_ports_each() -> None:
+    with pytest.raises(ConfigError, match=r"media.workers: 3 workers need at least 12 RTP"):
+        load_settings(None, {}, {"media": {"workers": 3, "port_min": 10000,
+                                           "port_max": 10009}})
