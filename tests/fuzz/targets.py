@@ -31,7 +31,7 @@ from srs.capture.decode import PacketDecoder
 from srs.capture.errors import CaptureFormatError
 from srs.capture.reader import read_capture
 from srs.errors import PeerError
-from srs.recording.outputs import OpenPorts, Request
+from srs.recording.outputs import Answer, Drain, OpenPorts, Request
 from srs.recording.wav import RecordingIOError
 from srs.replay.plan import _Planner
 from srs.rtp.dtmf import DtmfDetector
@@ -270,7 +270,7 @@ class _Host(CoreHost):
     def _serve(self, request: Request) -> list[Any]:
         """File jobs run as in CoreHost, but a job that raises anything but a disk error
         is a finding, not a failed session."""
-        if isinstance(request.work, OpenPorts):
+        if isinstance(request.work, OpenPorts | Drain | Answer):
             return super()._serve(request)
         try:
             result = request.work.run()
