@@ -2,32 +2,41 @@
 
 Run: ``.venv/bin/python bench/capacity.py --calls 300 --seconds 20`` (``--calls 50,150,300``
 runs several sizes one after the other and prints one row each; ``--json`` prints the
-results as JSON instead of the table).
+results as JSON instead of the table).  ``--srtp`` makes every call SRTP, ``--workers 1,2``
+runs each N once per ``[media] workers`` value, ``--find-capacity`` searches the largest N
+with zero loss for srs and for the floor; bench/README.md has all the options.
 
 For each N it
 
 1. builds ``rtp_sender.c`` and ``floor_receiver.c`` with gcc into a temporary directory;
-2. starts ``srs serve`` in its own process group, pinned to core 0 (``taskset -c 0``), on
-   free ports of 127.0.0.1, with JSON logs to a file and recordings in the temporary
-   directory;
+2. starts ``srs serve`` in its own process group, pinned to core 0 (``taskset -c 0``, or
+   ``--server-cpus``; not pinned by default with more than one worker), on free ports of
+   127.0.0.1, with JSON logs to a file and recordings in the temporary directory, and
+   reads the RSS of the server and every process below it;
 3. sets up N calls from this process (pinned to core 1), each a multipart INVITE with
-   metadata and two m-lines, and collects the 2N RTP ports of the answers;
+   metadata and two m-lines (RTP/SAVP with an ``a=crypto`` line each under ``--srtp``),
+   and collects the 2N RTP ports of the answers;
 4. runs the C sender on core 1 for SECONDS at 50 packets/s per stream (172-byte PCMU
-   packets carrying a 1 kHz tone) and measures the server's CPU time (utime + stime of all
-   its threads, from /proc/PID/stat) over the sending window only, the sender's own CPU,
-   the kernel's UDP receive-buffer drops, and the server's SIP response time (an OPTIONS
-   every 200 ms: it waits behind whatever the event loop is doing, so it shows loop lag);
+   packets carrying a 1 kHz tone; under ``--srtp`` the same packets protected here with
+   the offered keys, replayed from a file) and measures, over the sending window and the
+   drain after it, the CPU time (utime + stime) and RSS of the server process and all its
+   descendants (``proctree``: re-read every second, as workers may be restarted), the
+   sender's own CPU and achieved rate, the kernel's UDP receive-buffer drops, the
+   server's SIP response time (an OPTIONS every 200 ms: it waits behind whatever the
+   event loop is doing, so it shows loop lag) and the INVITE -> 200 time of extra calls
+   set up (and ended) at 2 a second;
 5. sends BYE for every call, waits for every session.json to say ``complete`` and checks
    the packets received per stream against those sent, and every WAV: its length against
    the session's, the amount of tone in it against the packets sent, and for a few an FFT
    that finds the 1 kHz tone;
 6. measures the floor: the C receiver (epoll + recvmmsg, pinned to core 0) on 2N ports
-   with the same sender for the same SECONDS.
+   with the same sender (and the same packets) for the same SECONDS.
 
 Loss is a result and is printed; the exit status is non-zero only when a server died or
-the run could not be done (build failure, refused INVITE, ...).  Every process started
-here runs in its own process group and is stopped in a ``finally`` block, also on Ctrl-C.
-Traffic goes only to 127.0.0.1.
+the run could not be done (build failure, refused INVITE, ...); during ``--find-capacity``
+such a run is a failed step instead.  Every process started here runs in its own process
+group and is stopped in a ``finally`` block, also on Ctrl-C.  Traffic goes only to
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -445,8 +454,8 @@ def rtp_base(span: int) -> int:
 
 
 def extra_calls(seconds: float) -> int:
-    """The most calls the CallProber can set up in one window (sending and drain)."""
-    return int((seconds + MAX_DRAIN_S + 5) * EXTRA_CALLS_PER_S) + 1
+    """The most calls the CallProber can set up while the sender sends (with a margin)."""
+    return int((seconds + 10) * EXTRA_CALLS_PER_S) + 1
 
 
 def write_config(work: Path, calls: int, seconds: float, workers: int | None) -> Path:
@@ -768,6 +777,7 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         try:
             with Window(server.pid) as window:
                 sent = run_sender(procs, sender, ports, seconds, window, replay)
+                caller.stop_event.set()  # extra calls only while the media flows
                 memory_active = memory_kb(server.pid)
                 drain_s = wait_idle(window)
         finally:
@@ -810,6 +820,7 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         "cpu_s": round(window.cpu_s, 3),
         "core_pct": round(100 * window.cpu_s / window.wall_s, 1),
         "core_pct_max_1s": round(100 * max(window.per_second_cpu, default=0.0), 1),
+        "core_pct_series": [round(100 * c, 1) for c in window.per_second_cpu],
         "us_per_packet": round(1e6 * window.cpu_s / max(1, received), 2),
         # The main thread of every srs process (each runs one event loop); the rest is
         # the worker threads (decode, writes).
@@ -986,8 +997,8 @@ def find_capacity(probe: Any, start: int, cap: int, steps: int, label: str) -> d
             n = (good + bad) // 2
     limit = next((s for s in log if s.calls == bad), None)
     if bad is None:
-        reason = f"none found up to {good} calls (--capacity-max)" if good >= cap else \
-            "search steps ran out while doubling"
+        reason = (f"not reached: every step up to {good} calls passed (--capacity-max)"
+                  if good >= cap else "not reached: the steps ran out while doubling")
     elif limit is not None and limit.verdict == "sender":
         reason = (f"the sender's: at {bad} calls it could not keep its pace "
                   f"({100 * limit.result['sender']['rate_share']:.1f}% of the offered rate)")
@@ -996,6 +1007,7 @@ def find_capacity(probe: Any, start: int, cap: int, steps: int, label: str) -> d
     else:
         reason = f"the receiver's: loss or incomplete WAVs at {bad} calls"
     return {"capacity_calls": good, "first_bad_calls": bad, "limit": reason,
+            "bounded": bad is not None,
             "sender_limited": limit is not None and limit.verdict == "sender",
             "steps": [{"calls": s.calls, "verdict": s.verdict, "detail": s.detail,
                        "result": s.result} for s in log]}
@@ -1088,6 +1100,11 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+def _at_least(entry: dict[str, Any]) -> str:
+    """The capacity found, ">= N" when no step failed (the search did not reach a limit)."""
+    return ("" if entry["bounded"] else ">= ") + str(entry["capacity_calls"])
+
+
 def capacity_table(capacity: dict[str, Any]) -> str:
     """One row per workers value: srs's and the floor's zero-loss capacity and ratios."""
     floor = capacity["floor"]
@@ -1096,7 +1113,7 @@ def capacity_table(capacity: dict[str, Any]) -> str:
         calls = entry["capacity_calls"]
         first = calls if first is None else first
         rows.append([str(entry["workers"] if entry["workers"] is not None else "-"),
-                     str(calls), str(floor["capacity_calls"]),
+                     _at_least(entry), _at_least(floor),
                      f"{calls / max(1, floor['capacity_calls']):.2f}",
                      f"{calls / max(1, first):.2f}", entry["limit"]])
     lines = render(["workers", "srs zero-loss calls", "floor zero-loss calls", "srs/floor",
