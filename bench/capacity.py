@@ -929,14 +929,21 @@ class Step:
 
 def srs_step(procs: Processes, work: Path, sender: Path, calls: int,
              options: Options) -> Step:
-    run_dir = work / f"cap-srs-{calls}-w{options.workers or 0}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir()
-    try:
-        r = run_server(procs, run_dir, sender, calls, options)
-    except RunFailed as exc:
-        return Step(calls, "failed", str(exc).splitlines()[0][:200])
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    """One run; a run that could not be done is tried once more (with a fresh server and
+    RTP range: another program on the machine may have held ports of the first)."""
+    failures = []
+    for _ in range(2):
+        run_dir = work / f"cap-srs-{calls}-w{options.workers or 0}-{uuid.uuid4().hex[:6]}"
+        run_dir.mkdir()
+        try:
+            r = run_server(procs, run_dir, sender, calls, options)
+            break
+        except RunFailed as exc:
+            failures.append(str(exc).splitlines()[0][:200])
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        return Step(calls, "failed", "; then ".join(failures))
     sent = r["sender"]
     detail = (f"loss {r['loss_packets']}, bad WAVs {r['incomplete_wavs']}/{2 * calls}, sender "
               f"{100 * sent['rate_share']:.1f}% of {sent['target_pps']} pkt/s, srv "
@@ -1137,6 +1144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(default 300, or none with --find-capacity)")
     parser.add_argument("--seconds", type=float, default=20.0, help="sending window (default 20)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json-out", type=Path, metavar="FILE",
+                        help="also write the JSON to FILE (the table is printed)")
     parser.add_argument("--fft-checks", type=int, default=8,
                         help="WAVs checked for the 1 kHz tone by FFT (all are checked for content)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -1220,9 +1229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"capacity: kept {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+        everything = {"rows": results, "capacity": capacity} if capacity else results
+        if args.json_out and (results or capacity):
+            args.json_out.write_text(json.dumps(everything, indent=2) + "\n")
         if args.json and (results or capacity):
-            print(json.dumps({"rows": results, "capacity": capacity} if capacity else results,
-                             indent=2), flush=True)
+            print(json.dumps(everything, indent=2), flush=True)
         else:
             if results:
                 print(table(results), flush=True)
