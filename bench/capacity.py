@@ -1107,9 +1107,20 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+def _exact(entry: dict[str, Any]) -> bool:
+    """Whether the search found the receiver's own limit; otherwise (no step failed, or
+    the sender ran out of pace first) the receiver's capacity is at least what passed."""
+    return bool(entry["bounded"]) and not entry["sender_limited"]
+
+
 def _at_least(entry: dict[str, Any]) -> str:
-    """The capacity found, ">= N" when no step failed (the search did not reach a limit)."""
-    return ("" if entry["bounded"] else ">= ") + str(entry["capacity_calls"])
+    return ("" if _exact(entry) else ">= ") + str(entry["capacity_calls"])
+
+
+def _ratio(top: dict[str, Any], bottom: dict[str, Any]) -> str:
+    value = f"{top['capacity_calls'] / max(1, bottom['capacity_calls']):.2f}"
+    prefix = {(True, True): "", (True, False): "<= ", (False, True): ">= "}
+    return prefix.get((_exact(top), _exact(bottom)), "~") + value
 
 
 def capacity_table(capacity: dict[str, Any]) -> str:
@@ -1117,12 +1128,10 @@ def capacity_table(capacity: dict[str, Any]) -> str:
     floor = capacity["floor"]
     rows, first = [], None
     for entry in capacity["srs"]:
-        calls = entry["capacity_calls"]
-        first = calls if first is None else first
+        first = entry if first is None else first
         rows.append([str(entry["workers"] if entry["workers"] is not None else "-"),
-                     _at_least(entry), _at_least(floor),
-                     f"{calls / max(1, floor['capacity_calls']):.2f}",
-                     f"{calls / max(1, first):.2f}", entry["limit"]])
+                     _at_least(entry), _at_least(floor), _ratio(entry, floor),
+                     _ratio(entry, first), entry["limit"]])
     lines = render(["workers", "srs zero-loss calls", "floor zero-loss calls", "srs/floor",
                     "vs first row", "srs limit"], rows)
     lines.append("")
