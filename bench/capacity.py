@@ -496,8 +496,10 @@ format = "json"
 
 
 def pinned(cpus: str | None, argv: Sequence[str]) -> list[str]:
-    """``argv`` under ``taskset -c CPUS`` (inherited by every child), or as it is."""
-    return list(argv) if cpus is None else ["taskset", "-c", cpus, *argv]
+    """``argv`` under ``taskset -c CPUS`` (inherited by every child).  Not pinned (None)
+    is every core: a child would otherwise inherit this process's own core 1."""
+    every = f"0-{(os.cpu_count() or 1) - 1}"
+    return ["taskset", "-c", cpus if cpus is not None else every, *argv]
 
 
 def start_server(procs: Processes, work: Path, config: Path,
