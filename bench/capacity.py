@@ -93,6 +93,7 @@ TOKEN = "bench-capacity-token"
 DRAIN_S = 0.5  # after the sender stops, time for the receiver to empty its sockets
 IDLE_CORE_SHARE = 0.15  # a server below this share of a core has caught up with its backlog
 MAX_DRAIN_S = 30.0
+SETTLE_S = 2.0  # after srs's sockets are empty: one tick's decode and writes, and a margin
 PROBE_INTERVAL_S = 0.2
 EXTRA_CALLS_PER_S = 2.0  # calls set up (and torn down) during the window, to time INVITE
 EXTRA_CALL_HOLD_S = 1.0
@@ -427,20 +428,39 @@ class CallProber(threading.Thread):
 # -- the server ---------------------------------------------------------------------------
 
 
-def wait_idle(window: Window) -> float:
-    """After the sender stops: wait until the server has drained what its sockets hold
-    (the CPU of all its processes falls below IDLE_CORE_SHARE of a core over DRAIN_S), so
-    that the window's CPU covers every packet even when the server ran behind.  Returns
-    the time waited."""
+def udp_rx_queued(ports: frozenset[int]) -> int:
+    """Bytes the kernel holds unread for the UDP sockets bound to ``ports`` (the
+    ``rx_queue`` column of /proc/net/udp, hexadecimal like the port)."""
+    total = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) in ports:
+            total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+def wait_idle(window: Window, ports: Sequence[int]) -> tuple[float, float]:
+    """After the sender stops: wait until srs has read every datagram its RTP sockets hold
+    (``udp_rx_queued`` is 0), then until its processes use less than IDLE_CORE_SHARE of a
+    core over DRAIN_S (the decode and writes of what it read last), at most SETTLE_S more:
+    sessions without media still cost CPU every tick, so idle is not a reliable end on
+    its own.  The window's CPU then covers every packet even when the server ran behind.
+    Returns (time until the sockets were empty, time waited in all)."""
     t0 = time.monotonic()
+    watched = frozenset(ports)
+    while udp_rx_queued(watched) and time.monotonic() - t0 < MAX_DRAIN_S:
+        time.sleep(0.25)
+        window.sample()
+    emptied = time.monotonic()
     while True:
         window.sample()
         cpu0 = window.tree.cpu_s()
         time.sleep(DRAIN_S)
         window.sample()
+        now = time.monotonic()
         idle = (window.tree.cpu_s() - cpu0) / DRAIN_S < IDLE_CORE_SHARE
-        if idle or time.monotonic() - t0 > MAX_DRAIN_S:
-            return time.monotonic() - t0
+        if idle or now - emptied >= SETTLE_S or now - t0 > MAX_DRAIN_S:
+            return emptied - t0, now - t0
 
 
 def rtp_base(span: int) -> int:
@@ -784,7 +804,7 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
                 sent = run_sender(procs, sender, ports, seconds, window, replay)
                 caller.stop_event.set()  # extra calls only while the media flows
                 memory_active = memory_kb(server.pid)
-                drain_s = wait_idle(window)
+                backlog_s, drain_s = wait_idle(window, ports)
         finally:
             prober.stop_event.set()
             caller.stop_event.set()
@@ -822,6 +842,7 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         "server_exit": server.returncode,
         "window_s": round(window.wall_s, 3),
         "drain_s": round(drain_s, 2),
+        "backlog_s": round(backlog_s, 2),  # until the kernel held no unread RTP for srs
         "cpu_s": round(window.cpu_s, 3),
         "core_pct": round(100 * window.cpu_s / window.wall_s, 1),
         "core_pct_max_1s": round(100 * max(window.per_second_cpu, default=0.0), 1),
@@ -1093,7 +1114,8 @@ def table(results: list[dict[str, Any]]) -> str:
         notes.append(
             f"N={r['calls']} workers={s['workers'] if s['workers'] is not None else '(not set)'}"
             f"{' SRTP ' + SUITE if s['srtp'] else ''}: {r['seconds']:g} s of sending + "
-            f"{s['drain_s']} s drain; set-up {s['setup_s']} s, finish {s['finish_s']} s; "
+            f"{s['drain_s']} s drain ({s['backlog_s']} s until srs's sockets were empty); "
+            f"set-up {s['setup_s']} s, finish {s['finish_s']} s; "
             f"{pinning}; sender on core {LOAD_CORE}; cores busy % {other}; srs processes "
             f"{s['process_count_max']}; RSS {memory['before_invite']['rss_kb'] / 1024:.0f} MB "
             f"before the first INVITE, {memory['rss_active_kb'] / 1024:.0f} MB with the calls "
