@@ -1158,7 +1158,7 @@ def capacity_table(capacity: dict[str, Any]) -> str:
         first = entry if first is None else first
         rows.append([str(entry["workers"] if entry["workers"] is not None else "-"),
                      _at_least(entry), _at_least(floor), _ratio(entry, floor),
-                     _ratio(entry, first), entry["limit"]])
+                     "1.00" if entry is first else _ratio(entry, first), entry["limit"]])
     lines = render(["workers", "srs zero-loss calls", "floor zero-loss calls", "srs/floor",
                     "vs first row", "srs limit"], rows)
     lines.append("")
