@@ -8,6 +8,7 @@ real SRC would send.
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import struct
@@ -25,11 +26,24 @@ from srs.sip.parser import StreamParser, parse_message
 BOUNDARY = "srsboundary"
 
 
+def crypto_attribute(suite: str, key_salt: bytes, tag: int = 1) -> str:
+    """The value of one RFC 4568 §9.1 ``a=crypto`` line with an inline key."""
+    return f"{tag} {suite} inline:{base64.b64encode(key_salt).decode()}"
+
+
 def sdp_offer(ports: Sequence[int], labels: Sequence[str | None], *, direction: str = "sendonly",
-              codecs: str = "0 101", extra: str = "", version: int = 1) -> str:
+              codecs: str = "0 101", extra: str = "", version: int = 1,
+              crypto: Sequence[str] = ()) -> str:
+    """An SDP offer, one m-line per port; with ``crypto`` (one ``a=crypto`` value per
+    m-line, see :func:`crypto_attribute`) the m-lines are RTP/SAVP (RFC 4568 §5)."""
     lines = ["v=0", f"o=src 42 {version} IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0"]
-    for port, label in zip(ports, labels, strict=True):
-        lines.append(f"m=audio {port} RTP/AVP {codecs}")
+    if crypto and len(crypto) != len(ports):
+        raise ValueError("one a=crypto value per m-line")
+    for index, (port, label) in enumerate(zip(ports, labels, strict=True)):
+        proto = "RTP/SAVP" if crypto else "RTP/AVP"
+        lines.append(f"m=audio {port} {proto} {codecs}")
+        if crypto:
+            lines.append(f"a=crypto:{crypto[index]}")
         lines.append("a=rtpmap:0 PCMU/8000")
         if "101" in codecs.split():
             lines += ["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"]
