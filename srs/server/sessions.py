@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
@@ -21,6 +22,7 @@ from srs.log import log_entry
 from srs.ops.metrics import Metrics
 from srs.ops.retention import directory_bytes
 from srs.ops.webhook import WebhookSender
+from srs.recording import jobs
 from srs.recording.capture import CaptureRecord
 from srs.recording.core import Recorder
 from srs.recording.outputs import (
@@ -50,10 +52,14 @@ from srs.sip.uas import Output as SipOutput
 from srs.sip.uas import SipCore
 
 __all__ = ["CoreSignalling", "LiveRecorder", "Reports", "SessionReports", "Signalling",
-           "SHUTDOWN_WAIT_S"]
+           "SHUTDOWN_WAIT_S", "BULK_THREADS", "URGENT_THREADS"]
 
 # How long shutdown waits for sessions that are finishing.
 SHUTDOWN_WAIT_S = 30.0
+# Threads for file work: the once-a-tick writes and finishes, and the jobs answers wait for.
+BULK_THREADS = 4
+URGENT_THREADS = 2
+_BULK_JOBS = (jobs.WriteBatch, jobs.FinishFiles, jobs.FailFiles, jobs.DiscardFiles)
 
 
 class Signalling(Protocol):
@@ -146,6 +152,11 @@ class LiveRecorder:
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._timer = CoreTimer(recorder.next_timer, self._fire_timer)
+        # The ticks' writes and the finishes of hundreds of sessions queue in their own
+        # threads; the jobs a SIP answer waits for (session directory, files, metadata,
+        # the sidecar of a set-up or an update) never wait behind them.
+        self._bulk = ThreadPoolExecutor(BULK_THREADS, thread_name_prefix="srs-write")
+        self._urgent = ThreadPoolExecutor(URGENT_THREADS, thread_name_prefix="srs-answer")
 
     @property
     def active(self) -> int:
@@ -216,6 +227,8 @@ class LiveRecorder:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self._timer.cancel()
+        self._bulk.shutdown(wait=False, cancel_futures=True)
+        self._urgent.shutdown(wait=False, cancel_futures=True)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -231,7 +244,8 @@ class LiveRecorder:
             elif isinstance(work, Answer):
                 result = await self.signalling.answer(work)
             else:
-                result = await asyncio.to_thread(work.run)
+                pool = self._bulk if isinstance(work, _BULK_JOBS) else self._urgent
+                result = await self._loop.run_in_executor(pool, work.run)
         except Exception as exc:  # handed to the core, which classifies it
             error = exc
         self.execute(self.recorder.complete(request.id, result, error, self.clock()))
