@@ -1,4 +1,5 @@
-"""Per-packet cost of the pure media core: RtpPacket.parse + TrackTimeline.push.
+"""Per-packet cost of the pure media core: RtpPacket.parse + TrackTimeline.push, and the
+datagram entry the server uses (TrackTimeline.receive_into, with its fast path).
 
 Run: ``.venv/bin/python bench/bench_rtp_core.py [packets]`` (default 100000).  Prints
 microseconds per packet for a clean 20 ms PCMU stream (the common case), for one with
@@ -56,6 +57,20 @@ def per_packet_us(label: str, packets: list[tuple[bytes, float]]) -> list[Placed
     return placed
 
 
+def receive_us(label: str, packets: list[tuple[bytes, float]]) -> None:
+    """The live path: datagrams into ``TrackTimeline.receive_into`` (its fast path for the
+    common case, the general path for the rest)."""
+    timeline = TrackTimeline(0.0, 8000)
+    timeline.accept_payload_types((0, 101), (0,))
+    receive_into = timeline.receive_into
+    placed: list[Placed] = []
+    started = time.perf_counter()
+    for data, now in packets:
+        receive_into(data, now, placed)
+    elapsed = time.perf_counter() - started
+    print(f"{label:<34} {elapsed / len(packets) * 1e6:6.2f} us/packet")
+
+
 def parse_only_us(packets: list[tuple[bytes, float]]) -> None:
     parse = RtpPacket.parse
     started = time.perf_counter()
@@ -87,6 +102,8 @@ def main() -> None:
     parse_only_us(clean)
     placed = per_packet_us("parse + push, in order", clean)
     per_packet_us("parse + push, 1 % swapped pairs", datagrams(count, swap_every=100))
+    receive_us("receive_into, in order", clean)
+    receive_us("receive_into, 1 % swapped pairs", datagrams(count, swap_every=100))
     batch_us(placed)
 
 
