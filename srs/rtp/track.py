@@ -165,6 +165,38 @@ class TrackTimeline:
     :meth:`finish`.
     """
 
+    # Slotted: the per-packet path reads a dozen of these per packet, for hundreds of
+    # tracks in turn (docs/architecture.md, "Hot path").
+    __slots__ = (
+        "origin_s",
+        "clock_rate_hz",
+        "config",
+        "_event_pts",
+        "_pt_rates",
+        "_resync_samples",
+        "_buffer",
+        "_retired",
+        "_ssrc",
+        "_ssrcs",
+        "_last_arrival_s",
+        "_payload_types",
+        "_jitter",
+        "_ssrc_jitter",
+        "_received",
+        "_drops",
+        "_placeable",
+        "_offered",
+        "_unoffered_static",
+        "_resyncs",
+        "_rtcp",
+        "_reanchor_reason",
+        "_anchor_offset",
+        "_anchor_ts",
+        "_last_ts",
+        "_anchor_rate_hz",
+        "_finished",
+    )
+
     def __init__(
         self,
         origin_s: float,

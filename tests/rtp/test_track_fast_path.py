@@ -165,19 +165,19 @@ def test_fast_path_equals_general_path(ops: list[tuple[Any, ...]], origin_s: flo
             timeline.receive_into(clean, now, [])
 
 
-def test_the_common_case_takes_the_fast_path() -> None:
-    """A clean stream is placed without the general path after its first packet."""
-    timeline = TrackTimeline(0.0, 8000)
-    timeline.accept_payload_types((0,), (0,))
+def test_the_common_case_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean stream is placed without the general path after its first packets."""
     general_calls = 0
-    general = timeline._receive_general
+    general = TrackTimeline._receive_general
 
-    def counting(data: bytes, now: float) -> list[Placed]:
+    def counting(self: TrackTimeline, data: bytes, now: float) -> list[Placed]:
         nonlocal general_calls
         general_calls += 1
-        return general(data, now)
+        return general(self, data, now)
 
-    timeline._receive_general = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(TrackTimeline, "_receive_general", counting)
+    timeline = TrackTimeline(0.0, 8000)
+    timeline.accept_payload_types((0,), (0,))
     placed: list[Placed] = []
     for i in range(200):
         data = bytes(RtpPacket(0, 7 + i, 160 * i, 0xABC, bytes(160)))
