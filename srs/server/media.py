@@ -221,17 +221,29 @@ class SocketMedia:
             return
         now = self.clock()
         compiled = self._compiled
+        by_fd = self._by_fd
+        # A stream that raises (a bug) must not cost the other streams of the batch their
+        # datagrams, which are already out of their sockets: the first error is raised
+        # (to the loop's exception handler) once every socket is served.
+        failure: Exception | None = None
         if compiled is not None:
-            by_fd = self._by_fd
             for fd, datagrams, keys in compiled.poll(epoll.fileno(), _MAX_EVENTS, PER_SOCKET):
                 entry = by_fd.get(fd)
                 if entry is not None:
-                    self._deliver(entry, datagrams, keys, now)
-            return
-        for fd, _ in epoll.poll(0, _MAX_EVENTS):
-            entry = self._by_fd.get(fd)
-            if entry is not None:
-                self._read(entry, now, PER_SOCKET)
+                    try:
+                        self._deliver(entry, datagrams, keys, now)
+                    except Exception as exc:  # raised below
+                        failure = failure or exc
+        else:
+            for fd, _ in epoll.poll(0, _MAX_EVENTS):
+                entry = by_fd.get(fd)
+                if entry is not None:
+                    try:
+                        self._read(entry, now, PER_SOCKET)
+                    except Exception as exc:  # raised below
+                        failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _read(self, entry: _Port, now: float, limit: int) -> int:
         """Read up to ``limit`` datagrams of one socket and deliver them; how many."""

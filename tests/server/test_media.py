@@ -222,3 +222,31 @@ def test_the_compiled_receiver_is_built_here() -> None:
         pytest.skip("not built")
     module: Any = media._compiled
     assert module.recv(-1, 4) == ([], [])  # a bad descriptor reads as empty
+
+
+class Failing(Recording):
+    def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        raise RuntimeError("a bug in one stream")
+
+
+@pytest.mark.parametrize("receiver", RECEIVERS)
+def test_a_stream_that_raises_costs_the_others_nothing(receiver: str) -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[BaseException] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context["exception"]))
+        socket_media = media_for(receiver)
+        ports = await socket_media.open(3, None)
+        streams = [Recording(), Failing(), Recording()]
+        for port, stream in zip(ports, streams, strict=True):
+            socket_media.attach(port, stream)  # type: ignore[arg-type]
+        out = sender()
+        for round_ in range(5):
+            for port in ports:  # one burst: all three sockets ready in one wake-up
+                out.sendto(b"%d" % round_, ("127.0.0.1", port))
+        await until(lambda: len(streams[0].got) == 5 and len(streams[2].got) == 5)
+        assert errors and all(isinstance(e, RuntimeError) for e in errors)  # reported, not hidden
+        socket_media.close(ports)
+        out.close()
+
+    run(body)
