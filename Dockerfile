@@ -26,12 +26,14 @@ ARG PIP_FIND_LINKS
 ARG PIP_TRUSTED_HOST
 ARG PIP_CERT
 ARG PIP_DEFAULT_TIMEOUT=60
-# ca-certificates: Debian's pip verifies the index against the system bundle.
+# ca-certificates: Debian's pip verifies the index against the system bundle.  Without gcc
+# and python3-dev the optional compiled RTP receiver (setup.py) is skipped and srs receives
+# with the standard library (srs/server/media.py).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml setup.py README.md /src/
 COPY srs /src/srs
 RUN python3 -m venv /opt/srs \
  && /opt/srs/bin/pip install --no-cache-dir --disable-pip-version-check /src \

@@ -21,7 +21,7 @@ MYPY_PATHS ?= srs
 $(BIN)/python:
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py srs/server/_rtprecv.c
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 

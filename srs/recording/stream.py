@@ -147,9 +147,7 @@ class StreamState:
                 self.timeline.count_drop(error.drop_reason)
                 return
         self.last_packet_s = now
-        placed = self.timeline.receive(data, now)
-        if placed:
-            self.pending.extend(placed)
+        self.timeline.receive_into(data, now, self.pending)
 
     def take_pending(self, now: float) -> list[Placed]:
         batch = self.pending

@@ -145,6 +145,22 @@ class ReorderBuffer(Generic[T]):
             return None
         return self._oldest_arrival_s + self.hold_s
 
+    def accept_next(self, sequence_number: int) -> bool:
+        """The common case of :meth:`push` without an item: when ``sequence_number`` is
+        the next one to release and nothing waits, count it as released and return True
+        (the caller places the packet itself); otherwise change nothing and return False
+        (the caller then uses :meth:`push`)."""
+        next_ext = self._next
+        if ((sequence_number - next_ext) & 0xFFFF or not self._releasing or self._held
+                or self._candidate is not None):
+            return False
+        self.received += 1
+        self._unique += 1
+        self._max_ext = next_ext
+        self._next = next_ext + 1
+        self._seen_bits = ((self._seen_bits << 1) | 1) & _SEEN_MASK
+        return True
+
     def push(self, sequence_number: int, item: T, now: float) -> list[tuple[T, float]]:
         """Take one packet; return whatever is now releasable, in sequence order."""
         self.received += 1

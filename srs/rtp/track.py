@@ -55,6 +55,7 @@ own; the worker-thread side that turns placed payloads into PCM is
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -63,6 +64,8 @@ from srs.errors import RtpError, UsageError
 from srs.rtp.packet import RTCP_RR, RTCP_SR, RtcpCompound, RtpPacket, is_rtcp
 from srs.rtp.reorder import MAX_DEPTH_PACKETS, ReorderBuffer, unwrap_timestamp
 from srs.rtp.stats import JitterEstimator, SsrcJitter
+
+_SEQ_TS_SSRC = struct.Struct("!HII")  # RFC 3550 §5.1: octets 2-11 of the fixed header
 
 __all__ = ["TELEPHONE_EVENT_BYTES", "TimelineConfig", "Placed", "TrackStats", "TrackTimeline",
            "UNOFFERED_STATIC"]
@@ -162,6 +165,38 @@ class TrackTimeline:
     :meth:`finish`.
     """
 
+    # Slotted: the per-packet path reads a dozen of these per packet, for hundreds of
+    # tracks in turn (docs/architecture.md, "Hot path").
+    __slots__ = (
+        "origin_s",
+        "clock_rate_hz",
+        "config",
+        "_event_pts",
+        "_pt_rates",
+        "_resync_samples",
+        "_buffer",
+        "_retired",
+        "_ssrc",
+        "_ssrcs",
+        "_last_arrival_s",
+        "_payload_types",
+        "_jitter",
+        "_ssrc_jitter",
+        "_received",
+        "_drops",
+        "_placeable",
+        "_offered",
+        "_unoffered_static",
+        "_resyncs",
+        "_rtcp",
+        "_reanchor_reason",
+        "_anchor_offset",
+        "_anchor_ts",
+        "_last_ts",
+        "_anchor_rate_hz",
+        "_finished",
+    )
+
     def __init__(
         self,
         origin_s: float,
@@ -227,6 +262,63 @@ class TrackTimeline:
     def receive(self, datagram: bytes, now: float) -> list[Placed]:
         """One datagram from the track's media port: RTCP is counted (RFC 5761 §4), RTP is
         parsed and pushed, anything malformed is dropped and counted by reason."""
+        out: list[Placed] = []
+        self.receive_into(datagram, now, out)
+        return out
+
+    def receive_into(self, datagram: bytes, now: float, out: list[Placed]) -> None:
+        """:meth:`receive`, appending what it places to ``out``.
+
+        The common case -- a plain RTP header (version 2, no padding, extension or CSRC),
+        the current SSRC, the next sequence number with nothing held, a placeable audio
+        payload type of the anchored clock rate, the timestamp moving forward within the
+        resync threshold -- is placed here without building an :class:`RtpPacket`; the
+        result, counters and statistics are exactly those of the general path
+        (:meth:`_receive_general`), which everything else takes.
+        """
+        if len(datagram) >= 12 and datagram[0] == 0x80 and self._reanchor_reason is None:
+            second = datagram[1]
+            payload_type = second & 0x7F
+            placeable = self._placeable
+            # 192-223 in the second octet is RTCP (RFC 5761 §4).
+            if (not 192 <= second <= 223 and payload_type not in self._event_pts
+                    and (placeable is None or payload_type in placeable)
+                    and not self._finished):
+                sequence_number, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(datagram, 2)
+                rate = self.clock_rate_hz
+                pt_rates = self._pt_rates
+                packet_rate = pt_rates.get(payload_type, rate) if pt_rates else rate
+                if ssrc == self._ssrc and packet_rate == self._anchor_rate_hz:
+                    last_ts = self._last_ts
+                    # unwrap_timestamp(), inlined as in _place_one
+                    ext = last_ts + ((timestamp - last_ts + 0x8000_0000) & 0xFFFF_FFFF)
+                    ext -= 0x8000_0000
+                    if ext >= last_ts:
+                        delta = ext - self._anchor_ts
+                        if packet_rate != rate:
+                            delta = delta * rate // packet_rate
+                        predicted = self._anchor_offset + delta
+                        skew = (now - self.origin_s) * rate - predicted
+                        if (-self._resync_samples <= skew <= self._resync_samples
+                                and self._buffer.accept_next(sequence_number)):
+                            self._received += 1
+                            self._last_arrival_s = now
+                            payload_types = self._payload_types
+                            if payload_type not in payload_types and len(payload_types) < 128:
+                                payload_types[payload_type] = None
+                            jitter = self._ssrc_jitter
+                            if jitter is not None:
+                                jitter.update(now, timestamp)
+                            self._last_ts = ext
+                            out.append(Placed(predicted, payload_type, datagram[12:], ssrc,
+                                              timestamp))
+                            return
+        placed = self._receive_general(datagram, now)
+        if placed:
+            out.extend(placed)
+
+    def _receive_general(self, datagram: bytes, now: float) -> list[Placed]:
+        """:meth:`receive` for every datagram: parse, then :meth:`push`."""
         try:
             if is_rtcp(datagram):
                 self._count_rtcp(RtcpCompound.parse(datagram))

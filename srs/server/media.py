@@ -1,63 +1,106 @@
-"""RTP sockets of the live server: one UDP socket per recorded stream.
+"""RTP sockets of the live server: one UDP socket per recorded stream, read in batches.
 
 The recording core asks for ports (:class:`~srs.recording.core.OpenPorts`), attaches each
 stream to its port and gives ports back; :class:`SocketMedia` binds real UDP sockets from
 the port pool and hands every datagram to its stream (the per-packet path).  A replay
 binds nothing: it routes captured datagrams to the streams itself.
+
+Receiving (docs/architecture.md, "Hot path"): every RTP socket of the process is in one
+epoll set, and the event loop watches only that set's descriptor.  Each wake-up reads
+every ready socket until it is empty (or :data:`PER_SOCKET` datagrams, so that one
+flooded port cannot starve the others; epoll is level-triggered and reports it again) and
+hands the datagrams to their streams with one reading of the clock.  The compiled
+``_rtprecv`` module does that with epoll_wait and recvmmsg; without it (not built, not
+Linux, or ``receiver="python"``) the same is done with :mod:`select` and ``recvfrom``.
+Both deliver the same datagrams with the same sources.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
+import select
 import socket
 from collections.abc import Callable
-from typing import Any
+from types import ModuleType
+from typing import Literal
 
-from srs.errors import ServiceUnavailable
+from srs.errors import ServiceUnavailable, UsageError
 from srs.recording.stream import StreamState
 from srs.rtp.ports import PortPool
 
-__all__ = ["SocketMedia"]
+__all__ = ["PER_SOCKET", "Receiver", "SocketMedia", "compiled_receiver"]
+
+_compiled: ModuleType | None
+try:
+    _compiled = importlib.import_module("srs.server._rtprecv")
+except ImportError:  # not built (no compiler at install time): the stdlib path below
+    _compiled = None
+
+Receiver = Literal["auto", "compiled", "python"]
 
 # Ports of the range another process holds are skipped; this many in a row give 503.
 _BIND_ATTEMPTS = 32
 _RTP_RCVBUF_BYTES = 256 * 1024
-# A drain reads at most this many datagrams a port (what a full receive buffer holds).
-_DRAIN_MAX = 2048
-_DATAGRAM_MAX = 65535
+# Datagrams read from one socket per wake-up: 20 ms packets queue one or two per wake-up;
+# a flooded port gives way to the others after this many.
+PER_SOCKET = 64
+_MAX_EVENTS = 1024  # ready sockets taken per epoll_wait
+_MAX_DATAGRAM_BYTES = 65536  # a whole UDP datagram: nothing is ever truncated
+# Distinct senders remembered for the compiled path's source keys; a flood of source
+# ports only empties the cache.
+_MAX_SOURCES = 4096
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    """The per-packet path: one call into the stream, nothing else."""
+def compiled_receiver() -> bool:
+    """True when the compiled batch receiver is available."""
+    return _compiled is not None
 
-    __slots__ = ("stream", "clock")
 
-    def __init__(self, stream: StreamState, clock: Callable[[], float]) -> None:
-        self.stream = stream
-        self.clock = clock
+class _Port:
+    """One bound RTP socket and the stream it feeds (``None`` until attached: what
+    arrives before is read and dropped, the client learns the port only from our answer)."""
 
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.stream.receive(data, (addr[0], addr[1]), self.clock())
+    __slots__ = ("port", "sock", "stream")
 
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP for a datagram we never sent: nothing to do
+    def __init__(self, port: int, sock: socket.socket) -> None:
+        self.port = port
+        self.sock = sock
+        self.stream: StreamState | None = None
 
 
 class SocketMedia:
-    """UDP sockets on even ports from ``media.port_min``-``media.port_max``."""
+    """UDP sockets on even ports from ``media.port_min``-``media.port_max``.
 
-    def __init__(self, host: str, port_min: int, port_max: int, clock: Callable[[], float]) -> None:
+    ``receiver`` picks the receive path: ``"auto"`` (the compiled one when built),
+    ``"compiled"`` (an error without it) or ``"python"``.
+    """
+
+    def __init__(self, host: str, port_min: int, port_max: int, clock: Callable[[], float],
+                 *, receiver: Receiver = "auto") -> None:
         self.host = host
         self.pool = PortPool(port_min, port_max)
         self.clock = clock
-        self.transports: dict[int, asyncio.DatagramTransport] = {}
-        self.sockets: dict[int, socket.socket] = {}
-        self.streams: dict[int, StreamState] = {}
+        if receiver == "compiled" and _compiled is None:
+            raise UsageError("the compiled RTP receiver (srs.server._rtprecv) is not built")
+        self._compiled = _compiled if receiver != "python" else None
+        self._ports: dict[int, _Port] = {}  # by port
+        self._by_fd: dict[int, _Port] = {}
+        self._epoll: select.epoll | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sources: dict[bytes, tuple[str, int]] = {}
+        self.datagrams = 0  # delivered to streams, for metrics and tests
+
+    @property
+    def receiver(self) -> Literal["compiled", "python"]:
+        """The receive path in use."""
+        return "compiled" if self._compiled is not None else "python"
 
     async def open(self, count: int, near: int | None) -> list[int]:
         if count == 0:
             return []
+        loop = asyncio.get_running_loop()
         skip: set[int] = set()
         for _ in range(_BIND_ATTEMPTS):
             now = self.clock()
@@ -67,29 +110,31 @@ class SocketMedia:
                     ports.append(self.pool.allocate_near(ports[-1], now, skip=frozenset(skip)))
             else:
                 ports = self.pool.allocate(count, now, skip=frozenset(skip))
-            bound: dict[int, asyncio.DatagramTransport] = {}
+            bound: list[_Port] = []
             failed = None
             for port in ports:
                 try:
-                    bound[port] = await self._bind(port)
+                    bound.append(_Port(port, self._bind(port)))
                 except OSError as exc:
                     if exc.errno != errno.EADDRINUSE:
                         # Not a busy port (no permission, no such address): give back what
                         # this attempt took before the error surfaces.
-                        self._close_bound(bound)
+                        for entry in bound:
+                            entry.sock.close()
                         self.pool.release(ports, self.clock())
                         raise
                     failed = port
                     break
             if failed is None:
-                self.transports.update(bound)
+                self._watch(loop, bound)
                 return ports
-            self._close_bound(bound)
+            for entry in bound:
+                entry.sock.close()
             self.pool.release(ports, self.clock() - self.pool.cooldown_s)
             skip.add(failed)
         raise ServiceUnavailable("Service Unavailable: RTP ports busy", retry_after_s=10)
 
-    async def _bind(self, port: int) -> asyncio.DatagramTransport:
+    def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -101,50 +146,155 @@ class SocketMedia:
         except OSError:
             sock.close()
             raise
-        # A placeholder protocol until the stream exists (the client learns the port only
-        # from our answer, so nothing of value arrives before attach).
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            asyncio.DatagramProtocol, sock=sock)
-        self.sockets[port] = sock  # for drain(): uvloop's transport hides its socket
-        return transport
+        return sock
 
-    def _close_bound(self, bound: dict[int, asyncio.DatagramTransport]) -> None:
-        for port, transport in bound.items():
-            self.sockets.pop(port, None)
-            transport.close()
+    def _watch(self, loop: asyncio.AbstractEventLoop, bound: list[_Port]) -> None:
+        if self._epoll is None or self._loop is not loop:
+            if self._epoll is not None:
+                self._unwatch_set()
+            self._epoll = select.epoll()
+            self._loop = loop
+            loop.add_reader(self._epoll.fileno(), self._ready)
+            for entry in self._by_fd.values():
+                self._epoll.register(entry.sock.fileno(), select.EPOLLIN)
+        for entry in bound:
+            fd = entry.sock.fileno()
+            self._epoll.register(fd, select.EPOLLIN)
+            self._ports[entry.port] = entry
+            self._by_fd[fd] = entry
+
+    def _unwatch_set(self) -> None:
+        epoll, loop = self._epoll, self._loop
+        self._epoll = self._loop = None
+        if epoll is None:
+            return
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(epoll.fileno())
+        epoll.close()
 
     def attach(self, port: int, stream: StreamState) -> None:
-        self.transports[port].set_protocol(_RtpProtocol(stream, self.clock))
-        self.streams[port] = stream
-
-    def drain(self, ports: list[int]) -> int:
-        """Deliver what is already queued on ``ports`` to their streams now; how many
-        datagrams that was."""
-        delivered = 0
-        now = self.clock()
-        for port in ports:
-            sock, stream = self.sockets.get(port), self.streams.get(port)
-            if sock is None or stream is None:
-                continue
-            for _ in range(_DRAIN_MAX):
-                try:
-                    data, addr = sock.recvfrom(_DATAGRAM_MAX)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    break  # ICMP error queued on the socket: nothing more to read
-                stream.receive(data, (addr[0], addr[1]), now)
-                delivered += 1
-        return delivered
+        self._ports[port].stream = stream
 
     def close(self, ports: list[int]) -> None:
         released = []
         for port in ports:
-            self.sockets.pop(port, None)
-            self.streams.pop(port, None)
-            transport = self.transports.pop(port, None)
-            if transport is not None:
-                transport.close()
-                released.append(port)
+            entry = self._ports.pop(port, None)
+            if entry is None:
+                continue
+            fd = entry.sock.fileno()
+            del self._by_fd[fd]
+            if self._epoll is not None:
+                self._epoll.unregister(fd)
+            entry.sock.close()
+            released.append(port)
         if released:
             self.pool.release(released, self.clock())
+        if not self._ports:
+            self._unwatch_set()
+            self._sources.clear()
+
+    def drain(self, ports: list[int]) -> int:
+        """Deliver everything already queued in these ports' sockets to their streams now
+        (before a session's final flush, so the last packet sent before the BYE is in the
+        recording); returns how many datagrams were delivered."""
+        delivered = 0
+        now = self.clock()
+        for port in ports:
+            entry = self._ports.get(port)
+            if entry is None:
+                continue
+            attached = entry.stream is not None
+            while True:
+                count = self._read(entry, now, PER_SOCKET)
+                if attached:
+                    delivered += count
+                if count < PER_SOCKET:
+                    break
+        return delivered
+
+    # -- the per-packet path -------------------------------------------------------------
+
+    def _ready(self) -> None:
+        """The epoll set is readable: read every ready socket (see the module docstring)."""
+        epoll = self._epoll
+        if epoll is None:
+            return
+        now = self.clock()
+        compiled = self._compiled
+        by_fd = self._by_fd
+        # A stream that raises (a bug) must not cost the other streams of the batch their
+        # datagrams, which are already out of their sockets: the first error is raised
+        # (to the loop's exception handler) once every socket is served.
+        failure: Exception | None = None
+        if compiled is not None:
+            for fd, datagrams, keys in compiled.poll(epoll.fileno(), _MAX_EVENTS, PER_SOCKET):
+                entry = by_fd.get(fd)
+                if entry is not None:
+                    try:
+                        self._deliver(entry, datagrams, keys, now)
+                    except Exception as exc:  # raised below
+                        failure = failure or exc
+        else:
+            for fd, _ in epoll.poll(0, _MAX_EVENTS):
+                entry = by_fd.get(fd)
+                if entry is not None:
+                    try:
+                        self._read(entry, now, PER_SOCKET)
+                    except Exception as exc:  # raised below
+                        failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _read(self, entry: _Port, now: float, limit: int) -> int:
+        """Read up to ``limit`` datagrams of one socket and deliver them; how many."""
+        compiled = self._compiled
+        if compiled is not None:
+            datagrams, keys = compiled.recv(entry.sock.fileno(), limit)
+            self._deliver(entry, datagrams, keys, now)
+            return len(datagrams)
+        sock = entry.sock
+        count = 0
+        while count < limit:
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM_BYTES)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # an ICMP error queued for a datagram we never sent: nothing to do
+            count += 1
+            stream = entry.stream
+            if stream is not None:
+                stream.receive(data, (addr[0], addr[1]), now)
+        self.datagrams += count
+        return count
+
+    def _deliver(self, entry: _Port, datagrams: list[bytes], keys: list[bytes],
+                 now: float) -> None:
+        self.datagrams += len(datagrams)
+        stream = entry.stream
+        if stream is None:
+            return
+        sources = self._sources
+        receive = stream.receive
+        last_key: bytes | None = None
+        source = ("", 0)
+        for data, key in zip(datagrams, keys, strict=True):
+            if key is not last_key:
+                found = sources.get(key)
+                if found is None:
+                    found = self._source(key)
+                source, last_key = found, key
+            receive(data, source, now)
+
+    def _source(self, key: bytes) -> tuple[str, int]:
+        """The (host, port) a compiled source key stands for, as ``recvfrom`` names it."""
+        if len(key) == 6:
+            source = (socket.inet_ntop(socket.AF_INET, key[:4]), int.from_bytes(key[4:]))
+        elif len(key) == 18:
+            source = (socket.inet_ntop(socket.AF_INET6, key[:16]), int.from_bytes(key[16:]))
+        else:
+            source = ("", 0)
+        if len(self._sources) >= _MAX_SOURCES:
+            self._sources.clear()
+        self._sources[key] = source
+        return source
