@@ -726,7 +726,8 @@ def profile_start(procs: Processes, pid: int, seconds: float, out: Path) -> subp
         raise RunFailed("--profile needs py-spy (pip install py-spy into the venv)")
     return procs.start(["taskset", "-c", str(LOAD_CORE), py_spy, "record", "--pid", str(pid),
                         "--duration", f"{max(1, int(seconds))}", "--rate", "200",
-                        "--nonblocking", "--threads", "--format", "raw", "-o", str(out)],
+                        "--nonblocking", "--threads", "--subprocesses", "--format", "raw",
+                        "-o", str(out)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

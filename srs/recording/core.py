@@ -367,7 +367,8 @@ class Recorder:
                 horizon, floor = write_window(stream.timeline, now)
                 writes.append((output, stream.take_pending(now), horizon, floor,
                                stream.take_decoders()))
-        sidecar = self._sidecar_job(s) if s.ticks % SIDECAR_EVERY_TICKS == 0 else None
+        sidecar = (self._sidecar_job(s, durable=False)
+                   if s.ticks % SIDECAR_EVERY_TICKS == 0 else None)
         captured = self._take_capture(s)
         if writes or sidecar is not None or captured:
             reports = yield jobs.WriteBatch(tuple(writes), s.capture, captured, sidecar)
@@ -567,10 +568,10 @@ class Recorder:
                 self._ticks.push(s, s.next_tick_s)
                 return
 
-    def _sidecar_job(self, s: SessionEntry) -> jobs.WriteSidecar:
+    def _sidecar_job(self, s: SessionEntry, *, durable: bool = True) -> jobs.WriteSidecar:
         session = s.recording
         record = session.sidecar(s.reports, sc.SessionStatus.RECORDING)
-        return jobs.WriteSidecar(session.layout.sidecar, record)
+        return jobs.WriteSidecar(session.layout.sidecar, record, durable)
 
     def _take_capture(self, s: SessionEntry) -> list[CaptureRecord]:
         if s.capture is None or s.session is None:

@@ -113,11 +113,16 @@ class OpenOutputs:
 
 @dataclass(frozen=True, slots=True)
 class WriteSidecar:
+    """``session.json`` replaced atomically; ``durable``: and synced to the disk (every
+    change of signalling or status), else only the rename (a tick's counters: a killed
+    process still leaves the old file or the new one, never a torn one)."""
+
     path: Path
     record: sc.SessionSidecar
+    durable: bool = True
 
     def run(self) -> None:
-        sc.write_sidecar(self.path, self.record)
+        sc.write_sidecar(self.path, self.record, durable=self.durable)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,10 @@ WRITE_LAG_S: Final = 0.4
 # Audio that still lands behind the written part is cut and counted (trimmed_samples).
 SILENCE_LAG_S: Final = 3.0
 # The sidecar is rewritten with the current counters this often while recording, so a
-# crash leaves recent numbers (it is also rewritten on every signalling change).
-SIDECAR_EVERY_TICKS: Final = 5
+# crash leaves recent numbers (it is also rewritten, durably, on every signalling change).
+# Not more often: at 50-170 us of CPU per rewrite it cost as much as writing the audio
+# (bench/bench_tick.py), and repair recomputes every duration from the files anyway.
+SIDECAR_EVERY_TICKS: Final = 30
 
 
 def quantize_s(t: float) -> float:

@@ -349,16 +349,18 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def write_sidecar(path: Path, sidecar: SessionSidecar) -> None:
-    """Replace ``path`` atomically: temp file in the same directory, fsync, rename, fsync dir.
+def write_sidecar(path: Path, sidecar: SessionSidecar, *, durable: bool = True) -> None:
+    """Replace ``path`` atomically: temp file in the same directory, fsync, rename, fsync dir
+    (without ``durable``, no fsync: still never a torn file for a killed process).
 
     Raises :class:`RecordingIOError` (the temp file is removed) when the disk refuses.
     """
     data = (json.dumps(sidecar.to_dict(), indent=2, allow_nan=False) + "\n").encode("ascii")
-    replace_atomically(path, data)
+    replace_atomically(path, data, durable=durable)
 
 
-def replace_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
+def replace_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE,
+                       durable: bool = True) -> None:
     """:func:`write_sidecar` for any bytes: a new file of ``mode`` (less the umask) takes
     the place of ``path``."""
     try:
@@ -368,7 +370,8 @@ def replace_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Non
     try:
         try:
             write_all(fd, data, tmp)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -378,7 +381,8 @@ def replace_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Non
     except RecordingIOError:
         unlink_if_present(tmp)
         raise
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(path.parent)
 
 
 def read_sidecar(path: Path, *, max_bytes: int = MAX_SIDECAR_BYTES) -> SessionSidecar:

@@ -20,6 +20,7 @@ from srs.errors import ConfigError
 from srs.log import Logger, configure_logging, get_logger
 from srs.server.app import Application
 from srs.server.credentials import load_or_create_token
+from srs.server.heap import settle_heap
 from srs.server.tls import certificate_fingerprint, ensure_self_signed, server_context
 
 __all__ = ["run", "resolve_tokens"]
@@ -126,6 +127,7 @@ async def _main(settings: Settings, tls_context: object, *, auth_enabled: bool, 
     except ConfigError as exc:
         print(f"srs: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
+    settle_heap()
     try:
         await stop.wait()
     finally:

@@ -38,6 +38,7 @@ from srs.recording.outputs import Answer, Fail, Finished, HangUp, Reject, Reject
 from srs.recording.policy import RecorderConfig, quantize_s
 from srs.recording.sidecar import EndReason
 from srs.server import control as c
+from srs.server.heap import settle_heap
 from srs.server.media import SocketMedia
 from srs.server.sessions import LiveRecorder
 from srs.sip.dialog import DialogId
@@ -262,6 +263,7 @@ async def _serve(fd: int) -> int:
     if not isinstance(hello, c.Hello):
         return 1
     worker = Worker(channel, hello)
+    settle_heap()
     try:
         await worker.run()
     finally:
