@@ -1,0 +1,110 @@
+"""Media workers killed at awkward moments: during a shutdown, during a set-up.
+
+Real worker processes, real sockets on loopback; the session directories they leave are
+read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from srs.server import control as c
+from srs.server.pool import WorkerPool
+from srs.sip.message import SipRequest
+from tests.conftest import TOKEN, RunningServer, start_server
+from tests.sipclient import SipClient, send_tones
+
+
+def wait_until(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def statuses(server: RunningServer) -> dict[str, str]:
+    docs = [json.loads((d / "session.json").read_text()) for d in server.sessions()]
+    return {doc["call_id"]: doc["status"] for doc in docs}
+
+
+def test_a_worker_killed_during_shutdown_has_its_calls_ended_and_repaired(
+        tmp_path: Path) -> None:
+    server = start_server(tmp_path, media={"workers": 2})
+    pool = server.app.sessions
+    assert isinstance(pool, WorkerPool)
+    clients = [SipClient("127.0.0.1", server.sip_port, token=TOKEN) for _ in range(2)]
+    victim_pid = None
+    try:
+        calls = []
+        for client in clients:
+            call, answer = client.invite()
+            assert answer.status == 200
+            calls.append(call)
+        [victim] = [w for w in pool.workers
+                    if any(s.call_id == calls[0].call_id for s in w.sessions.values())]
+        victim_pid = victim.pid
+        assert victim_pid is not None
+        send_tones(calls[0].ports + calls[1].ports, (440.0, 1000.0, 440.0, 1000.0), 25)
+        # The victim hangs (it never reads its Shutdown) and is killed while the
+        # signalling process waits for it to drain.
+        os.kill(victim_pid, signal.SIGSTOP)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        wait_until(lambda: victim.state == "stopping")
+        os.kill(victim_pid, signal.SIGKILL)
+        stopper.join(timeout=40)
+        assert not stopper.is_alive()
+        # Both recording clients hear a BYE (RFC 3261 §15.1.1): the drained worker's
+        # and the killed worker's.
+        for client, call in zip(clients, calls, strict=True):
+            bye = client.receive(timeout=5)
+            assert isinstance(bye, SipRequest) and bye.method == "BYE", call.call_id
+            assert bye.call_id == call.call_id
+        # No directory is left "recording": the killed worker's is repaired.
+        found = statuses(server)
+        assert found[calls[1].call_id] == "complete"
+        assert found[calls[0].call_id] == "interrupted"
+    finally:
+        if victim_pid is not None:
+            try:
+                os.kill(victim_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        server.stop()
+        for client in clients:
+            client.close()
+
+
+def test_a_worker_killed_while_its_answer_is_in_flight_leaves_no_recording_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = start_server(tmp_path, media={"workers": 2})
+    pool = server.app.sessions
+    assert isinstance(pool, WorkerPool)
+    handle = pool._handle
+
+    def kill_on_answer(w, message):  # the worker dies between AnswerRequest and Answered
+        if isinstance(message, c.AnswerRequest) and w.sessions.get(message.token):
+            assert w.pid is not None
+            os.kill(w.pid, signal.SIGKILL)
+            return
+        handle(w, message)
+
+    monkeypatch.setattr(pool, "_handle", kill_on_answer)
+    client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
+    try:
+        call, answer = client.invite()
+        assert answer.status == 503
+        monkeypatch.setattr(pool, "_handle", handle)
+        wait_until(lambda: pool.ready_workers == 2)
+        wait_until(lambda: statuses(server).get(call.call_id) != "recording", timeout=10)
+        assert pool.active == 0
+    finally:
+        client.close()
+        server.stop()
