@@ -132,6 +132,8 @@ class WorkerPool:
         self._by_dialog: dict[DialogId, _Session] = {}
         self._by_call_id: dict[str, _Session] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self._readers: set[asyncio.Task[None]] = set()  # one per worker channel
+        self._repairs: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._publish()
 
@@ -194,6 +196,11 @@ class WorkerPool:
         except TimeoutError:
             self.log.error("media_workers_not_idle", waited_s=SHUTDOWN_WAIT_S + 5)
         await self._kill_all(grace_s=5.0)
+        # A worker that died or was killed meanwhile still has its calls answered or
+        # ended and its directories repaired: its reader and its repair run to their end.
+        for group in (self._readers, self._repairs):
+            if group:
+                await asyncio.wait(list(group), timeout=SHUTDOWN_WAIT_S)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -342,7 +349,7 @@ class WorkerPool:
         w.idle.clear()
         self._send(w, c.Hello(w.index, self.settings, w.port_min, w.port_max,
                               self.epoch_offset_s))
-        self._keep(self._read(w, w.channel, w.process))
+        self._keep(self._read(w, w.channel, w.process), self._readers)
 
     async def _read(self, w: _Worker, channel: c.Channel,
                     process: asyncio.subprocess.Process) -> None:
@@ -357,11 +364,13 @@ class WorkerPool:
         except c.ChannelClosed as closed:
             channel.close()
             code = await process.wait()
-            if w.state == "stopping":
-                w.state = "dead"
-                w.idle.set()
+            if w.state == "stopping" and w.idle.is_set():
+                w.state = "dead"  # drained: it said Idle, its sessions are final
                 return
+            # Dead before it drained (killed, or past the shutdown wait): its sessions
+            # are ended here, whether or not a shutdown is under way.
             self._lost(w, code, str(closed))
+            w.idle.set()
 
     def _lost(self, w: _Worker, code: int, why: str) -> None:
         """A worker died: answer or end its sessions, repair their files, start it again."""
@@ -388,7 +397,7 @@ class WorkerPool:
         for pending in w.updates.values():
             self._reply(self.core.fail(pending, now))
         w.updates.clear()
-        self._keep(self._repair(w.index, directories))
+        self._keep(self._repair(w.index, directories), self._repairs)
         if not self.draining:
             self._keep(self._restart(w))
 
@@ -449,9 +458,12 @@ class WorkerPool:
     def _publish(self) -> None:
         self.metrics.media_workers(self.ready_workers, len(self.workers))
 
-    def _keep(self, coro: Any) -> None:
+    def _keep(self, coro: Any, group: set[asyncio.Task[None]] | None = None) -> None:
         task = self._loop.create_task(coro)
         self.tasks.add(task)
+        if group is not None:
+            group.add(task)
+            task.add_done_callback(group.discard)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:

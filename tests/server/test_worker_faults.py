@@ -6,6 +6,7 @@ read back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -73,10 +74,8 @@ def test_a_worker_killed_during_shutdown_has_its_calls_ended_and_repaired(
         assert found[calls[0].call_id] == "interrupted"
     finally:
         if victim_pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(victim_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         server.stop()
         for client in clients:
             client.close()
