@@ -266,7 +266,7 @@ class Recorder:
         answer = yield from self._negotiate(s, offer)
         yield self._sidecar_job(s)
         dialog_id: DialogId | None = yield Answer(event.pending, 200, s.local, answer,
-                                                  "application/sdp")
+                                                  "application/sdp", str(layout.directory))
         s.answering = None
         if dialog_id is None:
             self._log("info", "invite_gone_before_answer", s.context)  # cancelled meanwhile

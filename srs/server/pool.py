@@ -281,6 +281,8 @@ class WorkerPool:
 
     def _answer(self, w: _Worker, message: c.AnswerRequest, now: float) -> None:
         s = w.sessions.get(message.token)
+        if s is not None and message.directory is not None:
+            s.directory = message.directory  # repaired if the worker dies before Started
         pending = s.pending if s is not None else w.updates.pop(message.token, None)
         dialog_id = None
         if pending is not None:
