@@ -82,6 +82,7 @@ class _Session:
     dialog_id: DialogId | None = None
     directory: str | None = None
     ending: bool = False
+    started: bool = False  # reported Started: counted in srs_sessions_active
 
 
 @dataclass(eq=False)
@@ -311,7 +312,7 @@ class WorkerPool:
         if isinstance(report, Started):
             s = self._session_of(w, report.dialog_id)
             if s is not None:
-                s.directory = report.directory
+                s.directory, s.started = report.directory, True
             self.reports.started(report)
         elif isinstance(report, Rejected):
             self.reports.rejected(report)
@@ -395,6 +396,8 @@ class WorkerPool:
                 self._reply(self.core.hang_up(s.dialog_id, now, local=s.local))
             if s.directory is not None:
                 directories.append(Path(s.directory))
+            if s.started:
+                self.metrics.session_lost()  # no Finished will come for it
             self._forget(s)
         for pending in w.updates.values():
             self._reply(self.core.fail(pending, now))
