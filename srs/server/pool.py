@@ -56,6 +56,9 @@ START_TIMEOUT_S = 30.0
 # doubling up to MAX_RESTART_DELAY_S.
 STABLE_AFTER_S = 10.0
 MAX_RESTART_DELAY_S = 30.0
+# On shutdown, how long the sessions of a worker that died before it drained may take to
+# be ended and repaired.
+LOST_WAIT_S = 10.0
 # Retry-After of a 503 when every worker is busy or restarting.
 BUSY_RETRY_AFTER_S = 5
 
@@ -199,9 +202,12 @@ class WorkerPool:
         await self._kill_all(grace_s=5.0)
         # A worker that died or was killed meanwhile still has its calls answered or
         # ended and its directories repaired: its reader and its repair run to their end.
+        # Bounded, so that a stop stays within the 60 s a service manager gives it
+        # (drain, kill and this wait together: under 55 s).
+        deadline = self._loop.time() + LOST_WAIT_S
         for group in (self._readers, self._repairs):
             if group:
-                await asyncio.wait(list(group), timeout=SHUTDOWN_WAIT_S)
+                await asyncio.wait(list(group), timeout=max(0.0, deadline - self._loop.time()))
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
