@@ -148,3 +148,33 @@ def test_a_call_lost_with_its_worker_is_no_longer_counted_active(tmp_path: Path)
     finally:
         client.close()
         server.stop()
+
+
+def test_a_worker_killed_while_it_finishes_a_call_leaves_it_repaired_and_uncounted(
+        tmp_path: Path) -> None:
+    server = start_server(tmp_path, media={"workers": 2})
+    pool = server.app.sessions
+    assert isinstance(pool, WorkerPool)
+    client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
+    try:
+        call, answer = client.invite()
+        assert answer.status == 200
+        send_tones(call.ports, (440.0, 1000.0), 10)
+        [victim] = [w for w in pool.workers if w.sessions]
+        assert victim.pid is not None
+        wait_until(lambda: "srs_sessions_active 1.0"
+                   in server.app.metrics.exposition().decode(), timeout=5)
+        # The BYE reaches a worker that cannot finish (stopped), which is then killed.
+        os.kill(victim.pid, signal.SIGSTOP)
+        assert client.bye(call).status == 200
+        os.kill(victim.pid, signal.SIGKILL)
+        wait_until(lambda: statuses(server).get(call.call_id) == "interrupted", timeout=10)
+        wait_until(lambda: pool.ready_workers == 2)
+        exposition = server.app.metrics.exposition().decode()
+        assert "srs_sessions_active 0.0" in exposition
+        assert pool.active == 0
+        with pytest.raises(TimeoutError):
+            client.receive(timeout=0.5)  # the call had ended: no second BYE
+    finally:
+        client.close()
+        server.stop()
