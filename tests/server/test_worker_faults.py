@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from srs.server import control as c
-from srs.server.pool import WorkerPool
+from srs.server.pool import HUNG_AFTER_S, WorkerPool
 from srs.sip.message import SipRequest
 from tests.conftest import TOKEN, RunningServer, start_server
 from tests.sipclient import SipClient, send_tones
@@ -177,4 +177,26 @@ def test_a_worker_killed_while_it_finishes_a_call_leaves_it_repaired_and_uncount
             client.receive(timeout=0.5)  # the call had ended: no second BYE
     finally:
         client.close()
+        server.stop()
+
+
+def test_a_hung_worker_takes_no_new_calls(tmp_path: Path) -> None:
+    server = start_server(tmp_path, media={"workers": 2})
+    pool = server.app.sessions
+    assert isinstance(pool, WorkerPool)
+    hung = pool.workers[0]
+    assert hung.pid is not None
+    os.kill(hung.pid, signal.SIGSTOP)  # alive, its channel open, but silent
+    clients = [SipClient("127.0.0.1", server.sip_port, token=TOKEN) for _ in range(2)]
+    try:
+        time.sleep(HUNG_AFTER_S + 1.5)
+        for client in clients:
+            call, answer = client.invite()
+            assert answer.status == 200
+            assert client.bye(call).status == 200
+        assert not hung.sessions
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+        for client in clients:
+            client.close()
         server.stop()
