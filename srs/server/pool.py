@@ -59,6 +59,9 @@ MAX_RESTART_DELAY_S = 30.0
 # On shutdown, how long the sessions of a worker that died before it drained may take to
 # be ended and repaired.
 LOST_WAIT_S = 10.0
+# A worker reports its load every second; one silent for this long (hung, stopped, its
+# loop blocked) is given no new session.
+HUNG_AFTER_S = 3.0
 # Retry-After of a 503 when every worker is busy or restarting.
 BUSY_RETRY_AFTER_S = 5
 
@@ -103,6 +106,7 @@ class _Worker:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
+    heard_at: float = 0.0  # monotonic time of its last message
     restarts: int = 0
 
 
@@ -247,8 +251,8 @@ class WorkerPool:
 
     def _choose(self) -> _Worker | None:
         """The ready worker with the fewest sessions among those under ``media.max_load``."""
-        limit = self.settings.media.max_load
-        ready = [w for w in self.workers if w.state == "ready"
+        limit, heard = self.settings.media.max_load, time.monotonic() - HUNG_AFTER_S
+        ready = [w for w in self.workers if w.state == "ready" and w.heard_at > heard
                  and (w.load is None or w.load.cpu < limit)]
         return min(ready, key=lambda w: (len(w.sessions), w.index), default=None)
 
@@ -256,6 +260,7 @@ class WorkerPool:
 
     def _handle(self, w: _Worker, message: c.Message) -> None:
         now = self.clock()
+        w.heard_at = time.monotonic()
         if isinstance(message, c.AnswerRequest):
             self._answer(w, message, now)
         elif isinstance(message, c.RejectRequest | c.FailRequest):
@@ -354,6 +359,7 @@ class WorkerPool:
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         w.channel = c.Channel(reader, writer)
         w.state, w.load, w.started_at = "starting", None, time.monotonic()
+        w.heard_at = w.started_at
         w.ready.clear()
         w.idle.clear()
         self._send(w, c.Hello(w.index, self.settings, w.port_min, w.port_max,
