@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from srs.server import control as c
-from srs.server.pool import HUNG_AFTER_S, WorkerPool
+from srs.server.pool import HUNG_AFTER_S, HUNG_KILL_S, WorkerPool
 from srs.sip.message import SipRequest
 from tests.conftest import TOKEN, RunningServer, start_server
 from tests.sipclient import SipClient, send_tones
@@ -199,4 +199,34 @@ def test_a_hung_worker_takes_no_new_calls(tmp_path: Path) -> None:
         os.kill(hung.pid, signal.SIGCONT)
         for client in clients:
             client.close()
+        server.stop()
+
+
+def test_a_hung_worker_is_killed_its_call_ended_and_repaired(tmp_path: Path) -> None:
+    server = start_server(tmp_path, media={"workers": 2})
+    pool = server.app.sessions
+    assert isinstance(pool, WorkerPool)
+    client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
+    hung_pid = None
+    try:
+        call, answer = client.invite()
+        assert answer.status == 200
+        send_tones(call.ports, (440.0, 1000.0), 25)
+        [hung] = [w for w in pool.workers if w.sessions]
+        hung_pid = hung.pid
+        assert hung_pid is not None
+        time.sleep(1.5)  # a tick has written the tones
+        os.kill(hung_pid, signal.SIGSTOP)  # alive, its channel open, but silent
+        bye = client.receive(timeout=HUNG_KILL_S + 5)
+        assert isinstance(bye, SipRequest) and bye.method == "BYE"
+        assert bye.call_id == call.call_id
+        wait_until(lambda: statuses(server).get(call.call_id) == "interrupted", timeout=10)
+        assert dead(hung_pid)
+        wait_until(lambda: pool.ready_workers == 2)
+        assert server.wait_event("media_worker_hung", worker=hung.index)
+    finally:
+        if hung_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(hung_pid, signal.SIGKILL)
+        client.close()
         server.stop()
