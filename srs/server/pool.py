@@ -62,6 +62,9 @@ LOST_WAIT_S = 10.0
 # A worker reports its load every second; one silent for this long (hung, stopped, its
 # loop blocked) is given no new session.
 HUNG_AFTER_S = 3.0
+# One silent for this long is killed: its sessions are then ended and repaired as for any
+# death.  (Its sockets have overflowed long before: it records nothing any more.)
+HUNG_KILL_S = 10.0
 # Retry-After of a 503 when every worker is busy or restarting.
 BUSY_RETRY_AFTER_S = 5
 
@@ -190,6 +193,7 @@ class WorkerPool:
         except TimeoutError:
             await self._kill_all()
             raise ConfigError("media.workers", "the media workers did not start") from None
+        self._keep(self._watch())
 
     async def shutdown(self) -> None:
         """BYE and finalise every session in every worker, then stop the workers."""
@@ -430,6 +434,24 @@ class WorkerPool:
             if outcome.repaired and self.webhook is not None:
                 await self.webhook.submit(directory)
         self.metrics.sessions_repaired(repaired)
+
+    async def _watch(self) -> None:
+        """Kill a ready worker silent for :data:`HUNG_KILL_S`."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if now - last > 3.0:  # this process was stalled too (^Z, a paused VM)
+                for w in self.workers:
+                    w.heard_at = max(w.heard_at, now)
+            last = now
+            for w in self.workers:
+                process = w.process
+                if (w.state == "ready" and now - w.heard_at > HUNG_KILL_S
+                        and process is not None and process.returncode is None):
+                    self.log.error("media_worker_hung", worker=w.index, pid=w.pid,
+                                   silent_s=round(now - w.heard_at, 1))
+                    process.kill()
 
     async def _restart(self, w: _Worker) -> None:
         if time.monotonic() - w.started_at < STABLE_AFTER_S:
