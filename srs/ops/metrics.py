@@ -178,6 +178,11 @@ class Metrics:
         if bytes_written > 0:
             self._bytes.inc(bytes_written)
 
+    def session_lost(self) -> None:
+        """A started session whose media worker died: no longer active.  Its final status
+        is counted when its directory is repaired (:meth:`sessions_repaired`)."""
+        self._active.dec()
+
     def media_workers(self, ready: int, total: int) -> None:
         self._workers.labels("ready").set(ready)
         self._workers.labels("down").set(total - ready)

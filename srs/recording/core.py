@@ -266,7 +266,7 @@ class Recorder:
         answer = yield from self._negotiate(s, offer)
         yield self._sidecar_job(s)
         dialog_id: DialogId | None = yield Answer(event.pending, 200, s.local, answer,
-                                                  "application/sdp")
+                                                  "application/sdp", str(layout.directory))
         s.answering = None
         if dialog_id is None:
             self._log("info", "invite_gone_before_answer", s.context)  # cancelled meanwhile
@@ -409,7 +409,7 @@ class Recorder:
                 finishes.append((output, batch, stream.timeline.finish(at),
                                  stream.take_decoders()))
         captured = self._take_capture(s)
-        self._capturing.pop(session.info.call_id, None)
+        self._uncapture(s, session.info.call_id)
         order = session.mix_order()
         mix = None
         if order is not None and all(x.stem in s.outputs for x in order):
@@ -442,7 +442,7 @@ class Recorder:
         if s.session is None:
             self._move(s, Lifecycle.FAILED)
             return
-        self._capturing.pop(s.session.info.call_id, None)
+        self._uncapture(s, s.session.info.call_id)
         record = s.session.sidecar(s.reports, sc.SessionStatus.FAILED,
                                    ended_at=self.wall(self.now), end_reason=reason, error=error)
         problem = yield jobs.FailFiles(tuple(s.outputs.values()), s.capture,
@@ -454,11 +454,15 @@ class Recorder:
         else:
             self._move(s, Lifecycle.FAILED)
 
+    def _uncapture(self, s: SessionEntry, call_id: str) -> None:
+        if self._capturing.get(call_id) is s:  # not another dialog of the same Call-ID
+            del self._capturing[call_id]
+
     def _discard(self, s: SessionEntry) -> Generator[Any, Any, None]:
         """A session that never started (rejected or cancelled): remove its files."""
         self._unbind(s, list(s.ports))
         if s.session is not None:
-            self._capturing.pop(s.session.info.call_id, None)
+            self._uncapture(s, s.session.info.call_id)
             yield jobs.DiscardFiles(tuple(s.outputs.values()), s.capture,
                                     s.session.layout.directory)
         self._move(s, Lifecycle.DISCARDED)

@@ -60,13 +60,16 @@ class Drain:
 class Answer:
     """Answer ``pending`` with ``status`` (``SipCore.answer``); the result is the dialog a
     2xx to a dialog-creating INVITE made, or None (the transaction is gone: cancelled,
-    timed out, or its media worker's request was already answered)."""
+    timed out, or its media worker's request was already answered).  ``directory`` is the
+    session directory the answer to a dialog-creating INVITE starts (its sidecar says
+    ``recording`` from then on), None for a re-INVITE or UPDATE."""
 
     pending: Answerable
     status: int
     local: Local
     body: bytes
     content_type: str | None
+    directory: str | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

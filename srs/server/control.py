@@ -136,6 +136,7 @@ class AnswerRequest:
     local: Local
     body: bytes
     content_type: str | None
+    directory: str | None = None  # the session's, for a dialog-creating INVITE
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,15 @@ START_TIMEOUT_S = 30.0
 # doubling up to MAX_RESTART_DELAY_S.
 STABLE_AFTER_S = 10.0
 MAX_RESTART_DELAY_S = 30.0
+# On shutdown, how long the sessions of a worker that died before it drained may take to
+# be ended and repaired.
+LOST_WAIT_S = 10.0
+# A worker reports its load every second; one silent for this long (hung, stopped, its
+# loop blocked) is given no new session.
+HUNG_AFTER_S = 3.0
+# One silent for this long is killed: its sessions are then ended and repaired as for any
+# death.  (Its sockets have overflowed long before: it records nothing any more.)
+HUNG_KILL_S = 10.0
 # Retry-After of a 503 when every worker is busy or restarting.
 BUSY_RETRY_AFTER_S = 5
 
@@ -82,6 +91,7 @@ class _Session:
     dialog_id: DialogId | None = None
     directory: str | None = None
     ending: bool = False
+    started: bool = False  # reported Started: counted in srs_sessions_active
 
 
 @dataclass(eq=False)
@@ -99,6 +109,7 @@ class _Worker:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
+    heard_at: float = 0.0  # monotonic time of its last message
     restarts: int = 0
 
 
@@ -132,6 +143,8 @@ class WorkerPool:
         self._by_dialog: dict[DialogId, _Session] = {}
         self._by_call_id: dict[str, _Session] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self._readers: set[asyncio.Task[None]] = set()  # one per worker channel
+        self._repairs: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._publish()
 
@@ -180,6 +193,7 @@ class WorkerPool:
         except TimeoutError:
             await self._kill_all()
             raise ConfigError("media.workers", "the media workers did not start") from None
+        self._keep(self._watch())
 
     async def shutdown(self) -> None:
         """BYE and finalise every session in every worker, then stop the workers."""
@@ -194,6 +208,14 @@ class WorkerPool:
         except TimeoutError:
             self.log.error("media_workers_not_idle", waited_s=SHUTDOWN_WAIT_S + 5)
         await self._kill_all(grace_s=5.0)
+        # A worker that died or was killed meanwhile still has its calls answered or
+        # ended and its directories repaired: its reader and its repair run to their end.
+        # Bounded, so that a stop stays within the 60 s a service manager gives it
+        # (drain, kill and this wait together: under 55 s).
+        deadline = self._loop.time() + LOST_WAIT_S
+        for group in (self._readers, self._repairs):
+            if group:
+                await asyncio.wait(list(group), timeout=max(0.0, deadline - self._loop.time()))
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -233,8 +255,8 @@ class WorkerPool:
 
     def _choose(self) -> _Worker | None:
         """The ready worker with the fewest sessions among those under ``media.max_load``."""
-        limit = self.settings.media.max_load
-        ready = [w for w in self.workers if w.state == "ready"
+        limit, heard = self.settings.media.max_load, time.monotonic() - HUNG_AFTER_S
+        ready = [w for w in self.workers if w.state == "ready" and w.heard_at > heard
                  and (w.load is None or w.load.cpu < limit)]
         return min(ready, key=lambda w: (len(w.sessions), w.index), default=None)
 
@@ -242,6 +264,7 @@ class WorkerPool:
 
     def _handle(self, w: _Worker, message: c.Message) -> None:
         now = self.clock()
+        w.heard_at = time.monotonic()
         if isinstance(message, c.AnswerRequest):
             self._answer(w, message, now)
         elif isinstance(message, c.RejectRequest | c.FailRequest):
@@ -274,6 +297,8 @@ class WorkerPool:
 
     def _answer(self, w: _Worker, message: c.AnswerRequest, now: float) -> None:
         s = w.sessions.get(message.token)
+        if s is not None and message.directory is not None:
+            s.directory = message.directory  # repaired if the worker dies before Started
         pending = s.pending if s is not None else w.updates.pop(message.token, None)
         dialog_id = None
         if pending is not None:
@@ -302,7 +327,7 @@ class WorkerPool:
         if isinstance(report, Started):
             s = self._session_of(w, report.dialog_id)
             if s is not None:
-                s.directory = report.directory
+                s.directory, s.started = report.directory, True
             self.reports.started(report)
         elif isinstance(report, Rejected):
             self.reports.rejected(report)
@@ -338,11 +363,12 @@ class WorkerPool:
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         w.channel = c.Channel(reader, writer)
         w.state, w.load, w.started_at = "starting", None, time.monotonic()
+        w.heard_at = w.started_at
         w.ready.clear()
         w.idle.clear()
         self._send(w, c.Hello(w.index, self.settings, w.port_min, w.port_max,
                               self.epoch_offset_s))
-        self._keep(self._read(w, w.channel, w.process))
+        self._keep(self._read(w, w.channel, w.process), self._readers)
 
     async def _read(self, w: _Worker, channel: c.Channel,
                     process: asyncio.subprocess.Process) -> None:
@@ -357,11 +383,13 @@ class WorkerPool:
         except c.ChannelClosed as closed:
             channel.close()
             code = await process.wait()
-            if w.state == "stopping":
-                w.state = "dead"
-                w.idle.set()
+            if w.state == "stopping" and w.idle.is_set():
+                w.state = "dead"  # drained: it said Idle, its sessions are final
                 return
+            # Dead before it drained (killed, or past the shutdown wait): its sessions
+            # are ended here, whether or not a shutdown is under way.
             self._lost(w, code, str(closed))
+            w.idle.set()
 
     def _lost(self, w: _Worker, code: int, why: str) -> None:
         """A worker died: answer or end its sessions, repair their files, start it again."""
@@ -384,11 +412,13 @@ class WorkerPool:
                 self._reply(self.core.hang_up(s.dialog_id, now, local=s.local))
             if s.directory is not None:
                 directories.append(Path(s.directory))
+            if s.started:
+                self.metrics.session_lost()  # no Finished will come for it
             self._forget(s)
         for pending in w.updates.values():
             self._reply(self.core.fail(pending, now))
         w.updates.clear()
-        self._keep(self._repair(w.index, directories))
+        self._keep(self._repair(w.index, directories), self._repairs)
         if not self.draining:
             self._keep(self._restart(w))
 
@@ -404,6 +434,24 @@ class WorkerPool:
             if outcome.repaired and self.webhook is not None:
                 await self.webhook.submit(directory)
         self.metrics.sessions_repaired(repaired)
+
+    async def _watch(self) -> None:
+        """Kill a ready worker silent for :data:`HUNG_KILL_S`."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if now - last > 3.0:  # this process was stalled too (^Z, a paused VM)
+                for w in self.workers:
+                    w.heard_at = max(w.heard_at, now)
+            last = now
+            for w in self.workers:
+                process = w.process
+                if (w.state == "ready" and now - w.heard_at > HUNG_KILL_S
+                        and process is not None and process.returncode is None):
+                    self.log.error("media_worker_hung", worker=w.index, pid=w.pid,
+                                   silent_s=round(now - w.heard_at, 1))
+                    process.kill()
 
     async def _restart(self, w: _Worker) -> None:
         if time.monotonic() - w.started_at < STABLE_AFTER_S:
@@ -449,9 +497,12 @@ class WorkerPool:
     def _publish(self) -> None:
         self.metrics.media_workers(self.ready_workers, len(self.workers))
 
-    def _keep(self, coro: Any) -> None:
+    def _keep(self, coro: Any, group: set[asyncio.Task[None]] | None = None) -> None:
         task = self._loop.create_task(coro)
         self.tasks.add(task)
+        if group is not None:
+            group.add(task)
+            task.add_done_callback(group.discard)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:

@@ -74,7 +74,8 @@ class _ChannelSignalling:
         future: asyncio.Future[DialogId | None] = asyncio.get_running_loop().create_future()
         self.waiting[request_id] = future
         self.channel.send(c.AnswerRequest(request_id, _token(answer.pending), answer.status,
-                                          answer.local, answer.body, answer.content_type))
+                                          answer.local, answer.body, answer.content_type,
+                                          answer.directory))
         return await future
 
     def answered(self, message: c.Answered) -> None:
