@@ -61,7 +61,7 @@ MAX_RESTART_DELAY_S = 30.0
 LOST_WAIT_S = 10.0
 # A worker reports its load every second; one silent for this long (hung, stopped, its
 # loop blocked) is given no new session.
-HUNG_AFTER_S = 3.0
+HUNG_AFTER_S = 5.0
 # One silent for this long is killed: its sessions are then ended and repaired as for any
 # death.  (Its sockets have overflowed long before: it records nothing any more.)
 HUNG_KILL_S = 10.0

@@ -209,7 +209,11 @@ class Worker:
                     if stopping is None:
                         stopping = self.loop.create_task(self.sessions.shutdown())
                 else:
-                    self._handle(message)
+                    try:
+                        self._handle(message)
+                    except Exception as exc:  # a bug: logged, and the other calls go on
+                        self.log.error("control_message_failed", type=type(message).__name__,
+                                       exc_info=exc)
         finally:
             for task in (load, lag, receiving):
                 if task is not None:
