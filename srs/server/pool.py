@@ -140,7 +140,8 @@ class WorkerPool:
         self.workers = [_Worker(i, lo, hi) for i, (lo, hi)
                         in enumerate(port_slices(media.port_min, media.port_max, workers))]
         self._tokens = itertools.count(1)
-        self._by_dialog: dict[DialogId, _Session] = {}
+        self._by_dialog: dict[DialogId, _Session] = {}  # dialogs in progress: routing
+        self._answered: dict[DialogId, _Session] = {}  # until forgotten: the reports
         self._by_call_id: dict[str, _Session] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self._readers: set[asyncio.Task[None]] = set()  # one per worker channel
@@ -313,6 +314,7 @@ class WorkerPool:
             else:
                 s.dialog_id = dialog_id
                 self._by_dialog[dialog_id] = s
+                self._answered[dialog_id] = s
         self._send(w, c.Answered(message.request_id, dialog_id))
 
     def _take_pending(self, w: _Worker, token: int) -> Answerable | None:
@@ -338,8 +340,8 @@ class WorkerPool:
             self._keep(self.reports.finished(report))
 
     def _session_of(self, w: _Worker, dialog_id: DialogId | None) -> _Session | None:
-        return next((s for s in w.sessions.values() if s.dialog_id == dialog_id
-                     and dialog_id is not None), None)
+        s = self._answered.get(dialog_id) if dialog_id is not None else None
+        return s if s is not None and s.worker is w else None
 
     def _log_event(self, event: dict[str, Any]) -> None:
         fields = dict(event)
@@ -485,6 +487,8 @@ class WorkerPool:
             del self._by_call_id[s.call_id]
         if s.dialog_id is not None and self._by_dialog.get(s.dialog_id) is s:
             del self._by_dialog[s.dialog_id]
+        if s.dialog_id is not None and self._answered.get(s.dialog_id) is s:
+            del self._answered[s.dialog_id]
 
     def _send(self, w: _Worker, message: c.Message) -> None:
         if w.channel is not None:
