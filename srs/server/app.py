@@ -38,6 +38,7 @@ from srs.sip.auth import Authenticator
 from srs.sip.client_transaction import TimedOut
 from srs.sip.parser import SipMessageError
 from srs.sip.routing import PeerLike
+from srs.sip.transaction import TransactionLayer
 from srs.sip.transport import Peer, SipTransports
 from srs.sip.uas import Local, NewSession, Refused, SessionEnded, SessionUpdate, SipCore, Transmit
 from srs.sip.uas import Output as SipOutput
@@ -64,6 +65,8 @@ class Application:
                 settings.auth.header, tokens, settings.auth.networks()
             ),
             max_dialogs=max(16, settings.server.max_sessions * 2),
+            transactions=TransactionLayer(max_transactions=transaction_table_size(
+                settings.server.max_sessions)),
             min_se_s=settings.sip.min_se_s,
         )
         self.transports = SipTransports(
@@ -370,6 +373,13 @@ class Application:
         if len(self._local_cache) < 1024:
             self._local_cache[remote] = address
         return address
+
+
+def transaction_table_size(max_sessions: int) -> int:
+    """Server transactions the SIP core may hold.  An answered INVITE's lives 32 s
+    (Timer L, RFC 6026) and one source host may hold half of the table, so one recording
+    client can set up ``2 * max_sessions`` calls within any 32 s; never below 4,096."""
+    return max(4096, 4 * max_sessions)
 
 
 def _listen_error(key: str, host: str, ports: str, exc: OSError) -> ConfigError:

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,3 +215,17 @@ def test_the_core_timer_is_re_armed_when_its_work_raises() -> None:
     asyncio.run(main())
     assert len(fired) == 2  # the second deadline fired although the first work raised
     assert [type(e) for e in errors] == [OSError]  # and the failure surfaced
+
+
+def test_one_client_may_set_up_max_sessions_calls_within_timer_l(tmp_path: Path) -> None:
+    """An answered INVITE's transaction lives 32 s: the table grows with server.max_sessions
+    so that one SBC can fill the server within that time, not only 2,048 calls of it."""
+    from srs.config import load_settings
+    from srs.server.app import Application
+
+    for max_sessions, per_source in ((500, 2048), (2500, 5000)):
+        settings = load_settings(None, {}, {"server": {"max_sessions": max_sessions,
+                                                      "state_dir": str(tmp_path / "state")},
+                                            "recordings": {"dir": str(tmp_path / "rec")}})
+        app = Application(settings, tls_context=None)
+        assert app.core.transactions.max_per_source == per_source
