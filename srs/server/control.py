@@ -31,29 +31,16 @@ from srs.recording.outputs import Finished, Rejected, Started
 from srs.sip.dialog import DialogId
 from srs.sip.events import Local
 from srs.sip.message import SipRequest
+from srs.sip.transaction import Source
 
 __all__ = [
     "AnswerRequest", "Answered", "CaptureSip", "Channel", "ChannelClosed", "End", "FailRequest",
     "HangUpDialog", "Hello", "Idle", "Load", "LogEvent", "MAX_FRAME_BYTES", "Message", "Open",
-    "PeerAddress", "Ready", "Refusal", "RejectRequest", "Report", "Shutdown", "Update",
+    "Ready", "Refusal", "RejectRequest", "Report", "Shutdown", "Update",
 ]
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 _LENGTH = struct.Struct("!I")
-
-
-@dataclass(frozen=True, slots=True)
-class PeerAddress:
-    """Where a request came from, as the worker needs it (``PeerLike``)."""
-
-    transport: str
-    host: str
-    port: int
-    connection_id: int | None = None
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "udp"
 
 
 # -- signalling process to worker ---------------------------------------------------------
@@ -75,7 +62,7 @@ class Open:
 
     token: int
     request: SipRequest
-    peer: PeerAddress
+    peer: Source
     local: Local
     media_address: str
     received_at: float
@@ -88,7 +75,7 @@ class Update:
     token: int
     request: SipRequest
     dialog_id: DialogId
-    peer: PeerAddress
+    peer: Source
     received_at: float
 
 

@@ -45,6 +45,7 @@ from srs.server.sessions import SHUTDOWN_WAIT_S, SessionReports
 from srs.sip.dialog import DialogId
 from srs.sip.events import Answerable, Local, NewSession, SessionEnded, SessionUpdate
 from srs.sip.routing import PeerLike
+from srs.sip.transaction import Source
 from srs.sip.uas import Output as SipOutput
 from srs.sip.uas import SipCore
 
@@ -515,6 +516,7 @@ class WorkerPool:
             self.log.error("task_failed", exc_info=task.exception())
 
 
-def _address(peer: PeerLike) -> c.PeerAddress:
-    return c.PeerAddress(peer.transport, peer.host, peer.port,
-                         getattr(peer, "connection_id", None))
+def _address(peer: PeerLike) -> Source:
+    """The transport's peer as a plain value the channel carries."""
+    return Source(peer.transport, peer.host, peer.port,
+                  getattr(peer, "connection_id", None))
