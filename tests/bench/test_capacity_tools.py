@@ -4,11 +4,11 @@ its C sender replays (real processes, real loopback sockets, real decryption).""
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pylibsrtp
@@ -22,27 +22,39 @@ sys.path.insert(0, str(BENCH))
 from proctree import TreeWindow, memory_kb  # noqa: E402
 from srtp_replay import SUITE, rtp, tone_payloads, write_replay  # noqa: E402
 
-# A parent that starts a CPU-burning child, and when it ends starts another (a restart).
+# A parent that starts a CPU-burning child, and when it ends starts another (a restart);
+# then it says so and stays alive until its stdin closes, so the test can read its memory
+# while it is certainly running.
 PARENT = """
 import subprocess, sys
 burn = [sys.executable, "-c", "import time\\nt = time.process_time()\\n"
         "while time.process_time() - t < 0.6: pass"]
 subprocess.run(burn)
 subprocess.run(burn)
+print("done", flush=True)
+sys.stdin.read()
 """
 
 
 def test_tree_window_counts_children_and_a_restarted_one() -> None:
-    parent = subprocess.Popen([sys.executable, "-c", PARENT])
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdin is not None and parent.stdout is not None
     window = TreeWindow(parent.pid)
     window.start()
     seen_two = False
-    while parent.poll() is None:
-        time.sleep(0.05)
+    try:
+        while not select.select([parent.stdout], [], [], 0.05)[0]:
+            window.sample()
+            seen_two = seen_two or window.processes() == 2
         window.sample()
-        seen_two = seen_two or window.processes() == 2
-        if parent.poll() is None:
-            assert memory_kb(parent.pid)["rss_kb"] > 0
+        assert parent.stdout.readline() == "done\n"
+        # Both children have ended; the parent waits on its stdin, alive.
+        memory = memory_kb(parent.pid)
+        assert memory["rss_kb"] > 0 and memory["processes"] == 1
+    finally:
+        parent.stdin.close()
+        parent.wait(timeout=10)
     assert seen_two
     children = [row for row in window.rows(1.0) if row["ppid"] == parent.pid]
     assert len(children) == 2 and all(row["born_in_window"] for row in children)
