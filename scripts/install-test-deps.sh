@@ -4,6 +4,8 @@
 # nft (nftables), kamailio, Debian's python3 with python3-yaml to parse the YAML files;
 # and what builds and runs srs's image (tests/container): podman with runc, debootstrap and
 # Debian's archive keyring for the base image (SRS_SKIP_CONTAINER=1 leaves them out).
+# The codec tests' real encoders (tests/codecs/encoders.py) that neither ffmpeg nor PyAV's
+# wheel has: bcg729 for G.729 and Annex B (GPL, so tests only), VisualOn's AMR-WB encoder.
 # Rootful podman with host networking needs no uidmap, slirp4netns or fuse-overlayfs.
 # Installed only when missing, and only when running as root; otherwise the tests that
 # need them are skipped with a reason.
@@ -14,6 +16,8 @@ command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
 command -v tshark >/dev/null || missing="$missing tshark"
 command -v sox >/dev/null || missing="$missing sox"
 command -v gcc >/dev/null || missing="$missing gcc libc6-dev"
+ldconfig -p | grep -q libbcg729.so.0 || missing="$missing libbcg729-0"
+ldconfig -p | grep -q libvo-amrwbenc.so.0 || missing="$missing libvo-amrwbenc0"
 command -v nft >/dev/null || missing="$missing nftables"
 command -v kamailio >/dev/null || missing="$missing kamailio"
 /usr/bin/python3 -c "import yaml" 2>/dev/null || missing="$missing python3-yaml"
