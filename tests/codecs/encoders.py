@@ -92,7 +92,9 @@ def available(encoding_name: str, **options: Any) -> str | None:
         if f" {encoder} " not in _ffmpeg_encoders():
             return f"{encoding_name}: ffmpeg with the {encoder} encoder is not installed"
         if encoding_name == "opus" and options.get("dtx"):
-            return "opus dtx: Debian's ffmpeg 5.1 libopus wrapper has no dtx option"
+            return (
+                "opus dtx: neither Debian's ffmpeg 5.1 nor PyAV's FFmpeg has a libopus dtx option"
+            )
         return None
     if encoding_name == "G729":
         return None if _library("libbcg729.so.0") else "G729: libbcg729-0 is not installed"

@@ -6,6 +6,7 @@ again, independently of ``encoders.py``'s packetizer, so a packing error fails t
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import av
@@ -144,6 +145,55 @@ def test_g729_annexb_sends_sids_in_silence_and_leaves_gaps() -> None:
     frames = [p[i : i + 10] for p in speech for i in (0, 10)]
     x = _decode("g729", frames, 8000)
     assert abs(dominant_frequency(x[800:], 8000) - 800) < 20
+
+
+def _bcg729_decode(audio: encoders.RtpAudio, samples: int) -> npt.NDArray[np.int16]:
+    """The G.729 payloads decoded by bcg729 (which, unlike FFmpeg's, takes SID frames) onto
+    their timestamps; what DTX left unsent stays zero."""
+    lib = ctypes.CDLL("libbcg729.so.0")
+    lib.initBcg729DecoderChannel.restype = ctypes.c_void_p
+    lib.bcg729Decoder.restype = None
+    lib.bcg729Decoder.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_uint8,
+        ctypes.c_uint8,
+        ctypes.c_uint8,
+        ctypes.c_uint8,
+        ctypes.POINTER(ctypes.c_int16),
+    ]
+    lib.closeBcg729DecoderChannel.argtypes = [ctypes.c_void_p]
+    lib.closeBcg729DecoderChannel.restype = None
+    context = lib.initBcg729DecoderChannel()
+    out = np.zeros(samples, np.int16)
+    block = (ctypes.c_int16 * 80)()
+    try:
+        for payload, timestamp in zip(audio.payloads, audio.timestamps, strict=True):
+            frames = [payload[i : i + 10] for i in range(0, len(payload) // 10 * 10, 10)]
+            frames += [payload[-2:]] if len(payload) % 10 == 2 else []
+            for k, frame in enumerate(frames):
+                sid = 1 if len(frame) == 2 else 0
+                lib.bcg729Decoder(context, frame, len(frame), 0, sid, 0, block)
+                at = timestamp + 80 * k
+                out[at : at + 80] = np.frombuffer(block, np.int16)[: max(samples - at, 0)]
+    finally:
+        lib.closeBcg729DecoderChannel(context)
+    return out
+
+
+def test_g729_annexb_decodes_to_the_tone_and_quiet_between() -> None:
+    _skip("G729", annexb=True)
+    pcm = np.concatenate([tone([800], 0.5, 8000), np.zeros(8000, np.int16), tone([800], 0.5, 8000)])
+    audio = encode("G729", pcm, 8000, annexb=True)
+    x = _bcg729_decode(audio, len(pcm)).astype(np.float64)
+
+    def rms(a: npt.NDArray[np.float64]) -> float:
+        return float(np.sqrt((a**2).mean()))
+
+    first, silence, second = x[800:4000], x[5000:11000], x[12800:]
+    assert abs(dominant_frequency(first, 8000) - 800) < 20
+    assert abs(dominant_frequency(second, 8000) - 800) < 20
+    assert rms(silence) < rms(first) / 20
 
 
 def _amr_frames(payload: bytes, wide: bool, octet_align: bool) -> tuple[int, list[bytes]]:
