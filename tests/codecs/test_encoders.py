@@ -2,6 +2,14 @@
 
 The depacketizing here (AMR payloads back to storage-format frames) is written from RFC 4867
 again, independently of ``encoders.py``'s packetizer, so a packing error fails the round trip.
+
+What FFmpeg's decoders (PyAV) want, one ``av.Packet`` per call, with ``sample_rate`` set:
+g722 a 160-byte payload -> s16 320 samples at 16 kHz; g729 any multiple of 10 bytes -> one
+s16p frame of 80 samples per 10 bytes, and a 2-byte SID is refused (InvalidDataError); gsm
+33 bytes a frame, several per packet fine -> s16 160 each; opus -> fltp; speex needs
+``sample_rate`` (8000 or 16000; no Ogg header to read it from) -> flt; amrnb/amrwb take ONE
+storage-format frame per packet (a second one is read as a second channel and refused) ->
+fltp 160 / 320 samples.
 """
 
 from __future__ import annotations
@@ -175,7 +183,7 @@ def _bcg729_decode(audio: encoders.RtpAudio, samples: int) -> npt.NDArray[np.int
                 sid = 1 if len(frame) == 2 else 0
                 lib.bcg729Decoder(context, frame, len(frame), 0, sid, 0, block)
                 at = timestamp + 80 * k
-                out[at : at + 80] = np.frombuffer(block, np.int16)[: max(samples - at, 0)]
+                out[at : at + 80] = np.frombuffer(bytes(block), np.int16)[: max(samples - at, 0)]
     finally:
         lib.closeBcg729DecoderChannel(context)
     return out
@@ -242,10 +250,13 @@ def _amr_frames(payload: bytes, wide: bool, octet_align: bool) -> tuple[int, lis
     return cmr, frames
 
 
+# (mode, speech bits) from 3GPP TS 26.101 Table 1a: 12.2 kbit/s has 244 bits, 4.75 has 95.
 @pytest.mark.parametrize(
-    ("octet_align", "per_packet"), [(False, 1), (False, 3), (True, 1), (True, 2)]
-)
-def test_amr_nb_payloads(octet_align: bool, per_packet: int) -> None:
+    ("octet_align", "per_packet", "mode", "bits"),
+    [(False, 1, 7, 244), (False, 3, 7, 244), (True, 1, 7, 244), (True, 2, 7, 244),
+     (False, 2, 0, 95), (True, 3, 0, 95)],
+)  # fmt: skip
+def test_amr_nb_payloads(octet_align: bool, per_packet: int, mode: int, bits: int) -> None:
     _skip("AMR")
     audio = encode(
         "AMR",
@@ -253,16 +264,16 @@ def test_amr_nb_payloads(octet_align: bool, per_packet: int) -> None:
         8000,
         octet_align=octet_align,
         frames_per_packet=per_packet,
-        mode=7,
+        mode=mode,
     )
     assert audio.fmtp == ("octet-align=1" if octet_align else None)
     assert audio.clock_rate_hz == 8000
     _check_timestamps(audio, 160 * per_packet)
     full = audio.payloads[1]
     expected = (
-        1 + per_packet + 31 * per_packet
+        1 + per_packet + -(-bits // 8) * per_packet
         if octet_align
-        else -(-(4 + 6 * per_packet + 244 * per_packet) // 8)
+        else -(-(4 + 6 * per_packet + bits * per_packet) // 8)
     )
     assert len(full) == expected
     frames: list[bytes] = []
@@ -270,7 +281,7 @@ def test_amr_nb_payloads(octet_align: bool, per_packet: int) -> None:
         cmr, got = _amr_frames(p, wide=False, octet_align=octet_align)
         assert cmr == 15
         frames += got
-    assert all(f[0] == 0x3C for f in frames)  # FT 7 (12.2 kbit/s), Q 1
+    assert all(f[0] == (mode << 3 | 0x04) for f in frames)  # FT = mode, Q 1
     x = _decode("amrnb", frames, 8000)
     assert len(x) == 160 * len(frames)
     assert abs(dominant_frequency(_steady(x, 8000), 8000) - 900) < 20
