@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from srs.capture.errors import CaptureSizeExceeded
 from srs.capture.writer import PcapWriter
+from srs.errors import UsageError
 from srs.recording.files import opener
 from srs.sip.message import SipRequest
 
@@ -43,8 +44,8 @@ class CaptureRecord:
 
 
 class SessionCapture:
-    def __init__(self, path: Path, epoch_offset_s: float) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, epoch_offset_s: float) -> None:
+        self.path = path  # None until the session's directory exists
         self.epoch_offset_s = epoch_offset_s
         self.records: list[CaptureRecord] = []
         self.error: str | None = None
@@ -66,6 +67,8 @@ class SessionCapture:
             return
         try:
             if self._writer is None:
+                if self.path is None:
+                    raise UsageError("the capture has no directory yet")
                 self._file = open(self.path, "wb", opener=opener)  # noqa: SIM115 - close()
                 self._writer = PcapWriter(self._file)
             for r in records:

@@ -35,9 +35,9 @@ from typing import Any
 from srs.errors import CallDoesNotExist, PeerError, ServiceUnavailable, UsageError
 from srs.recording import jobs
 from srs.recording import sidecar as sc
-from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture, collect, redact
+from srs.recording.capture import CaptureRecord, SessionCapture, collect, redact
 from srs.recording.entry import Operation, SessionEntry, is_recording
-from srs.recording.output import StreamOutput
+from srs.recording.layout import stream_wav_name
 from srs.recording.outputs import (
     Answer,
     Attach,
@@ -60,6 +60,7 @@ from srs.recording.policy import (
     Lifecycle,
     RecorderConfig,
     check_transition,
+    final_status,
     write_window,
 )
 from srs.recording.session import RecordingSession, call_info_from_invite
@@ -249,22 +250,32 @@ class Recorder:
         started_at = self.wall(origin_s)
         session_id = (metadata.sessions[0].session_id if metadata and metadata.sessions
                       else info.call_id)
-        layout = yield jobs.CreateSessionDir(self.config.recordings_dir, started_at, session_id)
         session = s.session = RecordingSession(
-            info=info, layout=layout, started_at=started_at, origin_s=origin_s,
+            info=info, started_at=started_at, origin_s=origin_s,
             media_address=media_address, sdp_session_id=str(secrets.randbelow(2**62)),
             srtp_policy=self.config.srtp, source_policy=self.config.media_sources,
         )
         if self.config.capture:
-            s.capture = SessionCapture(layout.directory / CAPTURE_FILE, self.epoch_offset_s)
+            s.capture = SessionCapture(None, self.epoch_offset_s)  # placed with the directory
             self._capturing[info.call_id] = s
             s.capture.add(CaptureRecord(
                 origin_s, peer.host, peer.port, s.local.host, s.local.port,
                 redact(request, self.config.credential_header), peer.transport != "udp"))
+        written: tuple[tuple[int, bytes], ...] = ()
         if metadata is not None and body.metadata is not None:
-            yield from self._metadata(s, body.metadata, metadata, "INVITE", origin_s)
-        answer = yield from self._negotiate(s, offer)
-        yield self._sidecar_job(s)
+            n = session.apply_metadata(body.metadata, metadata, self.wall(origin_s), "INVITE")
+            written = ((n, body.metadata),)
+        # The ports first (on the loop), then every file in one job: one trip to the file
+        # threads and back before the answer (docs/architecture.md, "Capacity").
+        answer, specs = yield from self._negotiate(s, offer)
+        reports = {x.stem: OutputReport(stream_wav_name(x.stem)) for x in specs}
+        record = session.sidecar(reports, sc.SessionStatus.RECORDING)
+        made: jobs.SessionFiles = yield jobs.SetUpFiles(
+            self.config.recordings_dir, started_at, session_id, written, specs, record)
+        s.place(made)
+        if made.error is not None:
+            raise made.error
+        layout = s.layout
         dialog_id: DialogId | None = yield Answer(event.pending, 200, s.local, answer,
                                                   "application/sdp", str(layout.directory))
         s.answering = None
@@ -284,9 +295,10 @@ class Recorder:
             self._end(s, s.end_after_setup, at=self.now,
                       bye=s.end_after_setup is not sc.EndReason.CRASH)
 
-    def _negotiate(self, s: SessionEntry, offer: SessionDescription) -> Generator[Any, Any, bytes]:
-        """Answer an offer: ports for new m-lines, their files; streams the answer
-        declines stop."""
+    def _negotiate(self, s: SessionEntry, offer: SessionDescription
+                   ) -> Generator[Any, Any, tuple[bytes, tuple[jobs.OutputSpec, ...]]]:
+        """Answer an offer: ports for new m-lines; streams the answer declines stop.
+        Returns the answer and the files its new streams need (the caller opens them)."""
         session = s.recording
         acceptable = session.acceptable(offer)  # 488 when nothing can be taken
         known = {x.index for x in session.streams if x.receiving}
@@ -310,20 +322,21 @@ class Recorder:
         for stream in stopped:
             self._unbind(s, [stream.port])
         fresh = [x for x in started if x.stem not in s.outputs]  # not a resumed m-line
-        if fresh:
-            specs = tuple(jobs.OutputSpec(x.stem, session.layout.stream_wav(x.stem), x.decoders,
-                                          x.timeline.clock_rate_hz) for x in fresh)
-            opened: dict[str, StreamOutput] = yield jobs.OpenOutputs(specs)
-            s.outputs.update(opened)
-            s.reports.update((stem, OutputReport(output.path.name))
-                             for stem, output in opened.items())
-        return answer
+        specs = tuple(jobs.OutputSpec(x.stem, x.decoders, x.timeline.clock_rate_hz)
+                      for x in fresh)
+        return answer, specs
+
+    def _open(self, s: SessionEntry, specs: tuple[jobs.OutputSpec, ...]
+              ) -> Generator[Any, Any, None]:
+        """Open the files of a re-INVITE's or UPDATE's new streams."""
+        if specs:
+            s.add_outputs((yield jobs.OpenOutputs(s.layout, specs)))
 
     def _metadata(self, s: SessionEntry, raw: bytes, parsed: RecordingMetadata, method: str,
                   received_at: float) -> Generator[Any, Any, None]:
         session = s.recording
         n = session.apply_metadata(raw, parsed, self.wall(received_at), method)
-        yield jobs.WriteMetadata(session.layout, n, raw)
+        yield jobs.WriteMetadata(s.layout, n, raw)
 
     def _update(self, s: SessionEntry, event: SessionUpdate) -> Operation:
         """A re-INVITE or UPDATE: new metadata, a new offer, or neither."""
@@ -339,7 +352,8 @@ class Recorder:
                                       request.method, event.received_at)
         answer: bytes | None
         if body is not None and body.sdp is not None:
-            answer = yield from self._negotiate(s, SessionDescription.parse(body.sdp))
+            answer, specs = yield from self._negotiate(s, SessionDescription.parse(body.sdp))
+            yield from self._open(s, specs)
         else:
             # RFC 3311 §5.2 / RFC 3261 §14.2: no offer; a re-INVITE without one gets our
             # current description as the offer.
@@ -413,23 +427,23 @@ class Recorder:
         order = session.mix_order()
         mix = None
         if order is not None and all(x.stem in s.outputs for x in order):
-            mix = (s.outputs[order[0].stem], s.outputs[order[1].stem], session.layout.mix)
+            mix = (s.outputs[order[0].stem], s.outputs[order[1].stem], s.layout.mix)
         done: jobs.FinishedFiles = yield jobs.FinishFiles(tuple(finishes), s.capture, captured, mix)
         s.reports.update(done.reports)
         failed = reason is sc.EndReason.ERROR
-        status = _status_of(reason)
+        status = final_status(reason)
         record = session.sidecar(s.reports, status, ended_at=self.wall(at), end_reason=reason,
                                  mix=done.mix, mix_skipped=done.mix_skipped, error=error)
-        yield jobs.WriteSidecar(session.layout.sidecar, record)
+        yield jobs.WriteSidecar(s.layout.sidecar, record)
         self._finished(s, Lifecycle.FAILED if failed else Lifecycle.FINISHED, reason, at)
 
     def _finished(self, s: SessionEntry, state: Lifecycle, reason: sc.EndReason, at: float) -> None:
         self._move(s, state)
         session = s.recording
-        status = sc.SessionStatus.FAILED if state is Lifecycle.FAILED else _status_of(reason)
+        status = sc.SessionStatus.FAILED if state is Lifecycle.FAILED else final_status(reason)
         stats = {x.stem: x.timeline.stats() for x in session.streams}
         if s.dialog_id is not None:
-            self._out.append(Finished(status, str(session.layout.directory),
+            self._out.append(Finished(status, str(s.layout.directory),
                                       tuple(stats.values()), s.dialog_id))
         self._log("info", "session_finished", s.context, status=status.value,
                   end_reason=reason.value, duration_s=round(at - session.origin_s, 3),
@@ -439,10 +453,11 @@ class Recorder:
     def _fail(self, s: SessionEntry, error: str, reason: sc.EndReason) -> Operation:
         """Storage failed or a bug: close what can be closed, mark the session failed."""
         self._unbind(s, list(s.ports))  # no packet reaches the counters after this
-        if s.session is None:
+        if s.session is not None:
+            self._uncapture(s, s.session.info.call_id)
+        if s.session is None or s.session_dir is None:  # no directory: no file was made
             self._move(s, Lifecycle.FAILED)
             return
-        self._uncapture(s, s.session.info.call_id)
         record = s.session.sidecar(s.reports, sc.SessionStatus.FAILED,
                                    ended_at=self.wall(self.now), end_reason=reason, error=error)
         problem = yield jobs.FailFiles(tuple(s.outputs.values()), s.capture,
@@ -463,8 +478,8 @@ class Recorder:
         self._unbind(s, list(s.ports))
         if s.session is not None:
             self._uncapture(s, s.session.info.call_id)
-            yield jobs.DiscardFiles(tuple(s.outputs.values()), s.capture,
-                                    s.session.layout.directory)
+            directory = s.session_dir.directory if s.session_dir is not None else None
+            yield jobs.DiscardFiles(tuple(s.outputs.values()), s.capture, directory)
         self._move(s, Lifecycle.DISCARDED)
         self._log("info", "session_discarded", s.context)
 
@@ -575,7 +590,7 @@ class Recorder:
     def _sidecar_job(self, s: SessionEntry, *, durable: bool = True) -> jobs.WriteSidecar:
         session = s.recording
         record = session.sidecar(s.reports, sc.SessionStatus.RECORDING)
-        return jobs.WriteSidecar(session.layout.sidecar, record, durable)
+        return jobs.WriteSidecar(s.layout.sidecar, record, durable)
 
     def _take_capture(self, s: SessionEntry) -> list[CaptureRecord]:
         if s.capture is None or s.session is None:
@@ -589,15 +604,6 @@ class Recorder:
     def _take(self) -> list[Output]:
         out, self._out = self._out, []
         return out
-
-
-def _status_of(reason: sc.EndReason) -> sc.SessionStatus:
-    """A session's final status by why it ended."""
-    if reason is sc.EndReason.ERROR:
-        return sc.SessionStatus.FAILED
-    if reason is sc.EndReason.CRASH:
-        return sc.SessionStatus.INTERRUPTED
-    return sc.SessionStatus.COMPLETE
 
 
 def _gone() -> PeerError:

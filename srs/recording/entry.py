@@ -10,14 +10,14 @@ time (docs/architecture.md, "Pure core").
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from srs.errors import UsageError
 from srs.recording import jobs
 from srs.recording import sidecar as sc
-from srs.recording.capture import SessionCapture
+from srs.recording.capture import CAPTURE_FILE, SessionCapture
 from srs.recording.layout import SessionLayout
 from srs.recording.output import StreamOutput
 from srs.recording.outputs import Answer, Drain, OpenPorts
@@ -40,7 +40,8 @@ class SessionEntry:
     local: Local
     context: dict[str, str]
     state: Lifecycle = Lifecycle.SETTING_UP
-    session: RecordingSession | None = None  # once its directory exists
+    session: RecordingSession | None = None  # once its INVITE is parsed
+    session_dir: SessionLayout | None = None  # once its directory exists
     dialog_id: DialogId | None = None
     answering: Answerable | None = None  # the request the current operation answers
     ports: list[int] = field(default_factory=list)
@@ -64,11 +65,25 @@ class SessionEntry:
             raise UsageError("the session has no recording yet")
         return self.session
 
+    def add_outputs(self, opened: Mapping[str, StreamOutput]) -> None:
+        """WAV files a job opened, and their first reports for the sidecar."""
+        self.outputs.update(opened)
+        self.reports.update((stem, OutputReport(output.path.name))
+                            for stem, output in opened.items())
+
+    def place(self, made: jobs.SessionFiles) -> None:
+        """What a set-up's file job made: the directory (the capture's file goes there)
+        and the WAVs it opened, also when it stopped part way."""
+        self.session_dir = made.layout
+        self.add_outputs(made.outputs)
+        if made.layout is not None and self.capture is not None:
+            self.capture.path = made.layout.directory / CAPTURE_FILE
+
     @property
     def layout(self) -> SessionLayout:
-        if self.session is None:
+        if self.session_dir is None:
             raise UsageError("the session has no directory yet")
-        return self.session.layout
+        return self.session_dir
 
 
 def is_recording(s: SessionEntry) -> bool:

@@ -32,7 +32,6 @@ from srs.recording.wav import RecordingIOError
 from srs.rtp.track import Placed
 
 __all__ = [
-    "CreateSessionDir",
     "DiscardFiles",
     "FailFiles",
     "FileJob",
@@ -40,6 +39,8 @@ __all__ = [
     "FinishedFiles",
     "OpenOutputs",
     "OutputSpec",
+    "SessionFiles",
+    "SetUpFiles",
     "WriteBatch",
     "WriteMetadata",
     "WriteSidecar",
@@ -61,16 +62,6 @@ def report_of(output: StreamOutput, *, final: bool = False) -> OutputReport:
 
 
 @dataclass(frozen=True, slots=True)
-class CreateSessionDir:
-    recordings_dir: Path
-    started_at: datetime
-    session_id: str
-
-    def run(self) -> SessionLayout:
-        return create_session_dir(self.recordings_dir, self.started_at, self.session_id)
-
-
-@dataclass(frozen=True, slots=True)
 class WriteMetadata:
     """``metadata-N.xml``: one raw RFC 7865 version as received."""
 
@@ -84,8 +75,9 @@ class WriteMetadata:
 
 @dataclass(frozen=True, slots=True)
 class OutputSpec:
+    """A stream's WAV file: ``<stem>.wav`` in the session directory."""
+
     stem: str
-    path: Path
     decoders: Mapping[int, Codec]
     clock_rate_hz: int
 
@@ -94,14 +86,15 @@ class OutputSpec:
 class OpenOutputs:
     """Open the WAV files of newly answered streams."""
 
+    layout: SessionLayout
     specs: tuple[OutputSpec, ...]
 
     def run(self) -> dict[str, StreamOutput]:
         opened: dict[str, StreamOutput] = {}
         try:
             for spec in self.specs:
-                output = StreamOutput(spec.path, spec.decoders, spec.clock_rate_hz,
-                                      spec.clock_rate_hz)
+                output = StreamOutput(self.layout.stream_wav(spec.stem), spec.decoders,
+                                      spec.clock_rate_hz, spec.clock_rate_hz)
                 output.label = spec.stem
                 opened[spec.stem] = output
         except BaseException:
@@ -109,6 +102,49 @@ class OpenOutputs:
                 _close_quietly(output)
             raise
         return opened
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFiles:
+    """What :class:`SetUpFiles` made: the directory (None when even that failed), the
+    opened WAVs, and the exception that stopped it part way, if one did."""
+
+    layout: SessionLayout | None
+    outputs: dict[str, StreamOutput]
+    error: Exception | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetUpFiles:
+    """A new session's files in one job, so a set-up leaves the event loop once: the
+    directory, the raw metadata (``metadata``: N and the bytes), the WAVs, and the durable
+    ``session.json`` that start-up repair finds (it exists before the 200 OK is sent).
+
+    A failure part way is returned, not raised, with what was made by then: the core
+    raises it in the set-up, where it is classified as every failure is, and marks the
+    directory failed (or removes it) and closes the WAVs itself."""
+
+    recordings_dir: Path
+    started_at: datetime
+    session_id: str
+    metadata: tuple[tuple[int, bytes], ...]
+    outputs: tuple[OutputSpec, ...]
+    sidecar: sc.SessionSidecar
+
+    def run(self) -> SessionFiles:
+        try:
+            layout = create_session_dir(self.recordings_dir, self.started_at, self.session_id)
+        except Exception as exc:  # handed to the core, which classifies it
+            return SessionFiles(None, {}, exc)
+        opened: dict[str, StreamOutput] = {}
+        try:
+            for n, raw in self.metadata:
+                write_metadata(layout, n, raw)
+            opened = OpenOutputs(layout, self.outputs).run()  # closes its own on failure
+            sc.write_sidecar(layout.sidecar, self.sidecar, durable=True)
+        except Exception as exc:  # handed to the core, which classifies it
+            return SessionFiles(layout, opened, exc)
+        return SessionFiles(layout, opened, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +267,7 @@ class DiscardFiles:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-FileJob = (CreateSessionDir | WriteMetadata | OpenOutputs | WriteSidecar | WriteBatch
+FileJob = (SetUpFiles | WriteMetadata | OpenOutputs | WriteSidecar | WriteBatch
            | FinishFiles | FailFiles | DiscardFiles)
 
 

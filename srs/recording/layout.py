@@ -43,6 +43,7 @@ __all__ = [
     "metadata_file_name",
     "sanitise_name",
     "session_dir_name",
+    "stream_wav_name",
     "unique_stream_stem",
     "write_metadata",
 ]
@@ -130,8 +131,7 @@ class SessionLayout:
 
     def stream_wav(self, stem: str) -> Path:
         """``<stem>.wav``; ``stem`` must come from :func:`unique_stream_stem`."""
-        _require_safe(stem)
-        return self.directory / f"{stem}.wav"
+        return self.directory / stream_wav_name(stem)
 
     def metadata_xml(self, n: int) -> Path:
         """``metadata-<n>.xml`` for the n-th raw metadata version (n from 1)."""
@@ -143,6 +143,13 @@ class SessionLayout:
         """A file of this session named in its sidecar; refuses anything but a plain name."""
         _require_safe(name)
         return self.directory / name
+
+
+def stream_wav_name(stem: str) -> str:
+    """``<stem>.wav``: the file name of a stream's track (``stem`` from
+    :func:`unique_stream_stem`)."""
+    _require_safe(stem)
+    return f"{stem}.wav"
 
 
 def metadata_file_name(n: int) -> str:

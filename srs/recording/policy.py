@@ -13,11 +13,13 @@ from typing import Final
 
 from srs.config import Settings
 from srs.errors import UsageError
+from srs.recording import sidecar as sc
 from srs.rtp.sources import DEFAULT_POLICY, SourcePolicy
 from srs.rtp.srtp import SrtpPolicy
 from srs.rtp.track import TrackTimeline
 
 __all__ = [
+    "final_status",
     "SIDECAR_EVERY_TICKS",
     "SILENCE_LAG_S",
     "TICK_S",
@@ -117,3 +119,12 @@ class RecorderConfig:
             rtp_timeout_s=settings.media.rtp_timeout_s,
             max_session_s=settings.media.max_session_s,
         )
+
+
+def final_status(reason: sc.EndReason) -> sc.SessionStatus:
+    """A session's final status by why it ended."""
+    if reason is sc.EndReason.ERROR:
+        return sc.SessionStatus.FAILED
+    if reason is sc.EndReason.CRASH:
+        return sc.SessionStatus.INTERRUPTED
+    return sc.SessionStatus.COMPLETE

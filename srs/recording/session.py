@@ -18,7 +18,7 @@ from datetime import datetime
 from srs import codecs
 from srs.errors import SdpError
 from srs.recording import sidecar as sc
-from srs.recording.layout import SessionLayout, unique_stream_stem
+from srs.recording.layout import metadata_file_name, unique_stream_stem
 from srs.recording.stream import OutputReport, StreamState, decoders_for
 from srs.rtp.sources import DEFAULT_POLICY, MediaSources, SourcePolicy
 from srs.rtp.srtp import (
@@ -102,7 +102,6 @@ class RecordingSession:
     """What srs knows about one recording session (see module docstring)."""
 
     info: CallInfo
-    layout: SessionLayout
     started_at: datetime
     origin_s: float
     media_address: str
@@ -262,7 +261,7 @@ class RecordingSession:
         self.metadata = base.apply(parsed)
         n = len(self.metadata_updates) + 1
         self.metadata_updates.append(sc.MetadataUpdate(
-            n=n, received_at=received_at, file=self.layout.metadata_xml(n).name, method=method
+            n=n, received_at=received_at, file=metadata_file_name(n), method=method
         ))
         return n
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +23,13 @@ import soundfile as sf
 from srs.codecs.g711 import pcmu_decode, pcmu_encode
 from srs.errors import UsageError
 from srs.recording import jobs
-from srs.recording.outputs import Finished, OpenPorts, Rejected, Started
+from srs.recording.outputs import Finished, Rejected, Started
 from srs.recording.policy import TICK_S, TRANSITIONS, Lifecycle, check_transition
 from srs.recording.wav import RecordingIOError, WavWriter
 from tests.recording.corehost import CoreHost, job_kinds
 from tests.sipclient import rtp_packet, sdp_offer, tone
+
+REPO = Path(__file__).parents[2]
 
 SRC = ("192.0.2.10", 40000)
 OTHER = ("127.0.0.1", 41000)  # the offer's c= address, another port
@@ -246,22 +252,61 @@ def test_the_session_limit_answers_503_without_touching_the_disk(tmp_path: Path)
 
 
 def test_storage_failing_at_set_up_answers_503_and_fails_the_session(host: CoreHost) -> None:
-    host.fail_job = lambda job: (disk_error("open")
-                                 if isinstance(job, jobs.OpenOutputs) else None)
+    host.fail_job = lambda job: (disk_error("create directory")
+                                 if isinstance(job, jobs.SetUpFiles) else None)
     dialog = host.invite()
     final = host.final_for(dialog, "INVITE")
     assert final is not None and final.status == 503
-    [directory] = host.sessions()
-    doc = sidecar(directory)
-    assert doc["status"] == "failed" and doc["error"].startswith("open ")
+    assert host.sessions() == [] and not list(host.directory.rglob("*.wav"))
     assert "session_storage_failed" in host.log_events()
     assert host.recorder.idle and host.streams == {}
+
+
+# The set-up's one file job under RLIMIT_FSIZE: the directory, metadata-1.xml (905 bytes)
+# and the WAV headers fit, session.json (over 2 KB) does not (EFBIG).
+SETUP_EFBIG_CHILD = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from pathlib import Path
+    from tests.recording.corehost import CoreHost
+    from tests.recording.test_streams_come_and_go import open_wavs
+
+    root = Path(sys.argv[1])
+    host = CoreHost(root)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+    dialog = host.invite()
+    final = host.final_for(dialog, "INVITE")
+    print(json.dumps({
+        "status": final.status if final is not None else None,
+        "events": host.log_events(),
+        "errors": [e.fields.get("error", "") for e in host.logs if e.level == "error"],
+        "open_wavs": open_wavs(root),
+        "streams": len(host.streams),
+        "idle": host.recorder.idle,
+    }))
+    """
+)
+
+
+def test_a_set_up_that_fails_part_way_closes_its_files_and_answers_503(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SETUP_EFBIG_CHILD, str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    found = json.loads(result.stdout)
+    assert found["status"] == 503
+    assert "session_storage_failed" in found["events"]
+    assert "EFBIG" in found["errors"][0] and "session.json" in found["errors"][0]
+    assert found["open_wavs"] == 0 and found["streams"] == 0 and found["idle"]
+    [directory] = [p.parent for p in tmp_path.rglob("metadata-1.xml")]
+    assert sorted(p.name for p in directory.glob("*.wav")) == ["inbound.wav", "outbound.wav"]
 
 
 def test_a_bug_at_set_up_is_500_with_its_traceback_logged_not_a_peer_error(
         host: CoreHost) -> None:
     host.fail_job = lambda job: (ZeroDivisionError("bug")
-                                 if isinstance(job, jobs.WriteSidecar) else None)
+                                 if isinstance(job, jobs.SetUpFiles) else None)
     dialog = host.invite()
     final = host.final_for(dialog, "INVITE")
     assert final is not None and final.status == 500
@@ -320,9 +365,9 @@ def test_a_bye_during_a_write_finishes_after_that_write(host: CoreHost) -> None:
 def test_a_cancel_before_the_answer_discards_the_session(host: CoreHost) -> None:
     host.hold = True
     dialog = host.invite(["inbound"])
-    host.release(2)  # the directory and the metadata file exist, the ports are pending
+    host.release(1)  # the ports are bound, the files are pending
     [pending] = host.held
-    assert isinstance(pending.work, OpenPorts)
+    assert isinstance(pending.work, jobs.SetUpFiles) and len(host.streams) == 1
     host.request("CANCEL", dialog, cseq=1)
     assert host.final_for(dialog, "INVITE").status == 487
     host.hold = False

@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from srs.codecs.g711 import pcmu_decode, pcmu_encode
-from tests.recording.corehost import PEER, CoreHost
+from tests.recording.corehost import PEER, CoreHost, job_kinds
 from tests.sipclient import rtp_packet, sdp_offer, tone
 
 SENDER = (PEER.host, 40000)
@@ -63,7 +63,8 @@ def test_a_re_enabled_m_line_continues_its_own_file(tmp_path: Path) -> None:
         spans.append(send(host, 1, 25, 1000 * (cycle + 1)))
         [directory] = host.sessions()
         assert open_wavs(directory) == 2
-    assert sum(type(job).__name__ == "OpenOutputs" for job in host.jobs) == 1
+    assert [type(job).__name__ for job in host.jobs].count("SetUpFiles") == 1
+    assert "OpenOutputs" not in job_kinds(host)  # the m-line resumed its set-up's file
     host.bye(dialog)
     [directory] = host.sessions()
     assert open_wavs(directory) == 0
