@@ -114,10 +114,11 @@ def build_answer(
 ) -> SdpAnswer:
     """Answer ``offer`` as a recorder (RFC 3264 §6, RFC 7866 §8).
 
-    ``local_ports[i]`` is our RTP port for m-line ``i`` (0 declines it).  ``codecs`` is our
-    preference order; the first one offered is chosen.  ``answer_crypto[i]`` is our key
-    for an SRTP m-line, with the tag and suite of the offered ``a=crypto`` it accepts
-    (RFC 4568 §7.1.2); an SRTP m-line without one is declined.  The caller keeps
+    ``local_ports[i]`` is our RTP port for m-line ``i`` (0 declines it).  ``codecs`` are
+    what srs decodes; the first offered one of them is chosen, in the offer's order.
+    ``answer_crypto[i]`` is our key for an SRTP m-line, with the tag and suite of the
+    offered ``a=crypto`` it accepts (RFC 4568 §7.1.2); an SRTP m-line without one is
+    declined.  The caller keeps
     ``origin_session_version`` and increments it for each new answer (RFC 3264 §8).
 
     Raises :class:`~srs.errors.SdpError` (488) when no m-line can be taken, and
@@ -254,10 +255,13 @@ def _decline_reason(
 
 
 def _choose_codec(offered: MediaDescription, codecs: Sequence[SupportedCodec]) -> RtpMap | None:
-    for codec in codecs:
-        for rtpmap in offered.rtpmaps:
-            if codec.matches(rtpmap):
-                return rtpmap
+    """The first offered codec srs decodes, in the offerer's order (RFC 3264 §5.1: an
+    m-line lists its formats in order of preference).  A recording client forks the codec the call
+    uses and lists it first (an SBC does not transcode for the recorder), so that is the
+    one srs records."""
+    for rtpmap in offered.rtpmaps:
+        if any(codec.matches(rtpmap) for codec in codecs):
+            return rtpmap
     return None
 
 

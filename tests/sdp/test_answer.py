@@ -47,12 +47,14 @@ def answer_lines(
     return body.decode().split("\r\n")[:-1], answer.streams
 
 
-def test_one_mline_mixed_prefers_pcmu_and_keeps_dtmf() -> None:
+def test_one_mline_mixed_takes_the_first_offered_codec_and_keeps_dtmf() -> None:
+    # The offer lists PCMA first (m=audio 30000 RTP/AVP 8 0 101 13): the codec the call
+    # uses, which the recording client forks; srs records that one, not its own favourite.
     lines, streams = answer_lines("one_mline_mixed.sdp", [50000])
     assert lines == [
         *HEAD_V4,
-        "m=audio 50000 RTP/AVP 0 101",
-        "a=rtpmap:0 PCMU/8000",
+        "m=audio 50000 RTP/AVP 8 101",
+        "a=rtpmap:8 PCMA/8000",
         "a=rtpmap:101 telephone-event/8000",
         "a=fmtp:101 0-16",
         "a=label:1",
@@ -64,20 +66,20 @@ def test_one_mline_mixed_prefers_pcmu_and_keeps_dtmf() -> None:
             label="1",
             port=50000,
             direction=Direction.RECVONLY,
-            payload_type=0,
-            encoding_name="PCMU",
+            payload_type=8,
+            encoding_name="PCMA",
             clock_rate_hz=8000,
             telephone_event_payload_type=101,
         ),
     )
 
 
-def test_codec_preference_is_ours() -> None:
+def test_only_codecs_srs_decodes_are_chosen() -> None:
     lines, streams = answer_lines(
-        "one_mline_mixed.sdp", [50000], codecs=(SupportedCodec("pcma", 8000),)
+        "one_mline_mixed.sdp", [50000], codecs=(SupportedCodec("pcmu", 8000),)
     )
-    assert lines[5:7] == ["m=audio 50000 RTP/AVP 8 101", "a=rtpmap:8 PCMA/8000"]
-    assert (streams[0].payload_type, streams[0].encoding_name) == (8, "PCMA")
+    assert lines[5:7] == ["m=audio 50000 RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000"]
+    assert (streams[0].payload_type, streams[0].encoding_name) == (0, "PCMU")
 
 
 def test_two_mlines_labels_1_2() -> None:
