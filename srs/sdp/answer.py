@@ -58,7 +58,7 @@ class SupportedCodec:
         )
 
 
-# srs decodes G.711 (RFC 3551 §4.5.14); PCMU first, as RFC 3551 §6 lists it first.
+# srs decodes G.711 (RFC 3551 §4.5.14); which of them is answered is the offer's choice.
 DEFAULT_CODECS = (SupportedCodec("PCMU", 8000), SupportedCodec("PCMA", 8000))
 
 
