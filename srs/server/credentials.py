@@ -28,6 +28,8 @@ def load_or_create_token(state_dir: Path) -> tuple[str, bool]:
             raise OSError(f"{path} is empty: delete it to generate a new token") from None
         return token, False
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):  # pasted after --token, it would read as an option
+        token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(token + "\n")
     return token, True

@@ -109,7 +109,7 @@ def start_srs_call(work: Path, name: str, port: int, token: str, *args: str
                    ) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = work / f"{name}.log"
     proc = start_process(
-        [sys.executable, "-m", "srs", "call", f"sip:127.0.0.1:{port}", "--token", token, *args],
+        [sys.executable, "-m", "srs", "call", f"sip:127.0.0.1:{port}", f"--token={token}", *args],
         log_path=log_path, env=srs_call_env(), cwd=work)
     return proc, log_path
 
