@@ -21,7 +21,6 @@ Output arrives as ``s16``, ``s16p``, ``flt`` or ``fltp`` and is turned into int1
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -195,11 +194,10 @@ FFMPEG_DECODERS: Final[Mapping[str, tuple[int, bytes]]] = {
 @functools.cache
 def decodable() -> frozenset[str]:
     """The FFmpeg decoders of :data:`FFMPEG_DECODERS` that open and decode a frame here."""
-    if "av" not in sys.modules:
-        try:
-            import av  # noqa: F401
-        except ImportError:
-            return frozenset()
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return frozenset()
     found = set()
     for name, (rate, probe) in FFMPEG_DECODERS.items():
         params = {"octet-align": "1"} if name.startswith("amr") else {}

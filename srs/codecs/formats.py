@@ -25,6 +25,8 @@ __all__ = [
     "AmrKind",
     "G729_FRAME_BYTES",
     "GSM_FRAME_BYTES",
+    "ILBC_FRAME_BYTES",
+    "MAX_AMR_FRAMES",
     "PayloadError",
     "amr_frames",
     "g729_speech",
