@@ -243,6 +243,10 @@ class MediaSettings:
     max_load: float = 0.85
     """A new session goes only to a media worker below this share of a core (measured
     each second); when every worker is above it, INVITEs get 503 with ``Retry-After``."""
+    codecs: tuple[str, ...] = ()
+    """Codecs answered, comma-separated SDP names in order of preference (PCMU, PCMA, G722,
+    G729, opus, AMR, AMR-WB, iLBC, GSM, speex, L16).  Empty: every one the installed
+    decoders take, the first one offered winning."""
 
     def worker_count(self) -> int:
         """``workers``, with 0 resolved to the CPUs this process may run on."""
@@ -301,12 +305,17 @@ class RecordingsSettings:
     retention_days: int = 0
     """Finished sessions (complete, interrupted, failed; never one still recording) that
     ended more than this many days ago are deleted, checked hourly.  0 keeps everything."""
+    sample_rate: int = 0
+    """Sample rate of every WAV (8000-48000 Hz); 0: each track at its codec's own rate
+    (8 kHz for G.711, 16 kHz for G.722 and AMR-WB, 48 kHz for Opus)."""
 
     def validate(self) -> None:
         if str(self.dir) == "":
             raise ConfigError("recordings.dir", "must not be empty")
         _check_range("recordings.min_free_mb", self.min_free_mb, 0, 1 << 30)
         _check_range("recordings.retention_days", self.retention_days, 0, 36500)
+        if self.sample_rate:
+            _check_range("recordings.sample_rate", self.sample_rate, 8000, 48000)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,16 @@
 """Audio codecs: which payload formats srs can turn into PCM, and how.
 
-The registry maps an SDP ``a=rtpmap`` encoding name and clock rate (RFC 4566 §6; names
-are case-insensitive, RFC 4855 §3) to a :class:`Codec`.  Decoders work on whole batches of
-payload bytes (about a second at a time: docs/architecture.md, "Hot path"), never per packet.
+The registry maps an SDP ``a=rtpmap`` encoding name, clock rate and channel count (RFC 4566
+§6; names are case-insensitive, RFC 4855 §3) to a :class:`Codec`.
+
+Two kinds of decoder:
+
+- **Stateless** (G.711, L16): ``decode`` works on whole batches of payload bytes (about
+  a second at a time: docs/architecture.md, "Hot path"), never per packet.
+- **Stateful** (G.722, G.729, GSM, iLBC, AMR, AMR-WB, Opus, Speex): ``ffmpeg`` names the
+  FFmpeg decoder; each stream gets its own :class:`~srs.codecs.ffmpeg.FrameDecoder`
+  (``new_frame_decoder``), fed one payload at a time in the timeline's order.  Only the
+  ones the installed FFmpeg really decodes are offered (:func:`available`).
 
 Comfort noise (RFC 3389, static PT 13) decodes to no samples at all: the gap it stands for
 is filled with silence by whoever lays the audio out (see ``srs.rtp.assembler.PcmAssembler``).
@@ -11,7 +19,7 @@ is filled with silence by whoever lays the audio out (see ``srs.rtp.assembler.Pc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -26,7 +34,9 @@ __all__ = [
     "PCMA",
     "COMFORT_NOISE",
     "CODECS",
+    "CODEC_NAMES",
     "STATIC_PAYLOAD_TYPES",
+    "available",
     "lookup",
     "for_static_payload_type",
 ]
@@ -34,20 +44,35 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """One decodable payload format.
+    """One decodable payload format at one RTP clock rate.
 
-    ``samples_in(payload)`` is how many PCM samples (at ``sample_rate_hz``) a payload
-    decodes to, known without decoding, so a batch can be decoded in one call and split.
-    ``encode`` is ``None`` for formats srs only ever receives.
+    ``sample_rate_hz`` is the rate of the audio it decodes to (G.722: 16 kHz under an
+    8 kHz RTP clock, RFC 3551 §4.5.2).  A stateless codec has ``decode`` and
+    ``samples_in`` (how many samples a payload decodes to, known without decoding, so a
+    batch is decoded in one call and split); a stateful one has ``ffmpeg`` instead, and
+    ``fmtp`` holds the m-line's ``a=fmtp`` parameters its decoder needs (RFC 4867
+    ``octet-align``, RFC 3952 ``mode``).  ``encode`` is ``None`` for formats srs only
+    ever receives.
     """
 
     encoding_name: str
     clock_rate_hz: int
     sample_rate_hz: int
-    decode: Callable[[bytes], npt.NDArray[np.int16]]
-    samples_in: Callable[[bytes], int]
+    decode: Callable[[bytes], npt.NDArray[np.int16]] | None = None
+    samples_in: Callable[[bytes], int] | None = None
     encode: Callable[[npt.ArrayLike], bytes] | None = None
     static_payload_type: int | None = None
+    ffmpeg: str | None = None
+    fmtp: tuple[tuple[str, str], ...] = ()
+
+    def with_fmtp(self, params: Mapping[str, str]) -> Codec:
+        """This codec with an m-line's format parameters (lower-case names)."""
+        if self.ffmpeg is None or not params:
+            return self
+        items = tuple(sorted((k.lower(), v.strip()) for k, v in params.items()))
+        return Codec(self.encoding_name, self.clock_rate_hz, self.sample_rate_hz,
+                     static_payload_type=self.static_payload_type, ffmpeg=self.ffmpeg,
+                     fmtp=items)
 
 
 def _decode_comfort_noise(payload: bytes) -> npt.NDArray[np.int16]:
@@ -59,14 +84,59 @@ def _no_samples(payload: bytes) -> int:
     return 0
 
 
+def _l16_mono(payload: bytes) -> npt.NDArray[np.int16]:
+    # RFC 3551 §4.5.11: signed 16-bit samples in network byte order.
+    return np.frombuffer(payload, dtype=">i2", count=len(payload) // 2).astype(np.int16)
+
+
+def _l16_stereo(payload: bytes) -> npt.NDArray[np.int16]:
+    # Interleaved left/right (RFC 3551 §4.1), recorded as one mono track.
+    frames = np.frombuffer(payload, dtype=">i2", count=len(payload) // 4 * 2).reshape(-1, 2)
+    mono: npt.NDArray[np.int16] = (frames.astype(np.int32).sum(axis=1) // 2).astype(np.int16)
+    return mono
+
+
+def _l16_mono_samples(payload: bytes) -> int:
+    return len(payload) // 2
+
+
+def _l16_stereo_samples(payload: bytes) -> int:
+    return len(payload) // 4
+
+
 PCMU = Codec("PCMU", 8000, 8000, g711.pcmu_decode, len, g711.pcmu_encode, 0)
 PCMA = Codec("PCMA", 8000, 8000, g711.pcma_decode, len, g711.pcma_encode, 8)
 COMFORT_NOISE = Codec("CN", 8000, 8000, _decode_comfort_noise, _no_samples, None, 13)
 
-# (upper-case encoding name, clock rate) -> codec
-CODECS: Mapping[tuple[str, int], Codec] = MappingProxyType(
-    {(c.encoding_name, c.clock_rate_hz): c for c in (PCMU, PCMA, COMFORT_NOISE)}
-)
+
+def _ffmpeg(name: str, clock: int, rate: int, decoder: str, static: int | None = None) -> Codec:
+    return Codec(name, clock, rate, static_payload_type=static, ffmpeg=decoder)
+
+
+# (upper-case encoding name, clock rate) -> codec, for the fixed-rate formats.
+CODECS: Mapping[tuple[str, int], Codec] = MappingProxyType({
+    (c.encoding_name.upper(), c.clock_rate_hz): c for c in (
+        PCMU, PCMA, COMFORT_NOISE,
+        _ffmpeg("G722", 8000, 16000, "g722", 9),  # RFC 3551 §4.5.2: 8 kHz clock, 16 kHz audio
+        _ffmpeg("G729", 8000, 8000, "g729", 18),  # RFC 3551 §4.5.6
+        _ffmpeg("GSM", 8000, 8000, "gsm", 3),  # RFC 3551 §4.5.8
+        _ffmpeg("iLBC", 8000, 8000, "ilbc"),  # RFC 3952 §5
+        _ffmpeg("AMR", 8000, 8000, "amrnb"),  # RFC 4867 §8.1
+        _ffmpeg("AMR-WB", 16000, 16000, "amrwb"),  # RFC 4867 §8.2
+        _ffmpeg("opus", 48000, 48000, "opus"),  # RFC 7587 §7: always opus/48000/2
+        _ffmpeg("speex", 8000, 8000, "speex"),  # RFC 5574 §5: narrow, wide, ultra-wide
+        _ffmpeg("speex", 16000, 16000, "speex"),
+        _ffmpeg("speex", 32000, 32000, "speex"),
+    )
+})
+
+# The encoding names srs knows, as SDP spells them (``media.codecs`` takes these).
+CODEC_NAMES: tuple[str, ...] = ("PCMU", "PCMA", "G722", "G729", "opus", "AMR", "AMR-WB",
+                                "iLBC", "GSM", "speex", "L16")
+
+# Rates L16 and CN are taken at: every rate SDP offers them with in practice (RFC 3551
+# §4.5.11 leaves L16's rate open; RFC 3389 §5 CN follows its codec's clock).
+_ANY_RATE = range(8000, 192001)
 
 # RFC 3551 §6 Table 4: static audio payload types -> (encoding name, clock rate).  Listed
 # whether or not srs decodes them, so an SDP without a=rtpmap can still be named.
@@ -91,14 +161,61 @@ STATIC_PAYLOAD_TYPES: Mapping[int, tuple[str, int]] = MappingProxyType(
         18: ("G729", 8000),
     }
 )
+# RFC 3551 §6: static type 10 is L16 stereo, 11 mono.
+_STATIC_CHANNELS = {10: 2}
 
 
-def lookup(encoding_name: str, clock_rate_hz: int) -> Codec | None:
-    """The codec for an ``a=rtpmap`` name and rate, or ``None`` if srs cannot decode it."""
-    return CODECS.get((encoding_name.upper(), clock_rate_hz))
+def available() -> frozenset[str]:
+    """The upper-case encoding names srs decodes here: G.711, L16 and CN always, the
+    FFmpeg-backed ones when the installed FFmpeg decodes them (checked once per process)."""
+    from srs.codecs import ffmpeg  # loads FFmpeg: only where codecs beyond G.711 matter
+
+    found = ffmpeg.decodable()
+    names = {"PCMU", "PCMA", "CN", "L16"}
+    names.update(c.encoding_name.upper() for c in CODECS.values()
+                 if c.ffmpeg is not None and c.ffmpeg in found)
+    return frozenset(names)
+
+
+def lookup(encoding_name: str, clock_rate_hz: int, channels: int | None = None,
+           allowed: Iterable[str] | None = None) -> Codec | None:
+    """The codec for an ``a=rtpmap`` name, rate and channel count, or ``None`` if srs does
+    not decode it (or it is not among ``allowed`` upper-case names, when given).
+
+    Mono only, except Opus (RFC 7587 §7: always ``/2``, decoded to mono) and L16 stereo
+    (recorded as the mean of its channels)."""
+    name = encoding_name.upper()
+    if allowed is not None and name not in allowed and name != "CN":
+        return None
+    if name == "OPUS":
+        if channels not in (None, 1, 2):
+            return None
+    elif channels not in (None, 1) and not (name == "L16" and channels == 2):
+        return None
+    codec = CODECS.get((name, clock_rate_hz))
+    if codec is None:
+        if clock_rate_hz not in _ANY_RATE:
+            return None
+        if name == "CN":
+            return Codec("CN", clock_rate_hz, clock_rate_hz, _decode_comfort_noise,
+                         _no_samples)
+        if name == "L16":
+            if channels == 2:
+                return Codec("L16", clock_rate_hz, clock_rate_hz, _l16_stereo,
+                             _l16_stereo_samples)
+            return Codec("L16", clock_rate_hz, clock_rate_hz, _l16_mono, _l16_mono_samples)
+        return None
+    if codec.ffmpeg is not None:
+        from srs.codecs import ffmpeg  # loads FFmpeg only for an offer that needs it
+
+        if codec.ffmpeg not in ffmpeg.decodable():
+            return None
+    return codec
 
 
 def for_static_payload_type(payload_type: int) -> Codec | None:
     """The codec for a static payload type used without ``a=rtpmap`` (RFC 3551 §6)."""
     known = STATIC_PAYLOAD_TYPES.get(payload_type)
-    return None if known is None else lookup(*known)
+    if known is None:
+        return None
+    return lookup(*known, channels=_STATIC_CHANNELS.get(payload_type))

@@ -254,6 +254,7 @@ class Recorder:
             info=info, started_at=started_at, origin_s=origin_s,
             media_address=media_address, sdp_session_id=str(secrets.randbelow(2**62)),
             srtp_policy=self.config.srtp, source_policy=self.config.media_sources,
+            codec_names=self.config.codecs, sample_rate_hz=self.config.sample_rate_hz,
         )
         if self.config.capture:
             s.capture = SessionCapture(None, self.epoch_offset_s)  # placed with the directory
@@ -322,8 +323,8 @@ class Recorder:
         for stream in stopped:
             self._unbind(s, [stream.port])
         fresh = [x for x in started if x.stem not in s.outputs]  # not a resumed m-line
-        specs = tuple(jobs.OutputSpec(x.stem, x.decoders, x.timeline.clock_rate_hz)
-                      for x in fresh)
+        specs = tuple(jobs.OutputSpec(x.stem, x.decoders, x.timeline.clock_rate_hz,
+                                      x.sample_rate_hz) for x in fresh)
         return answer, specs
 
     def _open(self, s: SessionEntry, specs: tuple[jobs.OutputSpec, ...]

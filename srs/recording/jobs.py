@@ -54,6 +54,7 @@ def report_of(output: StreamOutput, *, final: bool = False) -> OutputReport:
         file=output.path.name,
         duration_s=output.writer.duration_s,
         trimmed_samples=output.assembler.trimmed_samples,
+        decode_errors=output.assembler.decode_errors,
         dtmf=tuple(output.dtmf_events),
         dtmf_dropped=output.dtmf_dropped,
         failed=output.failed,
@@ -80,6 +81,7 @@ class OutputSpec:
     stem: str
     decoders: Mapping[int, Codec]
     clock_rate_hz: int
+    sample_rate_hz: int | None = None  # None: the clock rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,8 @@ class OpenOutputs:
         try:
             for spec in self.specs:
                 output = StreamOutput(self.layout.stream_wav(spec.stem), spec.decoders,
-                                      spec.clock_rate_hz, spec.clock_rate_hz)
+                                      spec.clock_rate_hz,
+                                      spec.sample_rate_hz or spec.clock_rate_hz)
                 output.label = spec.stem
                 opened[spec.stem] = output
         except BaseException:

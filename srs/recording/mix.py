@@ -5,10 +5,11 @@ sidecar (``mix.channels``); for Twilio, left is ``inbound_track`` and right is
 ``outbound_track``.  The files are read and written in chunks, so a two-hour call never
 sits in memory; the shorter stream is padded with silence at its end.
 
-Streams at different sample rates (say G.722 at 16 kHz against PCMU at 8 kHz) are not
-mixed: the result is :class:`MixSkipped` with the reason, which goes into the sidecar's
-``mix_skipped_reason``.  Resampling would put audio in the mix that no stream file holds,
-and each stream's own file already has the full recording.
+Streams at different sample rates (say G.722 at 16 kHz against PCMU at 8 kHz) are mixed
+at the higher rate: the other stream is resampled as it is read (FFmpeg's libswresample,
+:class:`~srs.codecs.resample.Resampler`), so both channels keep their timing.  A stream
+file that is not mono gives :class:`MixSkipped` with the reason, which goes into the
+sidecar's ``mix_skipped_reason``.
 
 The mix is written to ``mix.wav.part`` and renamed when complete, so ``mix.wav`` is either
 whole or absent (a crash mid-mix leaves a ``.part`` that repair removes and redoes).
@@ -27,6 +28,7 @@ from typing import BinaryIO, Final
 import numpy as np
 import numpy.typing as npt
 
+from srs.codecs.resample import Resampler
 from srs.errors import UsageError
 from srs.recording.wav import (
     BYTES_PER_SAMPLE,
@@ -81,31 +83,21 @@ def mix_stereo(
     for path, info in ((left, left_info), (right, right_info)):
         if info.channels != 1:
             return MixSkipped(f"{path.name} has {info.channels} channels, not 1")
-    if left_info.sample_rate_hz != right_info.sample_rate_hz:
-        return MixSkipped(
-            f"sample rates differ: {left.name} {left_info.sample_rate_hz} Hz, "
-            f"{right.name} {right_info.sample_rate_hz} Hz"
-        )
-    # Only what the header vouches for and the file holds (they agree for closed files).
-    left_frames = _frames(left_info)
-    right_frames = _frames(right_info)
+    rate_hz = max(left_info.sample_rate_hz, right_info.sample_rate_hz)
     part = out.with_name(out.name + PART_SUFFIX)
     try:
         with open(left, "rb") as left_file, open(right, "rb") as right_file:
-            left_file.seek(HEADER_BYTES)
-            right_file.seek(HEADER_BYTES)
-            rate_hz = left_info.sample_rate_hz
+            sides = (_Side(left_file, left_info, rate_hz), _Side(right_file, right_info, rate_hz))
+            total = max(side.frames for side in sides)
             with WavWriter(part, rate_hz, channels=2, exclusive=False) as writer:
-                remaining = max(left_frames, right_frames)
-                left_todo, right_todo = left_frames, right_frames
+                remaining = total
                 while remaining > 0:
                     frames = min(chunk_frames, remaining)
                     stereo = np.zeros((frames, 2), dtype=np.int16)
-                    stereo[: min(frames, left_todo), 0] = _read(left_file, left_todo, frames)
-                    stereo[: min(frames, right_todo), 1] = _read(right_file, right_todo, frames)
+                    for channel, side in enumerate(sides):
+                        pcm = side.read(frames)
+                        stereo[: len(pcm), channel] = pcm
                     writer.append(stereo)
-                    left_todo = max(0, left_todo - frames)
-                    right_todo = max(0, right_todo - frames)
                     remaining -= frames
         os.replace(part, out)
     except OSError as exc:
@@ -115,7 +107,46 @@ def mix_stereo(
         unlink_if_present(part)
         raise
     fsync_directory(out.parent)
-    return MixResult(out, left_info.sample_rate_hz, max(left_frames, right_frames))
+    return MixResult(out, rate_hz, total)
+
+
+class _Side:
+    """One mono input, read in order at the mix's rate (resampled when its own is lower)."""
+
+    def __init__(self, source: BinaryIO, info: WavInfo, rate_hz: int) -> None:
+        source.seek(HEADER_BYTES)
+        self._source = source
+        # Only what the header vouches for and the file holds (they agree for closed files).
+        self._todo = _frames(info)
+        self._rate_hz = info.sample_rate_hz
+        self.frames = self._todo * rate_hz // info.sample_rate_hz  # at the mix's rate
+        self._resampler = (Resampler(info.sample_rate_hz, rate_hz)
+                           if info.sample_rate_hz != rate_hz else None)
+        self._ready = np.zeros(0, dtype=np.int16)  # resampled, not handed out yet
+        self._given = 0
+
+    def read(self, frames: int) -> npt.NDArray[np.int16]:
+        """The next ``frames`` at the mix's rate, fewer at the end."""
+        frames = min(frames, self.frames - self._given)
+        resampler = self._resampler
+        if resampler is None:
+            pcm = _read(self._source, self._todo, frames)
+            self._todo -= len(pcm)
+        else:
+            while len(self._ready) < frames:
+                wanted = min(self._todo, max(1, frames * self._rate_hz // resampler.to_rate_hz))
+                if wanted:
+                    chunk = _read(self._source, self._todo, wanted)
+                    self._todo -= len(chunk)
+                    out, _ = resampler.push(chunk)
+                else:
+                    out = resampler.flush()
+                self._ready = np.concatenate((self._ready, out))
+                if not wanted:
+                    break
+            pcm, self._ready = self._ready[:frames], self._ready[frames:]
+        self._given += len(pcm)
+        return pcm
 
 
 def _frames(info: WavInfo) -> int:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from srs import codecs
 from srs.config import Settings
-from srs.errors import UsageError
+from srs.errors import ConfigError, UsageError
 from srs.recording import sidecar as sc
 from srs.rtp.sources import DEFAULT_POLICY, SourcePolicy
 from srs.rtp.srtp import SrtpPolicy
@@ -105,6 +106,8 @@ class RecorderConfig:
     media_sources: SourcePolicy = DEFAULT_POLICY
     rtp_timeout_s: float = 60.0
     max_session_s: float = 14400.0
+    codecs: tuple[str, ...] = ()  # media.codecs, checked against what decodes here
+    sample_rate_hz: int = 0  # recordings.sample_rate
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecorderConfig:
@@ -118,7 +121,22 @@ class RecorderConfig:
                                                   settings.media.networks()),
             rtp_timeout_s=settings.media.rtp_timeout_s,
             max_session_s=settings.media.max_session_s,
+            codecs=_decodable_codecs(settings.media.codecs),
+            sample_rate_hz=settings.recordings.sample_rate,
         )
+
+
+def _decodable_codecs(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``media.codecs``, each a codec srs knows and the installed decoders take."""
+    known = {n.upper(): n for n in codecs.CODEC_NAMES}
+    for name in names:
+        if name.upper() not in known:
+            raise ConfigError("media.codecs", f"unknown codec {name[:40]!r}; known: "
+                              + ", ".join(codecs.CODEC_NAMES))
+        if name.upper() not in codecs.available():
+            raise ConfigError("media.codecs", f"{known[name.upper()]} does not decode with "
+                              "the installed FFmpeg (PyAV)")
+    return tuple(known[n.upper()] for n in names)
 
 
 def final_status(reason: sc.EndReason) -> sc.SessionStatus:

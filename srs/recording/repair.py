@@ -191,8 +191,8 @@ def repair_session(
         try:
             if not path.is_file():
                 raise RecordingFormatError(path, "missing")
-            # The clock rate is right for an empty file's header: it holds no samples.
-            fixed = repair_wav(path, empty_sample_rate_hz=stream.clock_rate)
+            # The file's rate is right for an empty file's header: it holds no samples.
+            fixed = repair_wav(path, empty_sample_rate_hz=stream.sample_rate or stream.clock_rate)
             sha = sha256_file(path)
         except (RecordingFormatError, RecordingIOError) as exc:
             problems.append(f"stream {stream.label!r}: {exc}")

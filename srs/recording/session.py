@@ -19,7 +19,7 @@ from srs import codecs
 from srs.errors import SdpError
 from srs.recording import sidecar as sc
 from srs.recording.layout import metadata_file_name, unique_stream_stem
-from srs.recording.stream import OutputReport, StreamState, decoders_for
+from srs.recording.stream import OutputReport, StreamState, decoders_for, supported_codecs
 from srs.rtp.sources import DEFAULT_POLICY, MediaSources, SourcePolicy
 from srs.rtp.srtp import (
     AcceptedCrypto,
@@ -108,6 +108,10 @@ class RecordingSession:
     sdp_session_id: str
     srtp_policy: SrtpPolicy = "allow"
     source_policy: SourcePolicy = DEFAULT_POLICY
+    # media.codecs: the codecs answered, in this order of preference (empty: every codec
+    # srs decodes, in the offer's order); recordings.sample_rate (0: each codec's own).
+    codec_names: tuple[str, ...] = ()
+    sample_rate_hz: int = 0
     streams: list[StreamState] = field(default_factory=list)
     metadata: MetadataState | None = None
     metadata_updates: list[sc.MetadataUpdate] = field(default_factory=list)
@@ -217,8 +221,13 @@ class RecordingSession:
             origin_session_version=version,
             media_address=self.media_address,
             local_ports=ports,
+            codecs=supported_codecs(self.codec_names),
             answer_crypto=[c.answer if c is not None else None for c in crypto],
+            our_order=bool(self.codec_names),
         )
+
+    def _allowed(self) -> frozenset[str] | None:
+        return frozenset(n.upper() for n in self.codec_names) if self.codec_names else None
 
     def _new_stream(self, offer: SessionDescription, answered: AnsweredStream) -> StreamState:
         taken = {s.stem for s in self.streams}
@@ -228,27 +237,32 @@ class RecordingSession:
         timeline = TrackTimeline(
             self.origin_s, clock, event_payload_types=() if te is None else (te,)
         )
-        decoders = decoders_for(offer, answered.index)
-        timeline.accept_payload_types(offer.media[answered.index].payload_types, decoders)
+        decoders = decoders_for(offer, answered.index, self._allowed())
+        timeline.accept_payload_types(offer.media[answered.index].payload_types, decoders,
+                                      clock_rates_hz=_clock_rates(offer, answered.index))
+        chosen = decoders.get(answered.payload_type) if answered.payload_type is not None \
+            else None
+        rate = self.sample_rate_hz or (chosen.sample_rate_hz if chosen is not None else clock)
         if clock == 8000:
             # RFC 3551 §6: PCMU and PCMA sent without being offered still mean just that
             # (the timeline counts them as unoffered_static).
             decoders = {0: codecs.PCMU, 8: codecs.PCMA} | decoders
         sources = MediaSources(self.source_policy, offer_host=_offer_host(offer, answered.index),
                                signalling_host=self.info.source.address)
-        return StreamState(answered.index, stem, answered, timeline, decoders, sources)
+        return StreamState(answered.index, stem, answered, timeline, decoders, sources, rate)
 
     def _update_stream(
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
     ) -> None:
         """A new offer for an existing stream: direction, codec set; the port is stable.
         A codec the new offer maps is decoded from the file's next write on."""
-        stream.add_decoders(decoders_for(offer, answered.index))
+        stream.add_decoders(decoders_for(offer, answered.index, self._allowed()))
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
         stream.timeline.accept_payload_types(offer.media[answered.index].payload_types,
                                              stream.decoders,
-                                             answered.telephone_event_payload_type)
+                                             answered.telephone_event_payload_type,
+                                             _clock_rates(offer, answered.index))
         stream.sources.offer(_offer_host(offer, answered.index))
         stream.relatch()
 
@@ -331,6 +345,7 @@ class RecordingSession:
                 label=stream.stem, file=report.file,
                 codec=stream.answered.encoding_name or "unknown",
                 clock_rate=stream.timeline.clock_rate_hz,
+                sample_rate=stream.sample_rate_hz,
                 srtp=stream.crypto.suite.name if stream.crypto is not None else None,
                 participant=self.stream_participant(stream),
                 ssrcs=stats.ssrcs,
@@ -342,6 +357,7 @@ class RecordingSession:
                 jitter_ms=round(max(stats.jitter_ms.values(), default=0.0), 3),
                 duration_s=round(report.duration_s, 3),
                 trimmed_samples=report.trimmed_samples,
+                decode_errors=report.decode_errors,
                 dtmf_dropped=report.dtmf_dropped,
                 sha256=report.sha256,
             ))
@@ -377,6 +393,11 @@ class RecordingSession:
         session_id = current.sessions[0].session_id if current.sessions else None
         group_id = current.groups[0].group_id if current.groups else None
         return sc.SiprecIds(session_id=session_id, group_id=group_id)
+
+
+def _clock_rates(offer: SessionDescription, index: int) -> dict[int, int]:
+    """Each payload type's ``a=rtpmap`` clock rate on m-line ``index`` (RFC 4566 §6)."""
+    return {m.payload_type: m.clock_rate_hz for m in offer.media[index].rtpmaps}
 
 
 def _offer_host(offer: SessionDescription, index: int) -> str | None:

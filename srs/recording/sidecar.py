@@ -171,6 +171,9 @@ class StreamRecord:
     file: str
     codec: str
     clock_rate: int
+    sample_rate: int | None = None
+    """The WAV's rate (G.722: 16000 under an 8000 RTP clock); null in sidecars from
+    before it was recorded, whose WAVs are at ``clock_rate``."""
     srtp: str | None = None
     participant: str | None = None
     ssrcs: tuple[int, ...] = ()
@@ -182,11 +185,16 @@ class StreamRecord:
     (a sender that jumped back in time, or a server too overloaded to keep up)."""
     dtmf_dropped: int = 0
     """Key presses of this stream not listed in ``dtmf``: past the cap of 1,000."""
+    decode_errors: int = 0
+    """Packets dropped because the codec's decoder refused them (a broken AMR table of
+    contents, a G.729 payload that is not whole frames)."""
     sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not is_safe_name(self.file):
             raise UsageError(f"stream file {self.file!r} is not a sanitised name")
+        if (self.sample_rate is not None and self.sample_rate < 1) or self.decode_errors < 0:
+            raise UsageError("sample_rate or decode_errors out of range")
         if self.srtp is not None and _SRTP_SUITE.fullmatch(self.srtp) is None:
             raise UsageError("srtp must be a crypto-suite name, never key material")
         if self.clock_rate < 1 or min(self.jitter_ms, self.duration_s, self.dtmf_dropped) < 0:
@@ -450,6 +458,7 @@ def _stream_from(s: _Obj) -> StreamRecord:
         file=s.text("file"),
         codec=s.text("codec"),
         clock_rate=s.integer("clock_rate"),
+        sample_rate=s.opt_integer("sample_rate"),
         srtp=s.opt_text("srtp"),
         participant=s.opt_text("participant"),
         ssrcs=tuple(s.integers("ssrcs")),
@@ -468,6 +477,7 @@ def _stream_from(s: _Obj) -> StreamRecord:
         duration_s=s.number("duration_s"),
         trimmed_samples=s.integer("trimmed_samples") if "trimmed_samples" in s else 0,
         dtmf_dropped=s.integer("dtmf_dropped") if "dtmf_dropped" in s else 0,
+        decode_errors=s.integer("decode_errors") if "decode_errors" in s else 0,
         sha256=s.opt_text("sha256"),
     )
 
@@ -519,6 +529,9 @@ class _Obj:
     def integer(self, key: str) -> int:
         number: int = self._get(key, (int,), "an integer")
         return number
+
+    def opt_integer(self, key: str) -> int | None:
+        return None if self._value.get(key) is None else self.integer(key)
 
     def number(self, key: str) -> float:
         return float(self._get(key, (int, float), "a number"))

@@ -12,6 +12,8 @@ files' objects).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from srs import codecs
@@ -22,10 +24,11 @@ from srs.rtp.packet import is_rtcp
 from srs.rtp.sources import MediaSources
 from srs.rtp.srtp import AcceptedCrypto, SrtpInbound, SrtpReceiver
 from srs.rtp.track import Placed, TrackTimeline
-from srs.sdp.answer import AnsweredStream
+from srs.sdp.answer import AnsweredStream, SupportedCodec
 from srs.sdp.description import SessionDescription
 
-__all__ = ["OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for"]
+__all__ = ["OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for",
+           "supported_codecs"]
 
 # A latched media source silent this long is replaced by the next accepted source that
 # sends (a restarted sender on a new port, NAT rebinding, an SBC failing over) rather than
@@ -43,22 +46,47 @@ class OutputReport:
     file: str  # the WAV's name in the session directory
     duration_s: float = 0.0
     trimmed_samples: int = 0
+    decode_errors: int = 0  # payloads the codec's decoder refused
     dtmf: tuple[sc.DtmfEvent, ...] = ()
     dtmf_dropped: int = 0  # key presses beyond the sidecar's cap, only counted
     failed: str | None = None  # the storage error that stopped the file
     sha256: str | None = None  # once the file is closed (the final report)
 
 
-def decoders_for(offer: SessionDescription, index: int) -> dict[int, Codec]:
+def decoders_for(offer: SessionDescription, index: int,
+                 allowed: Collection[str] | None = None) -> dict[int, Codec]:
     """Every payload type of an m-line that srs can decode (explicit rtpmaps and the RFC 3551
-    static defaults, as the SDP layer resolves them): a sender may switch among the offered
-    codecs without a new offer (RFC 3264 §5.1)."""
+    static defaults, as the SDP layer resolves them), each with its ``a=fmtp``
+    parameters, limited to ``allowed`` upper-case names when given (``media.codecs``): a
+    sender may switch among the offered codecs without a new offer (RFC 3264 §5.1)."""
+    media = offer.media[index]
     out: dict[int, Codec] = {}
-    for rtpmap in offer.media[index].rtpmaps:
-        codec = codecs.lookup(rtpmap.encoding_name, rtpmap.clock_rate_hz)
+    for rtpmap in media.rtpmaps:
+        codec = codecs.lookup(rtpmap.encoding_name, rtpmap.clock_rate_hz, rtpmap.channels,
+                              allowed)
         if codec is not None:
-            out[rtpmap.payload_type] = codec
+            fmtp = media.fmtp(rtpmap.payload_type)
+            out[rtpmap.payload_type] = codec if fmtp is None else codec.with_fmtp(fmtp.params())
     return out
+
+
+@functools.cache
+def supported_codecs(names: tuple[str, ...] = ()) -> tuple[SupportedCodec, ...]:
+    """What an answer may choose: the codecs ``names`` lists (``media.codecs``, in its
+    order), or every codec srs knows, and of them only those that decode here."""
+    have = codecs.available()
+    out: list[SupportedCodec] = []
+    for name in dict.fromkeys(n.upper() for n in (names or codecs.CODEC_NAMES)):
+        if name not in have:
+            continue
+        if name == "L16":  # RFC 3551 §4.5.11: any rate, mono or stereo
+            out.append(SupportedCodec("L16", None, (None, 1, 2)))
+        elif name == "OPUS":  # RFC 7587 §7: always opus/48000/2
+            out.append(SupportedCodec("opus", 48000, (None, 1, 2)))
+        else:
+            out.extend(SupportedCodec(c.encoding_name, c.clock_rate_hz)
+                       for c in codecs.CODECS.values() if c.encoding_name.upper() == name)
+    return tuple(out)
 
 
 class StreamState:
@@ -72,6 +100,7 @@ class StreamState:
         "port",
         "answered",
         "timeline",
+        "sample_rate_hz",
         "decoders",
         "new_decoders",
         "pending",
@@ -94,6 +123,7 @@ class StreamState:
         timeline: TrackTimeline,
         decoders: dict[int, Codec],
         sources: MediaSources,
+        sample_rate_hz: int | None = None,
     ) -> None:
         self.index = index
         self.stem = stem
@@ -101,6 +131,8 @@ class StreamState:
         self.port = answered.port
         self.answered = answered
         self.timeline = timeline
+        # The WAV's rate: the answered codec's audio rate unless the session fixes one.
+        self.sample_rate_hz = sample_rate_hz or timeline.clock_rate_hz
         self.decoders = decoders
         # A later offer's codecs, for the file's next write (the worker owns the file).
         self.new_decoders: dict[int, Codec] | None = None
@@ -158,11 +190,9 @@ class StreamState:
         return batch
 
     def add_decoders(self, offered: dict[int, Codec]) -> None:
-        """The codecs a new offer maps (RFC 3264 §8.3.2: an offer may change them) at the
-        file's rate: from the next write on, the file decodes them too."""
-        rate = self.timeline.clock_rate_hz
-        added = {pt: c for pt, c in offered.items()
-                 if c.sample_rate_hz == rate and self.decoders.get(pt) is not c}
+        """The codecs a new offer maps (RFC 3264 §8.3.2: an offer may change them): from
+        the next write on, the file decodes them too (resampled to the file's rate)."""
+        added = {pt: c for pt, c in offered.items() if self.decoders.get(pt) != c}
         if added:
             self.decoders = self.decoders | added
             self.new_decoders = self.decoders

@@ -2,19 +2,22 @@
 
 :class:`~srs.rtp.track.TrackTimeline` decides on the event loop where each payload goes;
 :class:`PcmAssembler` decodes the payloads in batches (one codec call per run of
-consecutive packets) and lays the audio out with silence in the gaps, never rewinding:
-audio that would overlap what is already laid out loses its overlapping head, counted in
-``trimmed_samples`` (the first arrival wins).  Pure: no I/O, no clock.
+consecutive packets of a stateless codec; a stateful codec's decoder per payload) and
+lays the audio out with silence in the gaps, never rewinding: audio that would overlap
+what is already laid out loses its overlapping head, counted in ``trimmed_samples`` (the
+first arrival wins).  Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
 
-from srs.codecs import Codec
+from srs.codecs import Codec, ffmpeg
+from srs.codecs.formats import PayloadError
+from srs.codecs.resample import Resampler
 from srs.rtp.track import Placed
 
 __all__ = ["PcmAssembler"]
@@ -23,10 +26,11 @@ __all__ = ["PcmAssembler"]
 class PcmAssembler:
     """Lays one track's placed audio out as contiguous int16 PCM with silence in the gaps.
 
-    ``codecs`` maps payload type -> :class:`Codec`; give it only codecs at this file's
-    ``sample_rate_hz`` (payload types without an entry, events included, are skipped and
-    counted in ``undecodable_packets``).  Positions are converted from the track clock rate
-    to the sample rate.
+    ``codecs`` maps payload type -> :class:`Codec` (payload types without an entry, events
+    included, are skipped and counted in ``undecodable_packets``; payloads a decoder
+    refuses are dropped and counted in ``decode_errors``).  Positions are converted from
+    the track clock rate to the file's ``sample_rate_hz``; audio decoded at another rate is
+    resampled to it.
 
     Usage, about once a second and at the end::
 
@@ -49,7 +53,10 @@ class PcmAssembler:
         "trimmed_samples",
         "beyond_end_samples",
         "undecodable_packets",
+        "decode_errors",
         "_codecs",
+        "_frame_decoders",
+        "_resamplers",
         "_segments",
         "_end",
     )
@@ -64,6 +71,10 @@ class PcmAssembler:
         self.trimmed_samples = 0
         self.beyond_end_samples = 0
         self.undecodable_packets = 0
+        self.decode_errors = 0  # payloads their codec's decoder refused (dropped)
+        # Per payload type: a stateful codec's decoder, a resampler to the file's rate.
+        self._frame_decoders: dict[int, ffmpeg.FrameDecoder] = {}
+        self._resamplers: dict[int, Resampler] = {}
         # Decoded audio not handed out yet: (start sample, pcm), in order, non-overlapping.
         self._segments: list[tuple[int, npt.NDArray[np.int16]]] = []
         self._end = 0  # end of the audio laid out so far (never decreases)
@@ -81,17 +92,24 @@ class PcmAssembler:
         return self._end * self.clock_rate_hz // self.sample_rate_hz
 
     def use_codecs(self, codecs: Mapping[int, Codec]) -> None:
-        """Decode with ``codecs`` from now on (a new offer mapped more payload types)."""
+        """Decode with ``codecs`` from now on (a new offer mapped more payload types); a
+        payload type whose codec changed gets a fresh decoder."""
+        for pt, codec in codecs.items():
+            if self._codecs.get(pt) != codec:
+                self._frame_decoders.pop(pt, None)
+                self._resamplers.pop(pt, None)
         self._codecs = dict(codecs)
 
     def add(self, placed: Iterable[Placed]) -> None:
         """Decode and lay out placed payloads, in the order the timeline produced them.
 
-        Consecutive payloads of one codec that follow each other without a gap are joined
-        and decoded in one call.
+        Consecutive payloads of one stateless codec that follow each other without a gap
+        are joined and decoded in one call; a stateful codec's payloads go through its
+        decoder one by one, its state running across them.
         """
         run_codec: Codec | None = None
-        run_start = run_next = 0
+        run_decode: Callable[[bytes], npt.NDArray[np.int16]] | None = None
+        run_pt = run_start = run_next = 0
         run: list[bytes] = []
         for item in placed:
             codec = None if item.is_event else self._codecs.get(item.payload_type)
@@ -99,16 +117,53 @@ class PcmAssembler:
                 self.undecodable_packets += 1
                 continue
             start = self._to_samples(item.offset_samples)
+            decode, samples_in = codec.decode, codec.samples_in
+            if decode is None or samples_in is None:  # stateful: one payload at a time
+                if run_codec is not None and run_decode is not None:
+                    self._place(run_codec, run_pt, run_start, run_decode(b"".join(run)))
+                    run_codec = None
+                self._decode_frame(codec, item, start)
+                continue
             if codec is run_codec and start == run_next:
                 run.append(item.payload)
             else:
-                if run_codec is not None:
-                    self._lay_out(run_start, run_codec.decode(b"".join(run)))
-                run_codec, run_start, run = codec, start, [item.payload]
-                run_next = start
-            run_next += codec.samples_in(item.payload)
-        if run_codec is not None:
-            self._lay_out(run_start, run_codec.decode(b"".join(run)))
+                if run_codec is not None and run_decode is not None:
+                    self._place(run_codec, run_pt, run_start, run_decode(b"".join(run)))
+                run_codec, run_decode, run_pt = codec, decode, item.payload_type
+                run_start = run_next = start
+                run = [item.payload]
+            run_next += samples_in(item.payload) * self.sample_rate_hz // codec.sample_rate_hz
+        if run_codec is not None and run_decode is not None:
+            self._place(run_codec, run_pt, run_start, run_decode(b"".join(run)))
+
+    def _decode_frame(self, codec: Codec, item: Placed, start: int) -> None:
+        decoder = self._frame_decoders.get(item.payload_type)
+        if decoder is None:
+            if codec.ffmpeg is None:  # neither kind of decoder: nothing to decode with
+                self.undecodable_packets += 1
+                return
+            decoder = ffmpeg.new_decoder(codec.ffmpeg, codec.sample_rate_hz, dict(codec.fmtp))
+            self._frame_decoders[item.payload_type] = decoder
+        try:
+            pcm = decoder.decode(item.payload)
+        except PayloadError:
+            self.decode_errors += 1
+            return
+        self._place(codec, item.payload_type, start, pcm)
+
+    def _place(self, codec: Codec, payload_type: int, start: int,
+               pcm: npt.NDArray[np.int16]) -> None:
+        """Lay out audio decoded at the codec's rate, resampled to the file's when they
+        differ (placed where the resampler's delayed output belongs)."""
+        if codec.sample_rate_hz != self.sample_rate_hz:
+            resampler = self._resamplers.get(payload_type)
+            if resampler is None or resampler.from_rate_hz != codec.sample_rate_hz:
+                resampler = Resampler(codec.sample_rate_hz, self.sample_rate_hz)
+                self._resamplers[payload_type] = resampler
+            end = start + len(pcm) * self.sample_rate_hz // codec.sample_rate_hz
+            pcm, buffered = resampler.push(pcm)
+            start = end - buffered - len(pcm)
+        self._lay_out(start, pcm)
 
     def _lay_out(self, start: int, pcm: npt.NDArray[np.int16]) -> None:
         if start < self._end:

@@ -244,12 +244,22 @@ class TrackTimeline:
         self._finished = False
 
     def accept_payload_types(self, offered: Iterable[int], decodable: Iterable[int],
-                             event: int | None = None) -> None:
+                             event: int | None = None,
+                             clock_rates_hz: Mapping[int, int] | None = None) -> None:
         """Add what an offer's m-line listed (RFC 3264 §5.1: a sender may use any of them),
-        which of them srs decodes, and the telephone-event type a new answer accepted; from
-        now on other payload types are not placed."""
+        which of them srs decodes, the telephone-event type a new answer accepted and the
+        ``a=rtpmap`` clock rate of each payload type; from now on other payload types are
+        not placed."""
         if event is not None:
             self._event_pts |= {event}
+        if clock_rates_hz:
+            # Only rates other than the track's are kept: the per-packet path looks them
+            # up only when there are any.
+            for pt, rate in clock_rates_hz.items():
+                if rate != self.clock_rate_hz:
+                    self._pt_rates[pt] = rate
+                else:
+                    self._pt_rates.pop(pt, None)
         self._offered |= frozenset(offered)
         placeable = (self._placeable or frozenset()) | (self._offered & frozenset(decodable))
         self._placeable = placeable | self._event_pts

@@ -45,20 +45,24 @@ TELEPHONE_EVENT = "telephone-event"  # RFC 4733 §7.1.1
 
 @dataclass(frozen=True, slots=True)
 class SupportedCodec:
-    """A codec srs can decode: RTP encoding name (case-insensitive) and SDP clock rate."""
+    """A codec srs can decode: RTP encoding name (case-insensitive), SDP clock rate
+    (``None``: any rate, as L16 takes) and the ``a=rtpmap`` channel counts it takes
+    (``None`` is an rtpmap without one)."""
 
     encoding_name: str
-    clock_rate_hz: int
+    clock_rate_hz: int | None
+    channels: tuple[int | None, ...] = (None, 1)
 
     def matches(self, rtpmap: RtpMap) -> bool:
         return (
             rtpmap.encoding_name.lower() == self.encoding_name.lower()
-            and rtpmap.clock_rate_hz == self.clock_rate_hz
-            and rtpmap.channels in (None, 1)
+            and self.clock_rate_hz in (None, rtpmap.clock_rate_hz)
+            and rtpmap.channels in self.channels
         )
 
 
-# srs decodes G.711 (RFC 3551 §4.5.14); which of them is answered is the offer's choice.
+# The pure SDP layer's default: G.711 (RFC 3551 §4.5.14).  The recording core passes
+# every codec the installed decoders take (srs.recording.stream.supported_codecs).
 DEFAULT_CODECS = (SupportedCodec("PCMU", 8000), SupportedCodec("PCMA", 8000))
 
 
@@ -111,11 +115,13 @@ def build_answer(
     local_ports: Sequence[int],
     codecs: Sequence[SupportedCodec] = DEFAULT_CODECS,
     answer_crypto: Sequence[CryptoAttribute | None] | None = None,
+    our_order: bool = False,
 ) -> SdpAnswer:
     """Answer ``offer`` as a recorder (RFC 3264 §6, RFC 7866 §8).
 
     ``local_ports[i]`` is our RTP port for m-line ``i`` (0 declines it).  ``codecs`` are
-    what srs decodes; the first offered one of them is chosen, in the offer's order.
+    what srs decodes; the first offered one of them is chosen, in the offer's order, or
+    in the order of ``codecs`` with ``our_order`` (an operator's preference list).
     ``answer_crypto[i]`` is our key for an SRTP m-line, with the tag and suite of the
     offered ``a=crypto`` it accepts (RFC 4568 §7.1.2); an SRTP m-line without one is
     declined.  The caller keeps
@@ -140,7 +146,7 @@ def build_answer(
         raise UsageError("origin session id and version must be non-negative integers")
     addrtype = "IP4" if address.version == 4 else "IP6"
     answered = [
-        _answer_media(i, media, local_ports[i], codecs, crypto_per_line[i])
+        _answer_media(i, media, local_ports[i], codecs, crypto_per_line[i], our_order)
         for i, media in enumerate(offer.media)
     ]
     if not any(stream.accepted for stream, _ in answered):
@@ -177,11 +183,12 @@ def _answer_media(
     local_port: int,
     codecs: Sequence[SupportedCodec],
     crypto: CryptoAttribute | None,
+    our_order: bool,
 ) -> tuple[AnsweredStream, MediaDescription]:
     reason = _decline_reason(offered, local_port, crypto)
     chosen = None
     if reason is None:
-        chosen = _choose_codec(offered, codecs)
+        chosen = _choose_codec(offered, codecs, our_order)
         if chosen is None:
             reason = "no codec srs decodes"
     if reason is not None or chosen is None:
@@ -254,11 +261,18 @@ def _decline_reason(
     return None
 
 
-def _choose_codec(offered: MediaDescription, codecs: Sequence[SupportedCodec]) -> RtpMap | None:
+def _choose_codec(offered: MediaDescription, codecs: Sequence[SupportedCodec],
+                  our_order: bool) -> RtpMap | None:
     """The first offered codec srs decodes, in the offerer's order (RFC 3264 §5.1: an
-    m-line lists its formats in order of preference).  A recording client forks the codec the call
-    uses and lists it first (an SBC does not transcode for the recorder), so that is the
-    one srs records."""
+    m-line lists its formats in order of preference), or in ours with ``our_order``.
+    A recording client forks the codec the call uses and lists it first (an SBC does not
+    transcode for the recorder), so by default that is the one srs records."""
+    if our_order:
+        for codec in codecs:
+            for rtpmap in offered.rtpmaps:
+                if codec.matches(rtpmap):
+                    return rtpmap
+        return None
     for rtpmap in offered.rtpmaps:
         if any(codec.matches(rtpmap) for codec in codecs):
             return rtpmap
@@ -266,16 +280,12 @@ def _choose_codec(offered: MediaDescription, codecs: Sequence[SupportedCodec]) -
 
 
 def _telephone_event(offered: MediaDescription, clock_rate_hz: int) -> RtpMap | None:
-    """The offered RFC 4733 payload type at the chosen codec's clock rate, if any."""
-    return next(
-        (
-            rtpmap
-            for rtpmap in offered.rtpmaps
-            if rtpmap.encoding_name.lower() == TELEPHONE_EVENT
-            and rtpmap.clock_rate_hz == clock_rate_hz
-        ),
-        None,
-    )
+    """The offered RFC 4733 payload type at the chosen codec's clock rate, else the first
+    one offered at another rate (RFC 4733 §2.1 ties an event's timestamps to its own
+    rtpmap rate; the track converts them)."""
+    events = [m for m in offered.rtpmaps if m.encoding_name.lower() == TELEPHONE_EVENT]
+    same = [m for m in events if m.clock_rate_hz == clock_rate_hz]
+    return next(iter(same or events), None)
 
 
 def _declined(

@@ -44,6 +44,8 @@ MAX_MEDIA = 16
 # RTP payload types are 7 bits (RFC 3550 §5.1): at most 128 distinct formats.
 MAX_FORMATS = 128
 MAX_RTP_PAYLOAD_TYPE = 127
+# Parameters read from one a=fmtp line (hostile input: a bounded count).
+MAX_FMTP_PARAMETERS = 32
 
 _T = TypeVar("_T")
 
@@ -195,6 +197,17 @@ class Fmtp:
 
     def __str__(self) -> str:
         return f"{self.payload_type} {self.parameters}"
+
+    def params(self) -> dict[str, str]:
+        """The ``name=value`` parameters separated by ``;`` (RFC 4867 §8.2, RFC 3952 §5,
+        RFC 7587 §6.1), names lower-cased, at most :data:`MAX_FMTP_PARAMETERS`; a name
+        without a value maps to ``""``."""
+        out: dict[str, str] = {}
+        for item in self.parameters.split(";")[:MAX_FMTP_PARAMETERS]:
+            name, _, value = item.partition("=")
+            if name.strip():
+                out[name.strip().lower()] = value.strip()
+        return out
 
 
 def _payload_type(text: str, where: str) -> int:

@@ -52,6 +52,7 @@ def twilio_sidecar() -> SessionSidecar:
                 file="inbound_track.wav",
                 codec="PCMU",
                 clock_rate=8000,
+                sample_rate=8000,
                 srtp="AES_CM_128_HMAC_SHA1_80",
                 participant="p1",
                 ssrcs=(0x1234_5678, 0xFFFF_FFFF),

@@ -63,12 +63,32 @@ def test_existing_mix_is_replaced(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data, np.column_stack([ramp(4), ramp(4)]))
 
 
-def test_different_rates_are_skipped_with_a_reason(tmp_path: Path) -> None:
-    a = mono(tmp_path / "a.wav", ramp(10), 8000)
-    b = mono(tmp_path / "b.wav", ramp(10), 16000)
-    result = mix_stereo(a, b, tmp_path / "mix.wav")
-    assert result == MixSkipped("sample rates differ: a.wav 8000 Hz, b.wav 16000 Hz")
-    assert not (tmp_path / "mix.wav").exists()
+def _sine(freq_hz: float, seconds: float, rate_hz: int) -> np.ndarray:
+    t = np.arange(round(seconds * rate_hz)) / rate_hz
+    return np.round(8000 * np.sin(2 * np.pi * freq_hz * t)).astype(np.int16)
+
+
+@pytest.mark.parametrize("chunk_frames", [64 * 1024, 1000, 7])
+def test_different_rates_mix_at_the_higher_rate_and_stay_aligned(
+    tmp_path: Path, chunk_frames: int
+) -> None:
+    """8 kHz against 16 kHz: the 8 kHz side is resampled; its tone keeps its frequency and
+    its onset stays where it was (within 1 ms), whatever the chunking."""
+    from tests.e2e.audio import dominant_frequency
+
+    narrow = np.concatenate((np.zeros(4000, np.int16), _sine(440.0, 1.5, 8000)))
+    wide = np.concatenate((np.zeros(8000, np.int16), _sine(5000.0, 1.0, 16000)))
+    a = mono(tmp_path / "a.wav", narrow, 8000)
+    b = mono(tmp_path / "b.wav", wide, 16000)
+    result = mix_stereo(a, b, tmp_path / "mix.wav", chunk_frames=chunk_frames)
+    assert isinstance(result, MixResult) and result.sample_rate_hz == 16000
+    data, rate = sf.read(tmp_path / "mix.wav", dtype="int16")
+    assert rate == 16000 and data.shape == (2 * len(narrow), 2) == (result.frames, 2)
+    left, right = data[:, 0], data[:, 1]
+    np.testing.assert_array_equal(right[: len(wide)], wide)
+    onset = int(np.flatnonzero(np.abs(left) > 1000)[0])
+    assert abs(onset - 8000) <= 16
+    assert dominant_frequency(left[10000:-1000], 16000) == pytest.approx(440.0, abs=2)
 
 
 def test_a_stereo_input_is_skipped_with_a_reason(tmp_path: Path) -> None:

@@ -70,12 +70,22 @@ def test_pcma_sent_without_being_offered_is_decoded_and_counted(tmp_path: Path) 
 
 
 def test_an_offered_codec_srs_cannot_decode_is_counted_not_silent(tmp_path: Path) -> None:
-    # G.729 (static 18) offered beside PCMU: the answer takes PCMU, the sender uses G.729.
-    record, track, _ = run(tmp_path, [(18, b"\x11" * 20) for _ in range(30)],
-                           codecs="0 18 101")
+    # G.723 (static 4) offered beside PCMU: the answer takes PCMU, the sender uses G.723.
+    record, track, _ = run(tmp_path, [(4, b"\x11" * 24) for _ in range(30)],
+                           codecs="0 4 101")
     assert record["packets"]["dropped"] == {"undecodable_payload": 30}
     assert record["packets"]["unoffered_static"] == 0
     assert not track.any()
+
+
+def test_payloads_the_decoder_refuses_are_dropped_and_counted(tmp_path: Path) -> None:
+    """RFC 3551 §4.5.6: G.729 is 10-byte frames and at most one 2-byte SID; a 7-byte
+    payload is neither, is dropped and counted in decode_errors, and the good ones around
+    it are decoded."""
+    sent = [(18, bytes(7) if n % 10 == 9 else bytes(20)) for n in range(30)]
+    record, _, _ = run(tmp_path, sent, codecs="0 18 101")
+    assert record["decode_errors"] == 3 and record["packets"]["dropped"] == {}
+    assert record["sample_rate"] == record["clock_rate"] == 8000
 
 
 def test_a_codec_first_offered_by_a_reinvite_is_decoded(tmp_path: Path) -> None:

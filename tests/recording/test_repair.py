@@ -205,16 +205,16 @@ def test_two_streams_without_a_plan_mix_in_stream_order(tmp_path: Path) -> None:
     )
 
 
-def test_different_rates_record_why_there_is_no_mix(tmp_path: Path) -> None:
+def test_different_rates_are_mixed_at_the_higher_rate(tmp_path: Path) -> None:
     rates = {"a.wav": 8000, "b.wav": 16000}
-    samples = {"a.wav": ramp(5), "b.wav": ramp(5)}
+    samples = {"a.wav": ramp(500), "b.wav": ramp(1000)}
     layout = make_session(tmp_path, "s", two_streams(), samples, rates_hz=rates)
     outcome = repair_session(layout.directory)
-    reason = "sample rates differ: a.wav 8000 Hz, b.wav 16000 Hz"
-    assert outcome is not None and outcome.mix == MixSkipped(reason)
+    assert outcome is not None and isinstance(outcome.mix, MixResult)
+    assert (outcome.mix.sample_rate_hz, outcome.mix.frames) == (16000, 1000)
     final = read_sidecar(layout.sidecar)
-    assert (final.mix, final.mix_skipped_reason) == (None, reason)
-    assert not layout.mix.exists()
+    assert final.mix is not None and final.mix_skipped_reason is None
+    assert layout.mix.exists()
 
 
 def test_missing_stream_file_is_reported_and_the_rest_repaired(tmp_path: Path) -> None:

@@ -95,6 +95,7 @@ def test_full_sidecar_json_validates_and_round_trips() -> None:
         "file": "inbound_track.wav",
         "codec": "PCMU",
         "clock_rate": 8000,
+        "sample_rate": 8000,
         "srtp": "AES_CM_128_HMAC_SHA1_80",
         "participant": "p1",
         "ssrcs": [0x12345678, 0xFFFFFFFF],
@@ -112,6 +113,7 @@ def test_full_sidecar_json_validates_and_round_trips() -> None:
         "duration_s": 10.0,
         "trimmed_samples": 0,
         "dtmf_dropped": 0,
+        "decode_errors": 0,
         "sha256": None,
     }
     assert doc["mix"] == {

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -106,6 +107,66 @@ def test_sample_rate_other_than_the_clock_rate() -> None:
     assembler = PcmAssembler({9: doubled}, 8000, 16000)
     assembler.add([audio(2, 0x80, samples=2, payload_type=9), audio(4, 0x80, 1, 9)])
     assert assembler.finish(6).tolist() == [0] * 4 + [value(0x80)] * 6 + [0, 0]
+
+
+def _g722_track(seconds: float) -> tuple[list[Placed], int]:
+    from tests.codecs.encoders import available, encode, tone
+
+    if (reason := available("G722")) is not None:
+        pytest.skip(reason)
+    rtp = encode("G722", tone([440.0, 5000.0], seconds, 16000), 16000, ptime_ms=20)
+    return [Placed(ts, 9, p, 1, ts) for p, ts in zip(rtp.payloads, rtp.timestamps, strict=True)], \
+        rtp.timestamps[-1] + 160
+
+
+def test_a_stateful_codec_decodes_payload_by_payload_at_its_own_rate() -> None:
+    """G.722 (RFC 3551 §4.5.2): positions on the 8 kHz RTP clock, audio at 16 kHz, one
+    decoder whose state runs across the packets: both tones come through and the lost
+    packet is exactly 320 samples of silence."""
+    from tests.e2e.audio import band_energy_ratio
+
+    placed, end = _g722_track(1.0)
+    g722 = codecs.lookup("G722", 8000)
+    assert g722 is not None
+    assembler = PcmAssembler({9: g722}, 8000, 16000)
+    assembler.add(placed[:10] + placed[11:])  # packet 10 lost
+    pcm = assembler.finish(end)
+    assert len(pcm) == 16000 and assembler.decode_errors == 0
+    assert not pcm[3200:3520].any() and pcm[3520:3840].any()
+    steady = pcm[4000:]
+    assert band_energy_ratio(steady, 16000, 440, 2500) > 30
+    assert band_energy_ratio(steady, 16000, 5000, 2500) > 30
+
+
+def test_a_refused_payload_is_dropped_and_counted() -> None:
+    """RFC 3551 §4.5.6: a G.729 payload is 10-byte frames and at most one 2-byte SID."""
+    g729 = codecs.lookup("G729", 8000)
+    assert g729 is not None
+    assembler = PcmAssembler({18: g729}, 8000)
+    assembler.add([Placed(0, 18, bytes(20), 1, 0), Placed(160, 18, bytes(7), 1, 160),
+                   Placed(320, 18, bytes(22), 1, 320)])
+    assert len(assembler.finish(480)) == 480
+    assert assembler.decode_errors == 1
+
+
+def test_audio_at_another_rate_is_resampled_and_stays_contiguous() -> None:
+    """PCMU in a 16 kHz file (a sender that switched from G.722): resampled, in place,
+    with no gap between packets where the resampler's delay would leave one."""
+    from tests.e2e.audio import dominant_frequency
+
+    t = np.arange(8000) / 8000
+    law = codecs.PCMU.encode
+    assert law is not None
+    payload = law(np.round(8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16))
+    assembler = PcmAssembler(PCMU, 8000, 16000)
+    for start in range(0, 8000, 160):  # one tick per packet: the worst case
+        assembler.add([Placed(start, 0, payload[start:start + 160], 1, start)])
+    pcm = assembler.finish(8000)
+    assert len(pcm) == 16000
+    steady = pcm[400:-400]
+    silent = np.flatnonzero(np.convolve(np.abs(steady) < 50, np.ones(8), "valid") == 8)
+    assert len(silent) == 0  # no run of 8 near-zero samples: no gaps between packets
+    assert abs(dominant_frequency(steady, 16000) - 440.0) < 5
 
 
 @settings(max_examples=200)
