@@ -222,7 +222,7 @@ def test_metadata_only_update(server: RunningServer) -> None:
 
 def test_nothing_acceptable_is_488(server: RunningServer) -> None:
     client = SipClient("127.0.0.1", server.sip_port, token=TOKEN)
-    offer = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+    offer = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 4 96\r\na=rtpmap:4 G723/8000\r\na=rtpmap:96 MP4A-LATM/90000\r\n"
     _, response = client.invite(sdp=offer)
     client.close()
     assert response.status == 488
