@@ -324,7 +324,8 @@ class Recorder:
             self._unbind(s, [stream.port])
         fresh = [x for x in started if x.stem not in s.outputs]  # not a resumed m-line
         specs = tuple(jobs.OutputSpec(x.stem, x.decoders, x.timeline.clock_rate_hz,
-                                      x.sample_rate_hz) for x in fresh)
+                                      x.sample_rate_hz, x.timeline.payload_clock_rates_hz)
+                      for x in fresh)
         return answer, specs
 
     def _open(self, s: SessionEntry, specs: tuple[jobs.OutputSpec, ...]

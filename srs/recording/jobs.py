@@ -82,6 +82,8 @@ class OutputSpec:
     decoders: Mapping[int, Codec]
     clock_rate_hz: int
     sample_rate_hz: int | None = None  # None: the clock rate
+    # Payload types whose a=rtpmap rate is not the track's (telephone-event/8000 by Opus).
+    clock_rates_hz: Mapping[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,8 @@ class OpenOutputs:
             for spec in self.specs:
                 output = StreamOutput(self.layout.stream_wav(spec.stem), spec.decoders,
                                       spec.clock_rate_hz,
-                                      spec.sample_rate_hz or spec.clock_rate_hz)
+                                      spec.sample_rate_hz or spec.clock_rate_hz,
+                                      spec.clock_rates_hz)
                 output.label = spec.stem
                 opened[spec.stem] = output
         except BaseException:

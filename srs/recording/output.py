@@ -41,11 +41,11 @@ class StreamOutput:
     """One stream's files, driven from the worker thread: decode, lay out, write."""
 
     def __init__(self, path: Path, decoders: Mapping[int, Codec], clock_rate_hz: int,
-                 sample_rate_hz: int) -> None:
+                 sample_rate_hz: int, event_rates_hz: Mapping[int, int] | None = None) -> None:
         self.path = path
         self.assembler = PcmAssembler(decoders, clock_rate_hz, sample_rate_hz)
         self.writer = WavWriter(path, sample_rate_hz)
-        self.dtmf = DtmfDetector(clock_rate_hz)
+        self.dtmf = DtmfDetector(clock_rate_hz, event_rates_hz)
         self.dtmf_events: list[sc.DtmfEvent] = []
         self.dtmf_dropped = 0
         self._last_press: DtmfEvent | None = None  # the last one listed, as detected

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from srs.errors import RtpError, UsageError
 from srs.rtp.track import TELEPHONE_EVENT_BYTES, Placed
@@ -110,15 +111,20 @@ class DtmfDetector:
     Feed it the ``is_event`` :class:`Placed` items of a :class:`~srs.rtp.track.TrackTimeline`
     in the order the timeline produced them.  ``clock_rate_hz`` is the rate of the track's
     positions and of the event durations (RFC 4733 §2.3.5: the duration is in the
-    timestamp units of the stream).
+    timestamp units of the stream), except for the payload types of ``event_rates_hz``,
+    whose ``a=rtpmap`` gives another rate (telephone-event/8000 beside Opus): their
+    durations are converted to the track's rate.
     """
 
-    __slots__ = ("clock_rate_hz", "_current", "_ended")
+    __slots__ = ("clock_rate_hz", "_rates", "_current", "_ended")
 
-    def __init__(self, clock_rate_hz: int) -> None:
+    def __init__(self, clock_rate_hz: int,
+                 event_rates_hz: Mapping[int, int] | None = None) -> None:
         if clock_rate_hz <= 0:
             raise UsageError(f"clock_rate_hz must be positive, not {clock_rate_hz}")
         self.clock_rate_hz = clock_rate_hz
+        self._rates = {pt: rate for pt, rate in (event_rates_hz or {}).items()
+                       if 0 < rate != clock_rate_hz}
         # The event in progress: (key, code, start offset, longest duration, volume).
         self._current: _InProgress | None = None
         self._ended: deque[tuple[int, int]] = deque(maxlen=_ENDED_MEMORY)
@@ -129,6 +135,9 @@ class DtmfDetector:
         Raises ``RtpError("telephone_event")`` for a payload too short to read.
         """
         parsed = TelephoneEvent.parse(placed.payload)
+        rate = self._rates.get(placed.payload_type) if self._rates else None
+        if rate is not None:
+            parsed = replace(parsed, duration=parsed.duration * self.clock_rate_hz // rate)
         key = (placed.ssrc, placed.timestamp)
         if key in self._ended:
             return []  # RFC 4733 §2.5.1.4: a repeat of an E packet (or a stray after it)

@@ -264,6 +264,11 @@ class TrackTimeline:
         placeable = (self._placeable or frozenset()) | (self._offered & frozenset(decodable))
         self._placeable = placeable | self._event_pts
 
+    @property
+    def payload_clock_rates_hz(self) -> dict[int, int]:
+        """The payload types whose ``a=rtpmap`` clock rate is not the track's, and theirs."""
+        return dict(self._pt_rates)
+
     def _new_buffer(self) -> ReorderBuffer[RtpPacket]:
         return ReorderBuffer(self.config.reorder_depth_packets, self.config.reorder_hold_s)
 

@@ -16,6 +16,7 @@ import soundfile as sf
 from srs.codecs.g711 import pcma_encode, pcmu_encode
 from srs.errors import ConfigError
 from srs.recording.policy import RecorderConfig
+from srs.rtp.dtmf import TelephoneEvent
 from tests.codecs.encoders import available, encode, tone
 from tests.e2e.audio import band_energy_ratio, dominant_frequency
 from tests.recording.corehost import PEER, CoreHost
@@ -191,3 +192,41 @@ def test_media_codecs_names_are_checked_at_start_up() -> None:
     bad = load_settings(None, {}, {"media": {"codecs": ["G723"]}})
     with pytest.raises(ConfigError, match=r"media\.codecs.*G723"):
         RecorderConfig.from_settings(bad)
+
+
+@pytest.mark.parametrize("event_rate", [48000, 8000])
+def test_telephone_events_are_kept_with_opus_at_either_clock_rate(
+    tmp_path: Path, event_rate: int
+) -> None:
+    """RFC 4733 §2.1: an event's timestamps run on its own rtpmap's clock.  Offered with
+    Opus at 48000 or (as some SBCs do) at 8000, key presses reach the sidecar at the time
+    they were pressed, and the Opus audio around them decodes."""
+    skip_unless("opus")
+    lines = offer([97, 101]).replace("telephone-event/8000", f"telephone-event/{event_rate}")
+    host = CoreHost(tmp_path)
+    dialog = host.invite(["inbound"], sdp=lines)
+    final = host.final_for(dialog, "INVITE")
+    assert final is not None and f"a=rtpmap:101 telephone-event/{event_rate}" in \
+        final.body.decode()
+    host.advance(0.1)
+    rtp = encode("opus", tone([440.0], 1.0, 48000), 48000)
+    packets: list[tuple[int, int, bytes]] = []
+    for n, (ts, payload) in enumerate(zip(rtp.timestamps, rtp.payloads, strict=True)):
+        packets.append((97, ts, payload))
+        if n in (20, 21, 22):  # one press of "5", 60 ms, starting at packet 20
+            step = event_rate // 50
+            start = 20 * step
+            event = bytes(TelephoneEvent(5, n == 22, 10, (n - 19) * step))
+            packets.append((101, start, event))
+    send(host, packets)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    doc = json.loads((directory / "session.json").read_text())
+    [press] = doc["dtmf"]
+    assert press["digit"] == "5" and press["duration_ms"] == 60
+    [record] = doc["streams"]
+    assert record["packets"]["dropped"] == {} and record["sample_rate"] == 48000
+    first = doc["dtmf"][0]["at_s"]
+    assert first == pytest.approx(0.1 + 20 * 0.02, abs=0.05)
+    track, rate = sf.read(directory / "inbound.wav", dtype="int16")
+    assert dominant_frequency(track[rate // 2:-rate // 10], rate) == pytest.approx(440, abs=5)
