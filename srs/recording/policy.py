@@ -20,6 +20,7 @@ from srs.rtp.srtp import SrtpPolicy
 from srs.rtp.track import TrackTimeline
 
 __all__ = [
+    "answered_codecs",
     "final_status",
     "SIDECAR_EVERY_TICKS",
     "SILENCE_LAG_S",
@@ -121,13 +122,23 @@ class RecorderConfig:
                                                   settings.media.networks()),
             rtp_timeout_s=settings.media.rtp_timeout_s,
             max_session_s=settings.media.max_session_s,
-            codecs=_decodable_codecs(settings.media.codecs),
+            codecs=_decodable_codecs(settings.media.codecs, warm=True),
             sample_rate_hz=settings.recordings.sample_rate,
         )
 
 
-def _decodable_codecs(names: tuple[str, ...]) -> tuple[str, ...]:
-    """``media.codecs``, each a codec srs knows and the installed decoders take."""
+def answered_codecs(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The codecs srs answers with: ``media.codecs`` (checked), or every one it knows that
+    the installed decoders take, as SDP names."""
+    have = codecs.available()
+    return _decodable_codecs(names) or tuple(n for n in codecs.CODEC_NAMES if n.upper() in have)
+
+
+def _decodable_codecs(names: tuple[str, ...], *, warm: bool = False) -> tuple[str, ...]:
+    """``media.codecs``, each a codec srs knows and the installed decoders take (``warm``:
+    probe the decoders now, not on the first offer, even when the list is empty)."""
+    if warm:
+        codecs.available()
     known = {n.upper(): n for n in codecs.CODEC_NAMES}
     for name in names:
         if name.upper() not in known:

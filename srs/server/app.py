@@ -28,7 +28,7 @@ from srs.ops.retention import StorageGuard, run_retention
 from srs.ops.webhook import Outbox, WebhookConfig, WebhookSender, WebhookUrl, make_ssl_context
 from srs.recording.capture import CaptureRecord, redact
 from srs.recording.core import Recorder
-from srs.recording.policy import RecorderConfig, quantize_s
+from srs.recording.policy import RecorderConfig, answered_codecs, quantize_s
 from srs.recording.repair import INDEX_FILE, repair_recordings
 from srs.server.media import SocketMedia
 from srs.server.pool import WorkerPool
@@ -113,6 +113,9 @@ class Application:
         loop = asyncio.get_running_loop()
         self._loop = loop
         started = time.time()
+        # media.codecs is checked against what the installed FFmpeg decodes (each decoder
+        # opened and given a frame, once per process) before anything listens.
+        answered = await asyncio.to_thread(answered_codecs, self.settings.media.codecs)
         await asyncio.to_thread(_usable_directory, self.settings.recordings.dir, "recordings.dir")
         report = await asyncio.to_thread(
             repair_recordings, self.settings.recordings.dir, started_before=None,
@@ -175,6 +178,7 @@ class Application:
             host=self.settings.sip.host,
             rtp=f"{self.settings.media.port_min}-{self.settings.media.port_max}",
             auth=self.core.authenticator.enabled,
+            codecs=",".join(answered),
             repair_s=round(time.time() - started, 3),
         )
 

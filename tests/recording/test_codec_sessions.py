@@ -230,3 +230,13 @@ def test_telephone_events_are_kept_with_opus_at_either_clock_rate(
     assert first == pytest.approx(0.1 + 20 * 0.02, abs=0.05)
     track, rate = sf.read(directory / "inbound.wav", dtype="int16")
     assert dominant_frequency(track[rate // 2:-rate // 10], rate) == pytest.approx(440, abs=5)
+
+
+def test_the_answered_codecs_are_the_list_or_every_one_that_decodes() -> None:
+    from srs import codecs
+    from srs.recording.policy import answered_codecs
+
+    assert answered_codecs(("pcma", "G722")) == ("PCMA", "G722")
+    every = answered_codecs(())
+    assert every[:2] == ("PCMU", "PCMA")
+    assert {n.upper() for n in every} == codecs.available() - {"CN"}

@@ -119,6 +119,7 @@ def test_ephemeral_ports_answer_options_on_each_reported_port(tmp_path: Path) ->
         [listening] = [e for e in server.events() if e["event"] == "listening"]
         assert {name: listening[name] for name in ports} == ports
         assert listening["management"] == server.management_port != 8080
+        assert listening["codecs"].split(",")[:4] == ["PCMU", "PCMA", "G722", "G729"]
         for name, port in ports.items():
             client = SipClient("127.0.0.1", port, name)
             try:
