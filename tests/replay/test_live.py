@@ -168,10 +168,11 @@ def test_speed_2_takes_half_the_time(
     finally:
         target.stop()
     assert "at 2x" in process.stdout
-    assert wall_s(live_doc) == pytest.approx(2.0, abs=0.2)
-    assert wall_s(doc) == pytest.approx(wall_s(live_doc) / 2, abs=0.1)
+    # Half of 2 s, with room for a loaded machine's late timers (a 1x replay is 1 s off).
+    assert wall_s(live_doc) == pytest.approx(2.0, abs=0.3)
+    assert wall_s(doc) == pytest.approx(wall_s(live_doc) / 2, abs=0.3)
     for stream, live in zip(doc["streams"], live_doc["streams"], strict=True):
-        assert stream["duration_s"] == pytest.approx(live["duration_s"] / 2, abs=0.1)
+        assert stream["duration_s"] == pytest.approx(live["duration_s"] / 2, abs=0.3)
         assert stream["packets"]["received"] == 100
     # Each packet's audio is placed by its RTP timestamp: the tone keeps its pitch.
     assert_tone(wav(directory, "inbound.wav")[:4000], 440.0)
