@@ -35,8 +35,11 @@ __all__ = [
     "COMFORT_NOISE",
     "CODECS",
     "CODEC_NAMES",
+    "L16_RATES_HZ",
     "STATIC_PAYLOAD_TYPES",
+    "UNSUPPORTED_FMTP",
     "available",
+    "fmtp_supported",
     "lookup",
     "for_static_payload_type",
 ]
@@ -51,8 +54,10 @@ class Codec:
     ``samples_in`` (how many samples a payload decodes to, known without decoding, so a
     batch is decoded in one call and split); a stateful one has ``ffmpeg`` instead, and
     ``fmtp`` holds the m-line's ``a=fmtp`` parameters its decoder needs (RFC 4867
-    ``octet-align``, RFC 3952 ``mode``).  ``encode`` is ``None`` for formats srs only
-    ever receives.
+    ``octet-align``, RFC 3952 ``mode``).  ``sample_bytes`` is the size of one sample
+    frame in a payload (L16: 2, stereo 4): payloads are cut to whole frames before they are
+    joined, so one odd-length payload cannot shift the ones after it.  ``encode`` is
+    ``None`` for formats srs only ever receives.
     """
 
     encoding_name: str
@@ -64,6 +69,7 @@ class Codec:
     static_payload_type: int | None = None
     ffmpeg: str | None = None
     fmtp: tuple[tuple[str, str], ...] = ()
+    sample_bytes: int = 1
 
     def with_fmtp(self, params: Mapping[str, str]) -> Codec:
         """This codec with an m-line's format parameters (lower-case names)."""
@@ -130,13 +136,29 @@ CODECS: Mapping[tuple[str, int], Codec] = MappingProxyType({
     )
 })
 
+# a=fmtp parameters that, set to anything but 0, select a payload format srs does not
+# parse: RFC 4867 §4.4.2.1 frame CRCs, §4.4.1 robust sorting, §4.4.1 interleaving.
+UNSUPPORTED_FMTP: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "AMR": ("crc", "robust-sorting", "interleaving"),
+    "AMR-WB": ("crc", "robust-sorting", "interleaving"),
+})
+
+
+def fmtp_supported(encoding_name: str, params: Mapping[str, str]) -> bool:
+    """Whether srs parses the payload format these ``a=fmtp`` parameters select."""
+    refused = UNSUPPORTED_FMTP.get(encoding_name.upper(), ())
+    return not any(params.get(name, "0") not in ("0", "") for name in refused)
+
+
 # The encoding names srs knows, as SDP spells them (``media.codecs`` takes these).
 CODEC_NAMES: tuple[str, ...] = ("PCMU", "PCMA", "G722", "G729", "opus", "AMR", "AMR-WB",
                                 "iLBC", "GSM", "speex", "L16")
 
-# Rates L16 and CN are taken at: every rate SDP offers them with in practice (RFC 3551
-# §4.5.11 leaves L16's rate open; RFC 3389 §5 CN follows its codec's clock).
-_ANY_RATE = range(8000, 192001)
+# Rates L16 and CN are taken at (RFC 3551 §4.5.11 leaves L16's rate open; RFC 3389 §5 CN
+# follows its codec's clock): every rate offered in practice, and no more, so a hostile
+# offer cannot make a file of megasamples per second.
+L16_RATES_HZ = (8000, 96000)
+_ANY_RATE = range(L16_RATES_HZ[0], L16_RATES_HZ[1] + 1)
 
 # RFC 3551 §6 Table 4: static audio payload types -> (encoding name, clock rate).  Listed
 # whether or not srs decodes them, so an SDP without a=rtpmap can still be named.
@@ -202,8 +224,9 @@ def lookup(encoding_name: str, clock_rate_hz: int, channels: int | None = None,
         if name == "L16":
             if channels == 2:
                 return Codec("L16", clock_rate_hz, clock_rate_hz, _l16_stereo,
-                             _l16_stereo_samples)
-            return Codec("L16", clock_rate_hz, clock_rate_hz, _l16_mono, _l16_mono_samples)
+                             _l16_stereo_samples, sample_bytes=4)
+            return Codec("L16", clock_rate_hz, clock_rate_hz, _l16_mono, _l16_mono_samples,
+                         sample_bytes=2)
         return None
     if codec.ffmpeg is not None:
         from srs.codecs import ffmpeg  # loads FFmpeg only for an offer that needs it

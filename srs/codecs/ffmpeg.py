@@ -36,6 +36,17 @@ _NO_PCM: Final = np.zeros(0, dtype=np.int16)
 # Samples one payload may decode to: 120 ms at 48 kHz (the longest Opus packet, RFC 6716
 # §3.2.5) with room for stereo; a decoder that claims more is refusing its input.
 MAX_SAMPLES_PER_PAYLOAD = 2 * 5760
+# The largest payload handed to a decoder at all: refused before any decoding, so a
+# hostile sender cannot buy a decode of 64 KiB per packet.  Per codec where frames fix
+# the samples per byte (G.722 two per byte, G.729 80 per 10 bytes, GSM 160 per 33, iLBC
+# 160 per 38), else a bound far above any real packet (an Ethernet MTU).
+MAX_PAYLOAD_BYTES = 6000
+_MAX_BYTES = {
+    "g722": MAX_SAMPLES_PER_PAYLOAD // 2,
+    "g729": MAX_SAMPLES_PER_PAYLOAD // 80 * 10 + 2,
+    "gsm": MAX_SAMPLES_PER_PAYLOAD // 160 * 33,
+    "ilbc": MAX_SAMPLES_PER_PAYLOAD // 160 * 38,
+}
 
 
 class FrameDecoder:
@@ -43,7 +54,7 @@ class FrameDecoder:
     returns its audio at the codec's sample rate (empty for comfort noise); it raises
     :class:`~srs.codecs.formats.PayloadError` for a payload that cannot be decoded."""
 
-    __slots__ = ("name", "_context", "_split", "_av", "_options")
+    __slots__ = ("name", "_context", "_split", "_av", "_options", "_max_bytes")
 
     def __init__(self, name: str, split: Callable[[bytes], list[bytes | int]],
                  options: Mapping[str, Any]) -> None:
@@ -51,6 +62,7 @@ class FrameDecoder:
 
         self._av = av
         self.name = name
+        self._max_bytes = _MAX_BYTES.get(name, MAX_PAYLOAD_BYTES)
         self._split = split
         self._options = dict(options)
         self._context = self._open(options)
@@ -70,6 +82,8 @@ class FrameDecoder:
             self._context = self._open(merged)
 
     def decode(self, payload: bytes) -> Pcm:
+        if len(payload) > self._max_bytes:
+            raise formats.PayloadError(f"{self.name} payload of {len(payload)} bytes")
         pieces: list[Pcm] = []
         for part in self._split(payload):
             if isinstance(part, int):  # silence standing for a frame (SID, NO_DATA)

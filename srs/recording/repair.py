@@ -199,7 +199,8 @@ def repair_session(
             streams.append(stream)
             continue
         repaired.append(fixed)
-        streams.append(replace(stream, duration_s=fixed.duration_s, sha256=sha))
+        streams.append(replace(stream, duration_s=fixed.duration_s, sha256=sha,
+                               sample_rate=fixed.sample_rate_hz))
     mix_result, mix_record, mix_reason = _remix(layout, sidecar, tuple(streams), repaired)
     started_s = sidecar.started_at.timestamp()
     final = replace(

@@ -66,7 +66,10 @@ def decoders_for(offer: SessionDescription, index: int,
                               allowed)
         if codec is not None:
             fmtp = media.fmtp(rtpmap.payload_type)
-            out[rtpmap.payload_type] = codec if fmtp is None else codec.with_fmtp(fmtp.params())
+            if fmtp is None:
+                out[rtpmap.payload_type] = codec
+            elif codecs.fmtp_supported(codec.encoding_name, params := fmtp.params()):
+                out[rtpmap.payload_type] = codec.with_fmtp(params)
     return out
 
 
@@ -79,12 +82,13 @@ def supported_codecs(names: tuple[str, ...] = ()) -> tuple[SupportedCodec, ...]:
     for name in dict.fromkeys(n.upper() for n in (names or codecs.CODEC_NAMES)):
         if name not in have:
             continue
-        if name == "L16":  # RFC 3551 §4.5.11: any rate, mono or stereo
-            out.append(SupportedCodec("L16", None, (None, 1, 2)))
+        if name == "L16":  # RFC 3551 §4.5.11: any rate (in practice), mono or stereo
+            out.append(SupportedCodec("L16", None, (None, 1, 2), codecs.L16_RATES_HZ))
         elif name == "OPUS":  # RFC 7587 §7: always opus/48000/2
             out.append(SupportedCodec("opus", 48000, (None, 1, 2)))
         else:
-            out.extend(SupportedCodec(c.encoding_name, c.clock_rate_hz)
+            refused = codecs.UNSUPPORTED_FMTP.get(name, ())
+            out.extend(SupportedCodec(c.encoding_name, c.clock_rate_hz, refused_fmtp=refused)
                        for c in codecs.CODECS.values() if c.encoding_name.upper() == name)
     return tuple(out)
 

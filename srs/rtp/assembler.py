@@ -56,7 +56,7 @@ class PcmAssembler:
         "decode_errors",
         "_codecs",
         "_frame_decoders",
-        "_resamplers",
+        "_stretch",
         "_segments",
         "_end",
     )
@@ -74,7 +74,7 @@ class PcmAssembler:
         self.decode_errors = 0  # payloads their codec's decoder refused (dropped)
         # Per payload type: a stateful codec's decoder, a resampler to the file's rate.
         self._frame_decoders: dict[int, ffmpeg.FrameDecoder] = {}
-        self._resamplers: dict[int, Resampler] = {}
+        self._stretch: _Stretch | None = None
         # Decoded audio not handed out yet: (start sample, pcm), in order, non-overlapping.
         self._segments: list[tuple[int, npt.NDArray[np.int16]]] = []
         self._end = 0  # end of the audio laid out so far (never decreases)
@@ -97,7 +97,8 @@ class PcmAssembler:
         for pt, codec in codecs.items():
             if self._codecs.get(pt) != codec:
                 self._frame_decoders.pop(pt, None)
-                self._resamplers.pop(pt, None)
+                if self._stretch is not None and self._stretch.payload_type == pt:
+                    self._end_stretch()
         self._codecs = dict(codecs)
 
     def add(self, placed: Iterable[Placed]) -> None:
@@ -124,15 +125,18 @@ class PcmAssembler:
                     run_codec = None
                 self._decode_frame(codec, item, start)
                 continue
+            payload = item.payload
+            if codec.sample_bytes > 1 and len(payload) % codec.sample_bytes:
+                payload = payload[: len(payload) - len(payload) % codec.sample_bytes]
             if codec is run_codec and start == run_next:
-                run.append(item.payload)
+                run.append(payload)
             else:
                 if run_codec is not None and run_decode is not None:
                     self._place(run_codec, run_pt, run_start, run_decode(b"".join(run)))
                 run_codec, run_decode, run_pt = codec, decode, item.payload_type
                 run_start = run_next = start
-                run = [item.payload]
-            run_next += samples_in(item.payload) * self.sample_rate_hz // codec.sample_rate_hz
+                run = [payload]
+            run_next += samples_in(payload) * self.sample_rate_hz // codec.sample_rate_hz
         if run_codec is not None and run_decode is not None:
             self._place(run_codec, run_pt, run_start, run_decode(b"".join(run)))
 
@@ -154,16 +158,38 @@ class PcmAssembler:
     def _place(self, codec: Codec, payload_type: int, start: int,
                pcm: npt.NDArray[np.int16]) -> None:
         """Lay out audio decoded at the codec's rate, resampled to the file's when they
-        differ (placed where the resampler's delayed output belongs)."""
-        if codec.sample_rate_hz != self.sample_rate_hz:
-            resampler = self._resamplers.get(payload_type)
-            if resampler is None or resampler.from_rate_hz != codec.sample_rate_hz:
-                resampler = Resampler(codec.sample_rate_hz, self.sample_rate_hz)
-                self._resamplers[payload_type] = resampler
-            end = start + len(pcm) * self.sample_rate_hz // codec.sample_rate_hz
-            pcm, buffered = resampler.push(pcm)
-            start = end - buffered - len(pcm)
-        self._lay_out(start, pcm)
+        differ.
+
+        Resampled audio is laid out by stretches: while payloads of one payload type
+        follow each other without a gap, one resampler runs across them and its output is
+        laid out back to back from where the stretch began (positions from the cumulative
+        input count, never rounded per packet).  A gap, another payload type or a write
+        past the stretch's end (:meth:`take`) ends it: the resampler's buffered tail is
+        flushed to where it belongs first."""
+        stretch = self._stretch
+        if codec.sample_rate_hz == self.sample_rate_hz:
+            if stretch is not None:
+                self._end_stretch()
+            self._lay_out(start, pcm)
+            return
+        if stretch is not None and (
+                stretch.payload_type != payload_type
+                or stretch.resampler.from_rate_hz != codec.sample_rate_hz
+                or abs(start - stretch.next_start()) > 1):
+            self._end_stretch()
+            stretch = None
+        if stretch is None:
+            stretch = self._stretch = _Stretch(
+                payload_type, Resampler(codec.sample_rate_hz, self.sample_rate_hz), start)
+        out, _ = stretch.resampler.push(pcm)
+        stretch.pushed += len(pcm)
+        self._lay_out(stretch.origin + stretch.produced, out)
+        stretch.produced += len(out)
+
+    def _end_stretch(self) -> None:
+        stretch, self._stretch = self._stretch, None
+        if stretch is not None:
+            self._lay_out(stretch.origin + stretch.produced, stretch.resampler.flush())
 
     def _lay_out(self, start: int, pcm: npt.NDArray[np.int16]) -> None:
         if start < self._end:
@@ -182,6 +208,8 @@ class PcmAssembler:
         """The PCM from the last position up to track position ``up_to_offset`` (in the
         track clock rate), zeros where nothing was placed.  Empty if already there."""
         up_to = self._to_samples(up_to_offset)
+        if self._stretch is not None and up_to > self._end:
+            self._end_stretch()  # silence follows: the resampler's tail goes before it
         count = up_to - self.position_samples
         if count <= 0:
             return np.zeros(0, dtype=np.int16)
@@ -204,7 +232,27 @@ class PcmAssembler:
     def finish(self, total_samples: int) -> npt.NDArray[np.int16]:
         """The rest of the track, up to ``total_samples`` (track clock rate): padded with
         silence, or cut where audio runs past the end."""
+        self._end_stretch()
         out = self.take(total_samples)
         self.beyond_end_samples += sum(len(pcm) for _, pcm in self._segments)
         self._segments = []
         return out
+
+
+class _Stretch:
+    """Consecutive payloads of one payload type going through one resampler."""
+
+    __slots__ = ("payload_type", "resampler", "origin", "pushed", "produced")
+
+    def __init__(self, payload_type: int, resampler: Resampler, origin: int) -> None:
+        self.payload_type = payload_type
+        self.resampler = resampler
+        self.origin = origin  # the file position (sample rate) where the stretch began
+        self.pushed = 0  # input samples (the codec's rate) so far
+        self.produced = 0  # output samples laid out so far
+
+    def next_start(self) -> int:
+        """Where the next payload of the stretch starts (file positions)."""
+        resampler = self.resampler
+        return self.origin + self.pushed * resampler.to_rate_hz // resampler.from_rate_hz
+

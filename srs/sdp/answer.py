@@ -14,7 +14,7 @@ offer refused, with :class:`~srs.errors.SdpError` (488).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from srs.errors import SdpError, UsageError
@@ -52,13 +52,22 @@ class SupportedCodec:
     encoding_name: str
     clock_rate_hz: int | None
     channels: tuple[int | None, ...] = (None, 1)
+    rates_hz: tuple[int, int] = (1, 1 << 32)  # the clock rates taken when it is None
+    # a=fmtp parameters that, set to anything but 0, mean a payload format srs does not
+    # parse (RFC 4867 §8.1: AMR's crc, robust-sorting, interleaving)
+    refused_fmtp: tuple[str, ...] = ()
 
-    def matches(self, rtpmap: RtpMap) -> bool:
-        return (
-            rtpmap.encoding_name.lower() == self.encoding_name.lower()
-            and self.clock_rate_hz in (None, rtpmap.clock_rate_hz)
-            and rtpmap.channels in self.channels
-        )
+    def matches(self, rtpmap: RtpMap, fmtp: Mapping[str, str] | None = None) -> bool:
+        if (rtpmap.encoding_name.lower() != self.encoding_name.lower()
+                or rtpmap.channels not in self.channels):
+            return False
+        if self.clock_rate_hz is None:
+            if not self.rates_hz[0] <= rtpmap.clock_rate_hz <= self.rates_hz[1]:
+                return False
+        elif rtpmap.clock_rate_hz != self.clock_rate_hz:
+            return False
+        return not any((fmtp or {}).get(name, "0") not in ("0", "")
+                       for name in self.refused_fmtp)
 
 
 # The pure SDP layer's default: G.711 (RFC 3551 §4.5.14).  The recording core passes
@@ -267,14 +276,16 @@ def _choose_codec(offered: MediaDescription, codecs: Sequence[SupportedCodec],
     m-line lists its formats in order of preference), or in ours with ``our_order``.
     A recording client forks the codec the call uses and lists it first (an SBC does not
     transcode for the recorder), so by default that is the one srs records."""
+    params = {m.payload_type: f.params() for m in offered.rtpmaps
+              if (f := offered.fmtp(m.payload_type)) is not None}
     if our_order:
         for codec in codecs:
             for rtpmap in offered.rtpmaps:
-                if codec.matches(rtpmap):
+                if codec.matches(rtpmap, params.get(rtpmap.payload_type)):
                     return rtpmap
         return None
     for rtpmap in offered.rtpmaps:
-        if any(codec.matches(rtpmap) for codec in codecs):
+        if any(codec.matches(rtpmap, params.get(rtpmap.payload_type)) for codec in codecs):
             return rtpmap
     return None
 

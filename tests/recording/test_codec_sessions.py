@@ -240,3 +240,22 @@ def test_the_answered_codecs_are_the_list_or_every_one_that_decodes() -> None:
     every = answered_codecs(())
     assert every[:2] == ("PCMU", "PCMA")
     assert {n.upper() for n in every} == codecs.available() - {"CN"}
+
+
+def test_l16_at_a_rate_no_recorder_writes_is_not_answered(tmp_path: Path) -> None:
+    host = CoreHost(tmp_path)
+    sdp = offer([0]).replace("RTP/AVP 0", "RTP/AVP 96").replace(
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:96 L16/300000")
+    dialog = host.invite(["inbound"], sdp=sdp)
+    final = host.final_for(dialog, "INVITE")
+    assert final is not None and final.status == 488
+
+
+def test_amr_with_crc_or_interleaving_is_not_chosen(tmp_path: Path) -> None:
+    """RFC 4867 §8.1: frame CRCs, robust sorting and interleaving change the payload
+    format; srs parses neither, so the next offered codec is answered."""
+    host = CoreHost(tmp_path)
+    dialog = host.invite(["inbound"], sdp=offer([96, 0, 101],
+                                                 {96: "octet-align=1; crc=1"}))
+    assert answered(host, dialog).endswith("RTP/AVP 0 101")
+    assert 96 not in host.stream(0).decoders

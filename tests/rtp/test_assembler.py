@@ -280,3 +280,56 @@ def test_two_tracks_of_one_session_have_the_wall_clock_length_and_line_up() -> N
     stats_b = timeline_b.stats()
     assert stats_b.ssrcs == (0xB, 0xBB)
     assert (stats_b.lost, dict(stats_b.resyncs)) == (0, {"ssrc_change": 1})
+
+
+def _pcmu_tone(seconds: float) -> bytes:
+    law = codecs.PCMU.encode
+    assert law is not None
+    t = np.arange(round(seconds * 8000)) / 8000
+    return law(np.round(8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16))
+
+
+def test_resampling_across_a_gap_puts_the_tail_before_the_gap() -> None:
+    """The resampler holds back a few samples; at a gap they belong at the end of the
+    talkspurt, not after the gap, and nothing is trimmed."""
+    payload = _pcmu_tone(3.0)
+    assembler = PcmAssembler(PCMU, 8000, 16000)
+    for n in [*range(50), *range(100, 150)]:
+        assembler.add([Placed(n * 160, 0, payload[n * 160:(n + 1) * 160], 1, n * 160)])
+    pcm = assembler.finish(150 * 160)
+    assert assembler.trimmed_samples == 0
+    assert np.abs(pcm[15968:16000]).max() > 1000  # the talkspurt's last 2 ms
+    assert not pcm[16100:31900].any()  # the gap is silence
+    assert np.abs(pcm[32000:32100]).max() > 1000
+
+
+def test_resampling_at_a_rate_that_does_not_divide_keeps_packets_contiguous() -> None:
+    """11025 Hz from 8 kHz: 275.625 samples per 20 ms packet.  Positions come from the
+    cumulative count, so there is neither a hole nor a trimmed sample between packets."""
+    payload = _pcmu_tone(3.0)
+    assembler = PcmAssembler(PCMU, 8000, 11025)
+    for n in range(150):
+        assembler.add([Placed(n * 160, 0, payload[n * 160:(n + 1) * 160], 1, n * 160)])
+    pcm = assembler.finish(150 * 160)
+    assert assembler.trimmed_samples == 0 and len(pcm) == 3 * 11025
+    steady = np.abs(pcm[200:-200].astype(np.int32))
+    assert not (np.convolve(steady < 30, np.ones(4), "valid") == 4).any()
+
+
+def test_an_odd_length_l16_payload_does_not_shift_the_ones_after_it() -> None:
+    l16 = codecs.lookup("L16", 16000)
+    assert l16 is not None
+    samples = np.arange(1, 321, dtype=np.int16) * 50
+    good = samples.astype(">i2").tobytes()
+    assembler = PcmAssembler({96: l16}, 16000)
+    assembler.add([Placed(0, 96, good + b"\x7f", 1, 0), Placed(320, 96, good, 1, 320)])
+    pcm = assembler.finish(640)
+    assert pcm[:320].tolist() == samples.tolist() == pcm[320:].tolist()
+
+
+def test_an_oversized_payload_is_refused_before_it_is_decoded() -> None:
+    g729 = codecs.lookup("G729", 8000)
+    assert g729 is not None
+    assembler = PcmAssembler({18: g729}, 8000)
+    assembler.add([Placed(0, 18, bytes(65000), 1, 0), Placed(160, 18, bytes(20), 1, 160)])
+    assert len(assembler.finish(320)) == 320 and assembler.decode_errors == 1
