@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from srs.client.call import CallPlan, CallResult, Target
+from srs.client.encode import available, send_codec
 from srs.client.load import Progress, run_calls
 from srs.client.media import PACKET_INTERVAL_S, read_track, tone
-from srs.client.offer import CODECS, srtp_suite
+from srs.client.offer import srtp_suite
 from srs.errors import SipParseError, UsageError
 from srs.sip.headers import is_token
 from srs.sip.uri import SipUri
@@ -51,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="custom parameter, sent as header X-NAME and as metadata "
                              "<Parameter>; repeatable")
     parser.add_argument("--track", action="append", type=Path, default=[], metavar="FILE",
-                        help="audio file for one stream, any rate (resampled to 8 kHz); "
+                        help="audio file for one stream, any rate (resampled to each "
+                             "codec's); "
                              "repeatable (default: 440 Hz and 1000 Hz tones, 5 s)")
     parser.add_argument("--label", action="append", default=[],
                         help="a=label of each stream in order (default: inbound, outbound, "
@@ -60,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="AOR of the participant sending each stream, in order")
     parser.add_argument("--srtp", nargs="?", const=DEFAULT_SRTP, metavar="SUITE",
                         help=f"offer RTP/SAVP with SDES keys (default suite {DEFAULT_SRTP})")
-    parser.add_argument("--codec", action="append", choices=tuple(CODECS), default=[],
-                        help="G.711 law(s) to offer, in preference order (default: PCMU PCMA)")
+    parser.add_argument("--codec", action="append", choices=available(), default=[],
+                        help="codec(s) to offer, in preference order (default: PCMU PCMA)")
     parser.add_argument("--duration", type=float, metavar="S",
                         help="call length in seconds; tracks repeat (default: longest track)")
     parser.add_argument("--calls", type=int, default=1, metavar="N", help="number of calls")
@@ -121,10 +123,12 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
 def build_plan(args: argparse.Namespace) -> CallPlan:
     """The plan from the command line.  Raises ``UsageError`` naming the bad option."""
     target = Target.parse(args.target, args.transport)
+    codecs = tuple(dict.fromkeys(args.codec)) or ("PCMU", "PCMA")
+    rate_hz = max(send_codec(c).sample_rate_hz for c in codecs)
     if args.track:
-        tracks = tuple(read_track(path) for path in args.track)
+        tracks = tuple(read_track(path, rate_hz) for path in args.track)
     else:
-        tracks = tuple(tone(freq, DEFAULT_TONE_S) for freq in DEFAULT_TONES_HZ)
+        tracks = tuple(tone(freq, DEFAULT_TONE_S, rate_hz=rate_hz) for freq in DEFAULT_TONES_HZ)
     if len(tracks) > MAX_TRACKS:
         raise UsageError(f"at most {MAX_TRACKS} tracks")
     labels = tuple(args.label) + tuple(
@@ -152,7 +156,8 @@ def build_plan(args: argparse.Namespace) -> CallPlan:
         credential=credential(args),
         parameters=_parameters(args.param),
         srtp=srtp_suite(args.srtp) if args.srtp else None,
-        codecs=tuple(dict.fromkeys(args.codec)) or ("PCMU", "PCMA"),
+        codecs=codecs,
+        track_rate_hz=rate_hz,
         duration_s=args.duration,
         hold_at_s=args.hold_at,
         hold_for_s=args.hold_for,
@@ -160,6 +165,8 @@ def build_plan(args: argparse.Namespace) -> CallPlan:
         ssl_context=tls_context(args) if target.transport == "tls" else None,
     )
     _check_schedule(plan)
+    for codec in codecs:  # encoded before the first call, once for every call
+        plan.encoded(codec)
     return plan
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from srs.client.connection import RtpSocket, SipConnection, TransportName
-from srs.client.media import PACKET_INTERVAL_S, RtpStream, send_paced
+from srs.client.encode import PACKETS_PER_SECOND, EncodedTrack, encode_track, send_codec
+from srs.client.media import PACKET_INTERVAL_S, RtpStream, resample, send_paced, to_int16
 from srs.client.offer import (
     METADATA_TYPE,
     SDP_TYPE,
@@ -80,8 +81,9 @@ class Target:
 class CallPlan:
     """Everything one call needs; shared by every call of a run.
 
-    ``tracks`` are 8 kHz int16 arrays, one per label.  ``duration_s`` None: the call lasts
-    the longest track; otherwise that long, tracks repeating.
+    ``tracks`` are int16 arrays at ``track_rate_hz``, one per label; :meth:`encoded` gives
+    them in each offered codec, encoded once and shared by every call.  ``duration_s``
+    None: the call lasts the longest track; otherwise that long, tracks repeating.
     """
 
     target: Target
@@ -100,13 +102,26 @@ class CallPlan:
     user_agent: str = "srs-call"
     account_sid: str | None = None
     answer_timeout_s: float = ANSWER_TIMEOUT_S
+    track_rate_hz: int = 8000
+    _encoded: dict[str, tuple[EncodedTrack, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def total_frames(self) -> int:
         if self.duration_s is not None:
             return max(1, round(self.duration_s / PACKET_INTERVAL_S))
         longest = max(len(t) for t in self.tracks)
-        return max(1, -(-longest // 160))
+        return max(1, -(-longest * PACKETS_PER_SECOND // self.track_rate_hz))
+
+    def encoded(self, name: str) -> tuple[EncodedTrack, ...]:
+        """Every track as codec ``name``'s payloads, resampled to its rate (cached)."""
+        codec = send_codec(name)
+        if codec.name not in self._encoded:
+            self._encoded[codec.name] = tuple(
+                encode_track(codec, to_int16(resample(t.astype(np.float64), self.track_rate_hz,
+                                                      codec.sample_rate_hz)))
+                for t in self.tracks)
+        return self._encoded[codec.name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +248,7 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
     target = plan.target
     result_answered: tuple[AnsweredMedia, ...] = ()
     streams: list[RtpStream | None] = []
+    audio: list[EncodedTrack | None] = []
     sockets: list[RtpSocket] = []
     connection: SipConnection | None = None
     signalling: Signalling | None = None
@@ -263,22 +279,25 @@ async def place_call(plan: CallPlan, number: int, say: Callable[[str], None]) ->
                                       asyncio.get_running_loop().time())
         answer = await signalling.transact("INVITE", request, outputs, plan.answer_timeout_s)
         try:
-            result_answered = read_answer(answer.body, offered)
+            result_answered = read_answer(answer.body, offered, plan.codecs)
         except PeerError as exc:
             raise CallFailed(f"INVITE: unusable answer: {exc.reason}") from None
-        for media, sock, track in zip(result_answered, sockets, offered, strict=True):
-            if not media.accepted:
+        for index, (media, sock, track) in enumerate(
+                zip(result_answered, sockets, offered, strict=True)):
+            if media.codec is None or not media.accepted:
                 say(f"  {media.label}: declined (port 0)")
                 streams.append(None)
+                audio.append(None)
                 continue
             sock.destination = (media.host, media.port)
             crypto = f", SRTP {media.srtp}" if media.srtp else ""
             say(f"  {media.label}: {media.codec} to {media.host}:{media.port}{crypto}")
-            streams.append(RtpStream(media.codec or "", media.payload_type or 0,
+            streams.append(RtpStream(send_codec(media.codec), media.payload_type,
                                      srtp=track.srtp, key_salt=track.key_salt))
+            audio.append(plan.encoded(media.codec)[index])
         if not any(streams):
             raise CallFailed("INVITE: the answer declined every stream")
-        await _talk(plan, identity, offered, signalling, sockets, streams)
+        await _talk(plan, identity, offered, signalling, sockets, streams, audio)
         if signalling.remote_bye.is_set():
             raise CallFailed("the server ended the call with a BYE")
         request, outputs = uac.request("BYE", now=asyncio.get_running_loop().time())
@@ -328,6 +347,7 @@ async def _talk(
     signalling: Signalling,
     sockets: Sequence[RtpSocket],
     streams: Sequence[RtpStream | None],
+    audio: Sequence[EncodedTrack | None],
 ) -> None:
     """Stream the audio; meanwhile hold, resume and update the metadata on schedule.  A
     BYE from the server stops everything."""
@@ -377,7 +397,7 @@ async def _talk(
                                           plan.answer_timeout_s)
 
     media = asyncio.ensure_future(send_paced(
-        [s.send for s in sockets], streams, plan.tracks, total_frames=plan.total_frames,
+        [s.send for s in sockets], streams, audio, total_frames=plan.total_frames,
         loop=plan.duration_s is not None, paused=lambda: on_hold,
     ))
     controller = asyncio.ensure_future(control())

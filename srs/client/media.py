@@ -1,16 +1,17 @@
-"""The audio ``srs call`` sends: tracks at 8 kHz, G.711 packets, SRTP, and real-time pacing.
+"""The audio ``srs call`` sends: tracks at a codec's rate, RTP packets, SRTP, real-time pacing.
 
-Pure parts (no asyncio): :func:`read_track` (a WAV file to 8 kHz mono int16),
-:func:`resample`, :func:`tone`, and :class:`RtpStream`, which turns 20 ms of audio into
-the next RTP (or SRTP) packet.  The asyncio part is :func:`send_paced`, which sends every
-stream of a call in step, one packet per stream every 20 ms.
+Pure parts (no asyncio): :func:`read_track` (a sound file to mono int16 at a rate),
+:func:`resample`, :func:`tone`, and :class:`RtpStream`, which wraps the next 20 ms payload
+(:mod:`srs.client.encode`) into an RTP (or SRTP) packet.  The asyncio part is
+:func:`send_paced`, which sends every stream of a call in step, one packet per stream every
+20 ms.
 
 Resampling quality: band-limited interpolation with a Kaiser-windowed sinc (16 zero
 crossings either side, beta 8.6) cut off at 90 % of the lower Nyquist frequency (3.6 kHz
 when decimating to 8 kHz), as a polyphase filter bank.  Measured on sines: flat to within
 0.01 dB up to 3 kHz, -1.5 dB at 3.4 kHz, -16 dB at 3.8 kHz and below -80 dB from 5 kHz
 (no audible aliasing), for 11.025, 16, 44.1 and 48 kHz input.  It costs about 20 ms of
-CPU per second of 48 kHz audio, once per file before the call starts.
+CPU per second of 48 kHz audio, once per file and rate before the call starts.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ import numpy.typing as npt
 import pylibsrtp
 import soundfile as sf
 
-from srs.codecs.g711 import pcma_encode, pcmu_encode
+from srs.client.encode import EncodedTrack, SendCodec
 from srs.errors import UsageError
 from srs.rtp.packet import RtpPacket
 from srs.rtp.srtp import SrtpSuite
 
 __all__ = [
-    "FRAME_SAMPLES",
     "PACKET_INTERVAL_S",
     "RATE_HZ",
     "RtpStream",
@@ -44,38 +44,36 @@ __all__ = [
 
 RATE_HZ = 8000  # G.711 (RFC 3551 §4.5.14)
 PACKET_INTERVAL_S = 0.020
-FRAME_SAMPLES = 160  # 20 ms at 8 kHz, RFC 3551 §4.5 default packetisation
 _HALF_TAPS = 16
 _KAISER_BETA = 8.6
 _CUTOFF = 0.9
 _CHUNK_OUT = 8000  # output samples resampled per block, to bound memory
-_ENCODERS: dict[str, Callable[[npt.NDArray[np.int16]], bytes]] = {
-    "PCMU": pcmu_encode,
-    "PCMA": pcma_encode,
-}
 
 
-def tone(freq_hz: float, seconds: float, *, amplitude: float = 0.5) -> npt.NDArray[np.int16]:
-    """A sine at 8 kHz, ``amplitude`` of full scale."""
-    n = np.arange(round(seconds * RATE_HZ))
-    wave = amplitude * 32767 * np.sin(2 * math.pi * freq_hz * n / RATE_HZ)
+def tone(freq_hz: float, seconds: float, *, amplitude: float = 0.5,
+         rate_hz: int = RATE_HZ) -> npt.NDArray[np.int16]:
+    """A sine sampled at ``rate_hz``, ``amplitude`` of full scale."""
+    n = np.arange(round(seconds * rate_hz))
+    wave = amplitude * 32767 * np.sin(2 * math.pi * freq_hz * n / rate_hz)
     return wave.astype(np.int16)
 
 
-def resample(samples: npt.NDArray[np.float64], rate_in_hz: int) -> npt.NDArray[np.float64]:
-    """``samples`` (mono, any rate) at 8 kHz by windowed-sinc interpolation (see module).
+def resample(samples: npt.NDArray[np.float64], rate_in_hz: int,
+             rate_out_hz: int = RATE_HZ) -> npt.NDArray[np.float64]:
+    """``samples`` (mono, any rate) at ``rate_out_hz`` by windowed-sinc interpolation (see
+    the module).
 
     Output sample ``n`` sits at input position ``n * down / up`` (the rate ratio in lowest
     terms), so only ``up`` distinct fractional phases exist; the filter is tabulated once
     per phase (a polyphase filter bank) and applied to every output sample by a gather.
     """
-    if rate_in_hz <= 0:
-        raise UsageError(f"sample rate must be positive: {rate_in_hz}")
+    if rate_in_hz <= 0 or rate_out_hz <= 0:
+        raise UsageError(f"sample rates must be positive: {rate_in_hz}, {rate_out_hz}")
     x = samples.astype(np.float64)
-    if rate_in_hz == RATE_HZ:
+    if rate_in_hz == rate_out_hz:
         return x
-    common = math.gcd(rate_in_hz, RATE_HZ)
-    up, down = RATE_HZ // common, rate_in_hz // common
+    common = math.gcd(rate_in_hz, rate_out_hz)
+    up, down = rate_out_hz // common, rate_in_hz // common
     # The cut-off as a fraction of the input's Nyquist frequency; the filter is widened
     # in input samples when decimating so that it keeps _HALF_TAPS zero crossings a side.
     cutoff = _CUTOFF * min(1.0, up / down)
@@ -95,8 +93,8 @@ def resample(samples: npt.NDArray[np.float64], rate_in_hz: int) -> npt.NDArray[n
     return out
 
 
-def read_track(path: Path) -> npt.NDArray[np.int16]:
-    """A sound file (anything libsndfile reads: WAV, FLAC ...) as 8 kHz mono int16.
+def read_track(path: Path, rate_hz: int = RATE_HZ) -> npt.NDArray[np.int16]:
+    """A sound file (anything libsndfile reads: WAV, FLAC ...) as mono int16 at ``rate_hz``.
 
     Channels are averaged; other rates are resampled (see the module docstring).  Raises
     ``UsageError`` naming the file when it cannot be read.
@@ -108,36 +106,37 @@ def read_track(path: Path) -> npt.NDArray[np.int16]:
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     mono = data.mean(axis=1) * 32768.0
-    at_8k = resample(mono, rate)
-    return np.clip(np.round(at_8k), -32768, 32767).astype(np.int16)
+    return to_int16(resample(mono, rate, rate_hz))
+
+
+def to_int16(samples: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
+    return np.clip(np.round(samples), -32768, 32767).astype(np.int16)
 
 
 class RtpStream:
     """One outgoing RTP stream (RFC 3550 §5.1): random SSRC, sequence number and
-    timestamp origin (§5.1 says they SHOULD be random), 160 samples per packet.
+    timestamp origin (§5.1 says they SHOULD be random), one payload per 20 ms.
 
-    ``next_packet(samples)`` returns the datagram for the next 20 ms; ``skip(n)`` moves the
+    ``next_packet(payload)`` returns the datagram for the next 20 ms; ``skip(n)`` moves the
     timestamp over ``n`` packets not sent (hold): RFC 3550 §5.1, the timestamp follows the
-    sampling clock while the sequence number counts packets sent.  With ``srtp`` and
-    ``key_salt`` every packet is protected with that key (RFC 3711 §3.3).
+    sampling clock while the sequence number counts packets sent.  ``payload_type`` is the
+    answer's number for ``codec`` (RFC 3264 §6.1).  With ``srtp`` and ``key_salt`` every
+    packet is protected with that key (RFC 3711 §3.3).
     """
 
-    __slots__ = ("payload_type", "ssrc", "sequence", "timestamp", "packets", "_encode",
+    __slots__ = ("payload_type", "ssrc", "sequence", "timestamp", "packets", "_step",
                  "_srtp", "first")
 
     def __init__(
         self,
-        codec: str,
-        payload_type: int,
+        codec: SendCodec,
+        payload_type: int | None = None,
         *,
         srtp: SrtpSuite | None = None,
         key_salt: bytes = b"",
     ) -> None:
-        encode = _ENCODERS.get(codec)
-        if encode is None:
-            raise UsageError(f"no encoder for {codec!r}")
-        self._encode = encode
-        self.payload_type = payload_type
+        self._step = codec.timestamp_step
+        self.payload_type = codec.payload_type if payload_type is None else payload_type
         self.ssrc = secrets.randbits(32)
         self.sequence = secrets.randbits(16)
         self.timestamp = secrets.randbits(32)
@@ -153,37 +152,25 @@ class RtpStream:
             )
             self._srtp = pylibsrtp.Session(policy)
 
-    def next_packet(self, samples: npt.NDArray[np.int16]) -> bytes:
+    def next_packet(self, payload: bytes) -> bytes:
         packet = RtpPacket(
             self.payload_type,
             self.sequence,
             self.timestamp,
             self.ssrc,
-            self._encode(samples),
+            payload,
             marker=self.first,  # RFC 3551 §4.1: the first packet of a talkspurt
         )
         self.first = False
         self.sequence = (self.sequence + 1) & 0xFFFF
-        self.timestamp = (self.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        self.timestamp = (self.timestamp + self._step) & 0xFFFFFFFF
         self.packets += 1
         data = bytes(packet)
         return self._srtp.protect(data) if self._srtp is not None else data
 
     def skip(self, packets: int) -> None:
-        self.timestamp = (self.timestamp + packets * FRAME_SAMPLES) & 0xFFFFFFFF
+        self.timestamp = (self.timestamp + packets * self._step) & 0xFFFFFFFF
         self.first = True  # a new talkspurt after the gap
-
-
-def frame(track: npt.NDArray[np.int16], index: int, *, loop: bool) -> npt.NDArray[np.int16]:
-    """The ``index``-th 20 ms of ``track``: zero-padded at its end, silence after it
-    (or, with ``loop``, the track again from its start)."""
-    start = index * FRAME_SAMPLES
-    if loop and len(track):
-        return track[np.arange(start, start + FRAME_SAMPLES) % len(track)]
-    chunk = track[start : start + FRAME_SAMPLES]
-    if len(chunk) < FRAME_SAMPLES:
-        chunk = np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk), np.int16)])
-    return chunk
 
 
 class Pacer:
@@ -204,7 +191,7 @@ class Pacer:
 async def send_paced(
     sends: Sequence[Callable[[bytes], None]],
     streams: Sequence[RtpStream | None],
-    tracks: Sequence[npt.NDArray[np.int16]],
+    tracks: Sequence[EncodedTrack | None],
     *,
     total_frames: int,
     loop: bool,
@@ -224,12 +211,12 @@ async def send_paced(
         while index < due:
             on_hold = paused()
             for send, stream, track in zip(sends, streams, tracks, strict=True):
-                if stream is None:
+                if stream is None or track is None:
                     continue
                 if on_hold:
                     stream.skip(1)
                 else:
-                    send(stream.next_packet(frame(track, index, loop=loop)))
+                    send(stream.next_packet(track.at(index, loop=loop)))
             index += 1
         if index < total_frames:
             await asyncio.sleep(max(0.0, pacer.at(index) - loop_time()))

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
+from srs.client.encode import SendCodec, send_codec
 from srs.errors import SdpError, UsageError
 from srs.rtp.srtp import SUITES, SrtpSuite
 from srs.sdp.description import (
@@ -37,7 +38,6 @@ from srs.sdp.description import (
 from srs.siprec.multipart import BodyPart, MultipartBody
 
 __all__ = [
-    "CODECS",
     "METADATA_TYPE",
     "PARAMETER_NAMESPACE",
     "RECORDING_NAMESPACE",
@@ -58,8 +58,6 @@ PARAMETER_NAMESPACE = "urn:x-twilio:siprec"
 METADATA_TYPE = "application/rs-metadata+xml"  # RFC 9806 (RFC 7866 §9 rs-metadata)
 SDP_TYPE = "application/sdp"
 BOUNDARY = "srs-call-boundary"
-# RFC 3551 §6 Table 4: the static payload types of G.711.
-CODECS: Mapping[str, int] = {"PCMU": 0, "PCMA": 8}
 _SID_ALPHABET = "0123456789abcdef"
 
 
@@ -133,13 +131,17 @@ def offer_sdp(
     """
     if not tracks:
         raise UsageError("an offer needs at least one track")
-    unknown = [c for c in codecs if c not in CODECS]
-    if unknown or not codecs:
-        raise UsageError(f"codecs must be among {sorted(CODECS)}: {list(codecs)}")
+    if not codecs:
+        raise UsageError("an offer needs at least one codec")
+    sending = [send_codec(c) for c in codecs]
     addrtype = "IP6" if ":" in address else "IP4"
     media = []
     for number, track in enumerate(tracks, start=1):
-        attributes = [Attribute("rtpmap", f"{CODECS[c]} {c}/8000") for c in codecs]
+        attributes = []
+        for codec in sending:  # RFC 4566 §6: rtpmap, and fmtp where the format has one
+            attributes.append(Attribute("rtpmap", codec.rtpmap))
+            if codec.fmtp is not None:
+                attributes.append(Attribute("fmtp", f"{codec.payload_type} {codec.fmtp}"))
         attributes.append(Attribute("ptime", "20"))
         if track.srtp is not None:
             crypto = CryptoAttribute(number, track.srtp.name, (CryptoKeyParam(track.key_salt),))
@@ -152,7 +154,7 @@ def offer_sdp(
                 port=track.port,
                 port_count=None,
                 proto="RTP/SAVP" if track.srtp is not None else "RTP/AVP",
-                formats=tuple(str(CODECS[c]) for c in codecs),
+                formats=tuple(str(c.payload_type) for c in sending),
                 attributes=tuple(attributes),
             )
         )
@@ -247,9 +249,10 @@ class AnsweredMedia:
     """What the answer says about one offered track (RFC 3264 §6).
 
     ``port`` 0 means the server declined the m-line.  ``codec`` is the first format of the
-    answer's m-line that we offered (RFC 3264 §6.1: that is what we should send), with its
-    static payload type.  ``srtp`` is the suite of the answer's ``a=crypto`` (whose tag must
-    be the one we offered, RFC 4568 §7.1.2), None for plain RTP.
+    answer's m-line that we offered (RFC 3264 §6.1: that is what we should send), with the
+    payload type the answer gives it (what we send with).  ``srtp`` is the suite of the
+    answer's ``a=crypto`` (whose tag must be the one we offered, RFC 4568 §7.1.2), None for
+    plain RTP.
     """
 
     label: str
@@ -265,9 +268,27 @@ class AnsweredMedia:
         return self.port != 0 and self.codec is not None
 
 
-def read_answer(body: bytes, tracks: Sequence[OfferedTrack]) -> tuple[AnsweredMedia, ...]:
-    """Read an SDP answer to our offer.  Raises :class:`SdpError` when it does not answer
-    it: another m-line count (RFC 3264 §6), a codec or a crypto tag we never offered."""
+def _offered_codec(media: MediaDescription, pt: int,
+                   offered: Sequence[SendCodec]) -> SendCodec | None:
+    """The offered codec the answer's ``pt`` names: by rtpmap encoding name and clock rate,
+    or for a static type without rtpmap by its number (RFC 3551 §6)."""
+    rtpmap = media.rtpmap(pt)
+    for codec in offered:
+        if rtpmap is None:
+            if pt == codec.payload_type < 96:
+                return codec
+        elif (rtpmap.encoding_name.lower() == codec.name.lower()
+              and rtpmap.clock_rate_hz == codec.clock_rate_hz):
+            return codec
+    return None
+
+
+def read_answer(body: bytes, tracks: Sequence[OfferedTrack],
+                codecs: Sequence[str] = ("PCMU", "PCMA")) -> tuple[AnsweredMedia, ...]:
+    """Read an SDP answer to our offer of ``codecs``.  Raises :class:`SdpError` when it does
+    not answer it: another m-line count (RFC 3264 §6), a codec or a crypto tag we never
+    offered."""
+    offered = [send_codec(c) for c in codecs]
     answer = SessionDescription.parse(body)
     if len(answer.media) != len(tracks):
         raise SdpError(f"answer has {len(answer.media)} m-lines for {len(tracks)} offered")
@@ -280,13 +301,12 @@ def read_answer(body: bytes, tracks: Sequence[OfferedTrack]) -> tuple[AnsweredMe
             continue
         codec = payload_type = None
         for pt in media.payload_types:
-            rtpmap = media.rtpmap(pt)
-            name = rtpmap.encoding_name.upper() if rtpmap is not None else ""
-            if CODECS.get(name) == pt:
-                codec, payload_type = name, pt
+            chosen_codec = _offered_codec(media, pt, offered)
+            if chosen_codec is not None:
+                codec, payload_type = chosen_codec.name, pt
                 break
         if codec is None:
-            raise SdpError(f"answer for {track.label!r} names no G.711 codec we offered")
+            raise SdpError(f"answer for {track.label!r} names no codec we offered")
         suite = None
         if track.srtp is not None:
             if not media.is_secure:

@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 
 from srs.cli.main import main
+from srs.client.encode import SEND_CODECS, available
 from tests.conftest import TOKEN, RunningServer
 from tests.e2e.audio import dominant_frequency
 
@@ -107,6 +108,32 @@ def test_one_call_is_recorded_with_its_tones_ids_and_parameters(
         tone = samples[audible[0]:audible[-1] + 1]
         assert len(tone) == pytest.approx(RATE_HZ, abs=160), "50 packets of 20 ms of tone"
         assert_tone(tone, tones_hz[stream["label"]])
+
+
+@pytest.mark.parametrize(("codec", "rate_hz"), [
+    pytest.param(name, SEND_CODECS[name].sample_rate_hz, marks=pytest.mark.skipif(
+        name not in available(), reason=f"this PyAV build has no {name} encoder"))
+    for name in ("G722", "opus", "AMR", "L16")])
+def test_a_call_in_another_codec_is_recorded_at_its_rate(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], codec: str, rate_hz: int
+) -> None:
+    code, out, err = call(capsys, target(server, "udp"), "--token", TOKEN, "--duration", "1",
+                          "--codec", codec, "--codec", "PCMU")
+    assert code == 0, out + err
+    assert re.search(rf"outbound: {codec} to 127\.0\.0\.1:\d+", out)
+    ((doc, directory),) = recordings(server)
+    tones_hz = {"inbound": 440, "outbound": 1000}
+    for stream in doc["streams"]:
+        assert (stream["codec"], stream["sample_rate"]) == (codec, rate_hz)
+        assert stream["packets"]["received"] == 50 and not stream["decode_errors"]
+        samples, rate = sf.read(directory / f"{stream['label']}.wav", dtype="int16")
+        assert rate == rate_hz
+        audible = np.flatnonzero(np.abs(samples) > QUIET_PEAK)
+        tone = samples[audible[0]:audible[-1] + 1]
+        assert len(tone) == pytest.approx(rate_hz, abs=rate_hz // 50 * 2), "1 s of tone"
+        assert np.abs(tone).max() > 10000
+        assert dominant_frequency(tone, rate_hz) == pytest.approx(
+            tones_hz[stream["label"]], abs=5)
 
 
 def test_five_calls_at_five_per_second(

@@ -85,11 +85,39 @@ def test_read_answer_takes_the_chosen_law_and_declined_lines() -> None:
 
 @pytest.mark.parametrize(("body", "problem"), [
     (answer_sdp("m=audio 20000 RTP/AVP 0\r\n"), "1 m-lines for 2"),
-    (answer_sdp("m=audio 20000 RTP/AVP 18\r\n", "m=audio 20002 RTP/AVP 0\r\n"), "no G.711"),
+    (answer_sdp("m=audio 20000 RTP/AVP 18\r\n", "m=audio 20002 RTP/AVP 0\r\n"),
+     "no codec we offered"),
 ])
 def test_read_answer_refuses_what_does_not_answer_us(body: bytes, problem: str) -> None:
     with pytest.raises(SdpError, match=problem):
         read_answer(body, tracks())
+
+
+def test_an_offer_of_other_codecs_carries_their_rtpmap_and_fmtp() -> None:
+    sdp = SessionDescription.parse(offer_sdp("127.0.0.1", tracks(), session_id=7,
+                                             codecs=("opus", "G722", "AMR", "PCMU")))
+    media = sdp.media[0]
+    assert media.formats == ("111", "9", "96", "0")
+    assert [str(media.rtpmap(pt)) for pt in media.payload_types] == [
+        "111 opus/48000/2", "9 G722/8000", "96 AMR/8000", "0 PCMU/8000"]
+    text = bytes(sdp).decode()
+    assert "a=fmtp:96 octet-align=1\r\n" in text and "a=fmtp:111 minptime=10" in text
+    with pytest.raises(UsageError, match="no encoder for 'G729'"):
+        offer_sdp("127.0.0.1", tracks(), session_id=7, codecs=("G729",))
+
+
+def test_read_answer_sends_with_the_answers_numbering() -> None:
+    """RFC 3264 §6.1: a dynamic type the answer renumbers is sent with the answer's number;
+    a codec is matched by name and clock rate, never by a number alone."""
+    body = answer_sdp("m=audio 20000 RTP/AVP 101\r\na=rtpmap:101 OPUS/48000/2\r\n",
+                      "m=audio 20002 RTP/AVP 9\r\n")
+    first, second = read_answer(body, tracks(), ("opus", "G722"))
+    assert (first.codec, first.payload_type) == ("opus", 101)
+    assert (second.codec, second.payload_type) == ("G722", 9)
+    wrong_rate = answer_sdp("m=audio 20000 RTP/AVP 111\r\na=rtpmap:111 opus/16000\r\n",
+                            "m=audio 20002 RTP/AVP 9\r\n")
+    with pytest.raises(SdpError, match="no codec we offered"):
+        read_answer(wrong_rate, tracks(), ("opus", "G722"))
 
 
 def test_srtp_answer_must_keep_our_tag() -> None:
