@@ -381,8 +381,8 @@ class Recorder:
             output = s.outputs.get(stream.stem)
             if output is not None:
                 horizon, floor = write_window(stream.timeline, now)
-                writes.append((output, stream.take_pending(now), horizon, floor,
-                               stream.take_decoders()))
+                writes.append((output, stream.take_switches(), stream.take_pending(now),
+                               horizon, floor))
         sidecar = (self._sidecar_job(s, durable=False)
                    if s.ticks % SIDECAR_EVERY_TICKS == 0 else None)
         captured = self._take_capture(s)
@@ -422,8 +422,8 @@ class Recorder:
             output = s.outputs.get(stream.stem)
             if output is not None:
                 batch = stream.take_pending(at) + stream.timeline.flush()
-                finishes.append((output, batch, stream.timeline.finish(at),
-                                 stream.take_decoders()))
+                finishes.append((output, stream.take_switches(), batch,
+                                 stream.timeline.finish(at)))
         captured = self._take_capture(s)
         self._uncapture(s, session.info.call_id)
         order = session.mix_order()

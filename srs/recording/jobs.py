@@ -27,7 +27,7 @@ from srs.recording.capture import CaptureRecord, SessionCapture
 from srs.recording.layout import SessionLayout, create_session_dir, write_metadata
 from srs.recording.mix import MixResult, mix_stereo
 from srs.recording.output import StreamOutput
-from srs.recording.stream import OutputReport
+from srs.recording.stream import CodecSwitch, OutputReport
 from srs.recording.wav import RecordingIOError
 from srs.rtp.track import Placed
 
@@ -171,16 +171,16 @@ class WriteSidecar:
 class WriteBatch:
     """A tick's writes: each stream up to its window, the capture, maybe the sidecar."""
 
-    # output, batch, horizon, floor, the decoders to switch to first (None: unchanged)
-    writes: tuple[tuple[StreamOutput, list[Placed], int, int, Mapping[int, Codec] | None], ...]
+    # output, the codec switches before the batch, batch, horizon, floor
+    writes: tuple[tuple[StreamOutput, tuple[CodecSwitch, ...], list[Placed], int, int], ...]
     capture: SessionCapture | None
     captured: list[CaptureRecord]
     sidecar: WriteSidecar | None
 
     def run(self) -> dict[str, OutputReport]:
-        for output, batch, horizon, floor, decoders in self.writes:
-            if decoders is not None:
-                output.assembler.use_codecs(decoders)
+        for output, switches, batch, horizon, floor in self.writes:
+            for switch in switches:
+                output.switch(switch)
             output.write(batch, horizon, floor)
         if self.captured and self.capture is not None:
             self.capture.write(self.captured)
@@ -201,22 +201,22 @@ class FinishFiles:
     """The end of a session: every track to the session's length, the files closed, the
     capture closed, the stereo mix of ``mix`` (left, right) when both files are whole."""
 
-    # output, batch, total, the decoders to switch to first (None: unchanged)
-    finishes: tuple[tuple[StreamOutput, list[Placed], int, Mapping[int, Codec] | None], ...]
+    # output, the codec switches before the batch, batch, total
+    finishes: tuple[tuple[StreamOutput, tuple[CodecSwitch, ...], list[Placed], int], ...]
     capture: SessionCapture | None
     captured: list[CaptureRecord]
     mix: tuple[StreamOutput, StreamOutput, Path] | None
 
     def run(self) -> FinishedFiles:
-        for output, batch, _, decoders in self.finishes:
-            if decoders is not None:
-                output.assembler.use_codecs(decoders)
+        for output, switches, batch, _ in self.finishes:
+            for switch in switches:
+                output.switch(switch)
             output.add_last(batch)
         # Every track ends at the session's end, plus the longest tail any track's last
         # packet has past it (output.TAIL_GRACE_S): the tracks keep one length.
-        tail_s = max((output.tail_s(total) for output, _, total, _ in self.finishes),
+        tail_s = max((output.tail_s(total) for output, _, _, total in self.finishes),
                      default=0.0)
-        for output, _, total, _ in self.finishes:
+        for output, _, _, total in self.finishes:
             output.finish(total + round(tail_s * output.assembler.clock_rate_hz))
         if self.capture is not None:
             self.capture.write(self.captured)

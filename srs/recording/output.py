@@ -13,6 +13,7 @@ from pathlib import Path
 
 from srs.codecs import Codec
 from srs.recording import sidecar as sc
+from srs.recording.stream import CodecSwitch
 from srs.recording.wav import RecordingIOError, WavWriter
 from srs.rtp.assembler import PcmAssembler
 from srs.rtp.dtmf import DtmfDetector, DtmfEvent
@@ -51,6 +52,14 @@ class StreamOutput:
         self._last_press: DtmfEvent | None = None  # the last one listed, as detected
         self.label: str | None = None
         self.failed: str | None = None  # the storage error that stopped this file
+
+    def switch(self, switch: CodecSwitch) -> None:
+        """Lay out what was placed under the old mapping, then decode with the new one."""
+        if self.failed is None:
+            self._events(switch.before)
+            self.assembler.add(switch.before)
+        self.assembler.use_codecs(switch.decoders)
+        self.dtmf.use_rates(switch.event_rates_hz)
 
     def write(self, placed: Sequence[Placed], horizon: int, floor: int) -> None:
         """Lay out ``placed`` and write the track up to ``horizon`` -- but not past the end

@@ -255,14 +255,15 @@ class RecordingSession:
         self, stream: StreamState, offer: SessionDescription, answered: AnsweredStream
     ) -> None:
         """A new offer for an existing stream: direction, codec set; the port is stable.
-        A codec the new offer maps is decoded from the file's next write on."""
-        stream.add_decoders(decoders_for(offer, answered.index, self._allowed()))
+        A codec the new offer maps is decoded from the packets placed after it on."""
+        offered = decoders_for(offer, answered.index, self._allowed())
         stream.answered = answered
         stream.expects_media = answered.direction.value != "inactive"
         stream.timeline.accept_payload_types(offer.media[answered.index].payload_types,
-                                             stream.decoders,
+                                             stream.decoders | offered,
                                              answered.telephone_event_payload_type,
                                              _clock_rates(offer, answered.index))
+        stream.use_offer(offered, stream.timeline.payload_clock_rates_hz)
         stream.sources.offer(_offer_host(offer, answered.index))
         stream.relatch()
 

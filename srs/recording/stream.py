@@ -27,7 +27,7 @@ from srs.rtp.track import Placed, TrackTimeline
 from srs.sdp.answer import AnsweredStream, SupportedCodec
 from srs.sdp.description import SessionDescription
 
-__all__ = ["OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for",
+__all__ = ["CodecSwitch", "OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for",
            "supported_codecs"]
 
 # A latched media source silent this long is replaced by the next accepted source that
@@ -37,6 +37,16 @@ __all__ = ["OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for",
 # counted and dropped (``other_source``).  Sources the stream does not accept at all
 # (``media.source``, srs.rtp.sources) never latch: ``foreign_source``.
 RELATCH_AFTER_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class CodecSwitch:
+    """A new offer's mapping, for the file: ``before`` (placed under the old mapping) is
+    laid out first, then ``decoders`` and ``event_rates_hz`` take over."""
+
+    before: list[Placed]
+    decoders: dict[int, Codec]
+    event_rates_hz: dict[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +116,8 @@ class StreamState:
         "timeline",
         "sample_rate_hz",
         "decoders",
-        "new_decoders",
+        "event_rates_hz",
+        "switches",
         "pending",
         "sources",
         "latched",
@@ -138,8 +149,11 @@ class StreamState:
         # The WAV's rate: the answered codec's audio rate unless the session fixes one.
         self.sample_rate_hz = sample_rate_hz or timeline.clock_rate_hz
         self.decoders = decoders
-        # A later offer's codecs, for the file's next write (the worker owns the file).
-        self.new_decoders: dict[int, Codec] | None = None
+        # Payload types whose a=rtpmap rate is not the track's (telephone-event/8000 by
+        # Opus), as the file last heard of them.
+        self.event_rates_hz = timeline.payload_clock_rates_hz
+        # Later offers' codecs, for the file's next write (the worker owns the file).
+        self.switches: list[CodecSwitch] = []
         self.pending: list[Placed] = []
         self.sources = sources
         self.latched: tuple[str, int] | None = None
@@ -193,18 +207,23 @@ class StreamState:
             batch.extend(released)
         return batch
 
-    def add_decoders(self, offered: dict[int, Codec]) -> None:
-        """The codecs a new offer maps (RFC 3264 §8.3.2: an offer may change them): from
-        the next write on, the file decodes them too (resampled to the file's rate)."""
+    def use_offer(self, offered: dict[int, Codec], event_rates_hz: dict[int, int]) -> None:
+        """The codecs and telephone-event rates a new offer maps (RFC 3264 §8.3.2: an offer
+        may change them, and may give a payload type another codec).  The packets placed so
+        far decode with the old mapping, the ones after with the new (resampled to the
+        file's rate): the file switches at this point of its next write."""
         added = {pt: c for pt, c in offered.items() if self.decoders.get(pt) != c}
-        if added:
-            self.decoders = self.decoders | added
-            self.new_decoders = self.decoders
+        if not added and event_rates_hz == self.event_rates_hz:
+            return
+        self.decoders = self.decoders | added
+        self.event_rates_hz = event_rates_hz
+        self.switches.append(CodecSwitch(self.pending, self.decoders, event_rates_hz))
+        self.pending = []
 
-    def take_decoders(self) -> dict[int, Codec] | None:
-        """The decoders the file must switch to before its next write, once."""
-        decoders, self.new_decoders = self.new_decoders, None
-        return decoders
+    def take_switches(self) -> tuple[CodecSwitch, ...]:
+        """The switches the file makes before its next write, once."""
+        switches, self.switches = tuple(self.switches), []
+        return switches
 
     def relatch(self) -> None:
         """Forget the latched source (a re-INVITE may move the sender)."""

@@ -123,11 +123,16 @@ class DtmfDetector:
         if clock_rate_hz <= 0:
             raise UsageError(f"clock_rate_hz must be positive, not {clock_rate_hz}")
         self.clock_rate_hz = clock_rate_hz
-        self._rates = {pt: rate for pt, rate in (event_rates_hz or {}).items()
-                       if 0 < rate != clock_rate_hz}
+        self._rates: dict[int, int] = {}
+        self.use_rates(event_rates_hz or {})
         # The event in progress: (key, code, start offset, longest duration, volume).
         self._current: _InProgress | None = None
         self._ended: deque[tuple[int, int]] = deque(maxlen=_ENDED_MEMORY)
+
+    def use_rates(self, event_rates_hz: Mapping[int, int]) -> None:
+        """The other rates of a new offer (RFC 3264 §8.3.2), for the packets after it."""
+        self._rates = {pt: rate for pt, rate in event_rates_hz.items()
+                       if 0 < rate != self.clock_rate_hz}
 
     def push(self, placed: Placed) -> list[DtmfEvent]:
         """One telephone-event packet; returns the events it completes (0, 1 or 2).

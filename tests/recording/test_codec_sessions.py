@@ -259,3 +259,63 @@ def test_amr_with_crc_or_interleaving_is_not_chosen(tmp_path: Path) -> None:
                                                  {96: "octet-align=1; crc=1"}))
     assert answered(host, dialog).endswith("RTP/AVP 0 101")
     assert 96 not in host.stream(0).decoders
+
+
+def test_a_payload_type_remapped_by_a_reinvite_decodes_each_side_with_its_codec(
+    tmp_path: Path
+) -> None:
+    """RFC 3264 §8.3.2: a new offer may give a dynamic payload type another codec.  The
+    packets that arrived before the re-INVITE keep the old codec (L16), those after take
+    the new one (PCMA), though both are written by the same file job."""
+    def remapped(encoding: str, version: int) -> str:
+        return (offer([0], version=version).replace("RTP/AVP 0", "RTP/AVP 96 0")
+                .replace("a=label", f"a=rtpmap:96 {encoding}\r\na=label"))
+
+    host = CoreHost(tmp_path)
+    dialog = host.invite(["inbound"], sdp=remapped("L16/8000", 1))
+    assert answered(host, dialog) == "m=audio 20000 RTP/AVP 96"
+    host.advance(0.1)
+    start = round((host.now - 1000.0) * 8000)
+    low = tone([440.0], 0.3, 8000)
+    send(host, [(96, n * 160, low[n * 160:(n + 1) * 160].astype(">i2").tobytes())
+                for n in range(15)])
+    reanswer = host.reinvite(dialog, remapped("PCMA/8000", 2))
+    assert reanswer.status == 200 and b"a=rtpmap:96 PCMA/8000" in reanswer.body
+    high = pcma_encode(tone([1000.0], 0.3, 8000))
+    for n in range(15):
+        host.stream(0).receive(rtp_packet(15 + n, 2400 + n * 160, 0x11,
+                                          high[n * 160:(n + 1) * 160], pt=96), SENDER, host.now)
+        host.advance(0.02)
+    record, track, rate = finish(host, dialog)
+    assert rate == 8000 and record["decode_errors"] == 0
+    assert dominant_frequency(track[start + 160:start + 2240], 8000) == \
+        pytest.approx(440.0, abs=5)
+    assert dominant_frequency(track[start + 2560:start + 4640], 8000) == \
+        pytest.approx(1000.0, abs=5)
+    assert np.abs(track[start + 160:start + 4640]).max() < 14000, "L16 decoded as PCMA"
+
+
+def test_a_reinvite_that_changes_the_telephone_event_clock_is_followed(tmp_path: Path) -> None:
+    """Offered with Opus at telephone-event/48000, then re-offered at /8000: a press after
+    the re-INVITE has its duration read on the new clock."""
+    skip_unless("opus")
+    host = CoreHost(tmp_path)
+    first = offer([97, 101]).replace("telephone-event/8000", "telephone-event/48000")
+    dialog = host.invite(["inbound"], sdp=first)
+    host.advance(0.1)
+    rtp = encode("opus", tone([440.0], 1.0, 48000), 48000)
+    audio = list(zip(rtp.timestamps, rtp.payloads, strict=True))
+    send(host, [(97, ts, p) for ts, p in audio[:10]])
+    assert host.reinvite(dialog, offer([97, 101], version=2)).status == 200
+    packets: list[tuple[int, int, bytes]] = []
+    for n, (ts, payload) in enumerate(audio[10:], start=10):
+        packets.append((97, ts, payload))
+        if n in (20, 21, 22):  # "5" for 60 ms: durations in 8 kHz units now
+            packets.append((101, 20 * 160, bytes(TelephoneEvent(5, n == 22, 10, (n - 19) * 160))))
+    for k, (pt, ts, payload) in enumerate(packets, start=10):
+        host.stream(0).receive(rtp_packet(k, ts, 0x11, payload, pt=pt), SENDER, host.now)
+        host.advance(0.02)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    [press] = json.loads((directory / "session.json").read_text())["dtmf"]
+    assert press["digit"] == "5" and press["duration_ms"] == 60
