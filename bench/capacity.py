@@ -648,18 +648,15 @@ def tone_problem(samples: np.ndarray, rate_hz: int, codec: BenchCodec, count: in
     exactly 120 samples above 1000 per packet; other codecs: one 20 ms block of tone per
     packet, within TONE_BLOCK_SLACK."""
     if codec.g711:
-        tone = int(np.count_nonzero(np.abs(samples) > TONE_THRESHOLD))
-        have, low, high, unit = tone, TONE_SAMPLES_PER_PACKET * count, \
-            TONE_SAMPLES_PER_PACKET * per_stream, "tone samples"
-        slack = 0
+        have = int(np.count_nonzero(np.abs(samples) > TONE_THRESHOLD))
+        per, slack, unit = TONE_SAMPLES_PER_PACKET, 0, "tone samples"
     else:
-        have, low, high, unit = tone_blocks(samples, rate_hz), count, per_stream, "tone blocks"
-        slack = TONE_BLOCK_SLACK
-    if have < low - slack:
+        have, per, slack, unit = tone_blocks(samples, rate_hz), 1, TONE_BLOCK_SLACK, "tone blocks"
+    if have < per * count - slack:
         return f"received audio missing from WAV: {have} {unit} for {count} packets"
-    if have < high - slack:
+    if have < per * per_stream - slack:
         return f"sent audio missing (loss): {have} {unit}"
-    if have > high + slack:
+    if have > per * per_stream + slack:
         return f"more tone than sent: {have} {unit}"
     return None
 
@@ -914,6 +911,7 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         "fmtp": options.codec.fmtp,
         "wav_hz": options.codec.wav_hz,
         "setup_s": round(setup_s, 2),
+        "replay": options.replays,  # the sender sent prepared packets
         "prepare_s": round(prepare_s, 2),  # the codec's payloads and the replay file
         "finish_s": round(finish_s, 2),
         "bye": {str(k): v for k, v in bye_status.items()},
@@ -1199,8 +1197,9 @@ def table(results: list[dict[str, Any]]) -> str:
         notes.append(
             f"N={r['calls']} workers={s['workers'] if s['workers'] is not None else '(not set)'}"
             f"{' SRTP ' + SUITE if s['srtp'] else ''} {s['rtpmap']}"
-            f"{' ' + s['fmtp'] if s['fmtp'] else ''} ({s['wav_hz']} Hz WAVs; payloads and "
-            f"replay file prepared in {s['prepare_s']} s): {r['seconds']:g} s of sending + "
+            f"{' ' + s['fmtp'] if s['fmtp'] else ''} ({s['wav_hz']} Hz WAVs"
+            f"{'; replay file prepared in ' + str(s['prepare_s']) + ' s' if s['replay'] else ''}"
+            f"): {r['seconds']:g} s of sending + "
             f"{s['drain_s']} s drain ({s['backlog_s']} s until srs's sockets were empty); "
             f"set-up {s['setup_s']} s, finish {s['finish_s']} s; "
             f"{pinning}; sender on core {LOAD_CORE}; cores busy % {other}; srs processes "
