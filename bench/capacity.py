@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python bench/capacity.py --calls 300 --seconds 20`` (``--calls 50,150,300``
 runs several sizes one after the other and prints one row each; ``--json`` prints the
 results as JSON instead of the table).  ``--srtp`` makes every call SRTP, ``--workers 1,2``
-runs each N once per ``[media] workers`` value, ``--find-capacity`` searches the largest N
-with zero loss for srs and for the floor; bench/README.md has all the options.
+runs each N once per ``[media] workers`` value, ``--codec PCMU,G722,opus`` once per codec
+(``codec_media.py``), ``--find-capacity`` searches the largest N with zero loss for srs and
+for the floor; bench/README.md has all the options.
 
 For each N it
 
@@ -14,11 +15,12 @@ For each N it
    127.0.0.1, with JSON logs to a file and recordings in the temporary directory, and
    reads the RSS of the server and every process below it;
 3. sets up N calls from this process (pinned to core 1), each a multipart INVITE with
-   metadata and two m-lines (RTP/SAVP with an ``a=crypto`` line each under ``--srtp``),
-   and collects the 2N RTP ports of the answers;
+   metadata and two m-lines offering the codec (RTP/SAVP with an ``a=crypto`` line each
+   under ``--srtp``), and collects the 2N RTP ports of the answers;
 4. runs the C sender on core 1 for SECONDS at 50 packets/s per stream (172-byte PCMU
-   packets carrying a 1 kHz tone; under ``--srtp`` the same packets protected here with
-   the offered keys, replayed from a file) and measures, over the sending window and the
+   packets carrying a 1 kHz tone; for another codec the tone encoded by a real encoder,
+   and under ``--srtp`` the packets protected here with the offered keys, both replayed
+   from a file) and measures, over the sending window and the
    drain after it, the CPU time (utime + stime) and RSS of the server process and all its
    descendants (``proctree``: re-read every second, as workers may be restarted), the
    sender's own CPU and achieved rate, the kernel's UDP receive-buffer drops, the
@@ -26,9 +28,9 @@ For each N it
    event loop is doing, so it shows loop lag) and the INVITE -> 200 time of extra calls
    set up (and ended) at 2 a second;
 5. sends BYE for every call, waits for every session.json to say ``complete`` and checks
-   the packets received per stream against those sent, and every WAV: its length against
-   the session's, the amount of tone in it against the packets sent, and for a few an FFT
-   that finds the 1 kHz tone;
+   the packets received per stream against those sent, and every WAV: its rate against
+   the codec's, its length against the session's, the amount of tone in it against the
+   packets sent, and for a few an FFT that finds the 1 kHz tone;
 6. measures the floor: the C receiver (epoll + recvmmsg, pinned to core 0) on 2N ports
    with the same sender (and the same packets) for the same SECONDS.
 
@@ -68,6 +70,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: the test client lives in tests/
 
+from codec_media import CODECS, BenchCodec, answered_format, unavailable  # noqa: E402
+from codec_media import media as codec_media  # noqa: E402
+from codec_media import parse as parse_codecs  # noqa: E402
 from proctree import TreeWindow, memory_kb  # noqa: E402
 from srtp_replay import SUITE, write_replay  # noqa: E402
 
@@ -81,13 +86,19 @@ from tests.sipclient import (  # noqa: E402
     sdp_offer,
 )
 
-PACKETS_PER_S = 50  # 20 ms of G.711 per packet
-SAMPLE_RATE_HZ = 8000
+PACKETS_PER_S = 50  # 20 ms per packet, every codec
 TONE_HZ = 1000
 # The sender's tone is 8000*sin(2*pi*1000*i/8000): of every 8 samples 2 are zero, so each
-# 160-sample packet puts exactly 120 samples of magnitude > TONE_THRESHOLD into a WAV.
+# 160-sample G.711 packet puts exactly 120 samples of magnitude > TONE_THRESHOLD into a WAV.
 TONE_SAMPLES_PER_PACKET = 120
 TONE_THRESHOLD = 1000
+# Through a lossy codec the tone is counted in 20 ms blocks of the WAV instead: a block of
+# the tone has an RMS near 5,660 (3,000-5,800 decoded, by codec), of silence 0.  The tone
+# of P packets covers P - 1 whole blocks and two partial ones; an encoder's first frame
+# and a decoder's delay may cost one or two more.
+TONE_BLOCK_RMS = 2000.0
+TONE_BLOCK_SLACK = 3
+PCMU = CODECS["pcmu"]
 SERVER_CORE, LOAD_CORE = 0, 1
 TOKEN = "bench-capacity-token"
 DRAIN_S = 0.5  # after the sender stops, time for the receiver to empty its sockets
@@ -258,9 +269,10 @@ def run_sender(procs: Processes, sender: Path, ports: Sequence[int], seconds: fl
 class Signalling:
     """One UDP SIP client; responses are matched by Call-ID and CSeq method."""
 
-    def __init__(self, port: int, srtp: bool = False) -> None:
+    def __init__(self, port: int, srtp: bool = False, codec: BenchCodec = PCMU) -> None:
         self.client = SipClient("127.0.0.1", port, "udp", token=TOKEN)
         self.srtp = srtp
+        self.codec = codec
         self.keys: dict[str, list[bytes]] = {}  # Call-ID: the key offered per m-line
 
     def close(self) -> None:
@@ -287,8 +299,9 @@ class Signalling:
         keys = [os.urandom(KEY_SALT_BYTES) for _ in labels] if self.srtp else []
         crypto = [crypto_attribute(SUITE, key) for key in keys]
         # The offer's ports are not used: srs latches on the source of the first packet.
-        content_type, body = multipart(sdp_offer([40000, 40002], labels, crypto=crypto),
-                                       metadata(labels, session_id=f"{prefix}-{n:05d}"))
+        offer = sdp_offer([40000, 40002], labels, crypto=crypto,
+                          codecs=self.codec.payload_types(), formats=self.codec.formats())
+        content_type, body = multipart(offer, metadata(labels, session_id=f"{prefix}-{n:05d}"))
         self.client.request("INVITE", call, body=body, content_type=content_type,
                             headers=[("Require", "siprec")])
         response = self.response(call.call_id, "INVITE")
@@ -301,6 +314,11 @@ class Signalling:
             raise RunFailed(f"INVITE {n}: the answer has {len(call.ports)} m-lines, not 2")
         if self.srtp and response.body.decode().count("RTP/SAVP") != 2:
             raise RunFailed(f"INVITE {n}: SRTP offered, the answer is not RTP/SAVP")
+        answered = answered_format(response.body.decode())
+        if answered != [str(self.codec.payload_type)] * 2:
+            raise RunFailed(f"INVITE {n}: {self.codec.rtpmap} offered as payload type "
+                            f"{self.codec.payload_type}, answered {answered} (does srs "
+                            "decode it here?)")
         self.keys[call.call_id] = keys
         return call
 
@@ -363,9 +381,9 @@ class CallProber(threading.Thread):
     EXTRA_CALL_HOLD_S later: the INVITE -> 200 and BYE -> 200 times under load.  Their
     sessions are named ``extra-N`` and left out of the recording checks."""
 
-    def __init__(self, port: int, srtp: bool) -> None:
+    def __init__(self, port: int, srtp: bool, codec: BenchCodec) -> None:
         super().__init__(name="invite-probe", daemon=True)
-        self.signalling = Signalling(port, srtp)
+        self.signalling = Signalling(port, srtp, codec)
         self.stop_event = threading.Event()
         self.invite_s: list[float] = []
         self.bye_s: list[float] = []
@@ -604,17 +622,43 @@ def read_wav(path: Path) -> tuple[np.ndarray, int, int]:
         return data, w.getnchannels(), w.getframerate()
 
 
-def tone_peak_hz(samples: np.ndarray) -> tuple[float, float]:
+def tone_peak_hz(samples: np.ndarray, rate_hz: int) -> tuple[float, float]:
     """Frequency of the strongest FFT bin of one second of tone, and its share of energy."""
     loud = np.flatnonzero(np.abs(samples) > TONE_THRESHOLD)
-    if loud.size < SAMPLE_RATE_HZ:
+    if loud.size < rate_hz:
         return 0.0, 0.0
     middle = (loud[0] + loud[-1]) // 2
-    chunk = samples[middle - SAMPLE_RATE_HZ // 2: middle + SAMPLE_RATE_HZ // 2].astype(np.float64)
+    chunk = samples[middle - rate_hz // 2: middle + rate_hz // 2].astype(np.float64)
     power = np.abs(np.fft.rfft(chunk * np.hanning(chunk.size))) ** 2
     peak = int(np.argmax(power))
     share = float(power[max(0, peak - 2): peak + 3].sum() / power.sum())
-    return peak * SAMPLE_RATE_HZ / chunk.size, share
+    return peak * rate_hz / chunk.size, share
+
+
+def tone_blocks(samples: np.ndarray, rate_hz: int) -> int:
+    """20 ms blocks of the WAV (from its start) whose RMS is that of the tone."""
+    size = rate_hz // PACKETS_PER_S
+    blocks = samples[: samples.size // size * size].astype(np.float64).reshape(-1, size)
+    return int(np.count_nonzero(np.sqrt((blocks ** 2).mean(axis=1)) > TONE_BLOCK_RMS))
+
+
+def tone_problem(samples: np.ndarray, rate_hz: int, codec: BenchCodec, count: int,
+                 per_stream: int) -> str | None:
+    """How the tone in a WAV falls short of (or exceeds) the packets, or None.  G.711:
+    exactly 120 samples above 1000 per packet; other codecs: one 20 ms block of tone per
+    packet, within TONE_BLOCK_SLACK."""
+    if codec.g711:
+        have = int(np.count_nonzero(np.abs(samples) > TONE_THRESHOLD))
+        per, slack, unit = TONE_SAMPLES_PER_PACKET, 0, "tone samples"
+    else:
+        have, per, slack, unit = tone_blocks(samples, rate_hz), 1, TONE_BLOCK_SLACK, "tone blocks"
+    if have < per * count - slack:
+        return f"received audio missing from WAV: {have} {unit} for {count} packets"
+    if have < per * per_stream - slack:
+        return f"sent audio missing (loss): {have} {unit}"
+    if have > per * per_stream + slack:
+        return f"more tone than sent: {have} {unit}"
+    return None
 
 
 def seconds_between(start: str, end: str) -> float:
@@ -623,9 +667,11 @@ def seconds_between(start: str, end: str) -> float:
 
 
 def check_recordings(docs: list[dict[str, Any]], calls: int, per_stream: int,
-                     fft_checks: int, srtp: bool = False) -> dict[str, Any]:
+                     fft_checks: int, srtp: bool = False,
+                     codec: BenchCodec = PCMU) -> dict[str, Any]:
     """Loss per stream and the state of every WAV; see the README for the definitions.
-    With ``srtp`` every stream must also say it was decrypted with the offered suite."""
+    With ``srtp`` every stream must also say it was decrypted with the offered suite.
+    The WAVs are at the rate ``codec`` decodes to."""
     problems: Counter[str] = Counter()
     examples: list[str] = []
     received = lost_streams = tone_checked = 0
@@ -667,24 +713,20 @@ def check_recordings(docs: list[dict[str, Any]], calls: int, per_stream: int,
                 bad("WAV unreadable", f"{name}: {exc}")
                 continue
             length_s = samples.size / channels / rate
-            if channels != 1 or rate != SAMPLE_RATE_HZ:
-                bad("WAV format", f"{name}: {channels} ch {rate} Hz")
+            if channels != 1 or rate != codec.wav_hz:
+                bad("WAV format", f"{name}: {channels} ch {rate} Hz, {codec.wav_hz} wanted")
             if abs(length_s - session_s) > LENGTH_TOLERANCE_S:
                 bad("WAV length != session", f"{name}: {length_s:.3f} s vs {session_s:.3f} s")
             if abs(length_s - stream["duration_s"]) > 0.01:
                 bad("WAV length != session.json",
                     f"{name}: {length_s:.3f} vs {stream['duration_s']}")
-            tone = int(np.count_nonzero(np.abs(samples) > TONE_THRESHOLD))
-            if tone < TONE_SAMPLES_PER_PACKET * count:
-                bad("received audio missing from WAV", f"{name}: {tone} tone samples "
-                    f"for {count} packets")
-            elif tone < TONE_SAMPLES_PER_PACKET * per_stream:
-                bad("sent audio missing (loss)", f"{name}: {tone} tone samples")
-            elif tone > TONE_SAMPLES_PER_PACKET * per_stream:
-                bad("more tone than sent", f"{name}: {tone} tone samples")
+            short = tone_problem(samples, rate, codec, count, per_stream)
+            if short is not None:
+                kind, _, what = short.partition(": ")
+                bad(kind, f"{name}: {what}")
             if streams % fft_every == 1 or fft_every == 1:
                 tone_checked += 1
-                peak, share = tone_peak_hz(samples)
+                peak, share = tone_peak_hz(samples, rate)
                 if abs(peak - TONE_HZ) > 2 or share < 0.9:
                     bad("no 1 kHz tone", f"{name}: peak {peak:.1f} Hz, {share:.0%} of energy")
         mix = doc.get("mix")
@@ -692,10 +734,12 @@ def check_recordings(docs: list[dict[str, Any]], calls: int, per_stream: int,
             bad("no mix", directory.name)
         else:
             try:
-                samples, channels, _ = read_wav(directory / mix["file"])
-                mix_s = samples.size / 2 / SAMPLE_RATE_HZ
-                if channels != 2 or abs(mix_s - session_s) > LENGTH_TOLERANCE_S:
-                    bad("mix format or length", f"{directory.name}: {channels} ch")
+                samples, channels, mix_rate = read_wav(directory / mix["file"])
+                mix_s = samples.size / 2 / mix_rate
+                if (channels != 2 or mix_rate != codec.wav_hz
+                        or abs(mix_s - session_s) > LENGTH_TOLERANCE_S):
+                    bad("mix format or length", f"{directory.name}: {channels} ch "
+                        f"{mix_rate} Hz {mix_s:.3f} s")
             except (OSError, EOFError, ValueError, wave.Error) as exc:
                 bad("mix unreadable", f"{directory.name}: {exc}")
     expected = calls * 2 * per_stream
@@ -763,9 +807,34 @@ class Options:
     workers: int | None = None  # None: no [media] workers key in the config
     server_cpus: str | None = str(SERVER_CORE)  # taskset -c list, None: not pinned
     profile_dir: Path | None = None
+    codec: BenchCodec = PCMU
 
     def with_seconds(self, seconds: float) -> Options:
-        return Options(seconds, self.fft_checks, self.srtp, self.workers, self.server_cpus)
+        return Options(seconds, self.fft_checks, self.srtp, self.workers, self.server_cpus,
+                       codec=self.codec)
+
+    @property
+    def replays(self) -> bool:
+        """Whether the sender sends prepared packets: SRTP, or any codec but PCMU (the one
+        it builds itself)."""
+        return self.srtp or self.codec is not PCMU
+
+
+def write_media(path: Path, options: Options, streams: int,
+                keys: Sequence[bytes] | None = None) -> float:
+    """The replay file of ``options.seconds`` of the codec's tone to ``streams`` streams:
+    under ``--srtp`` protected with ``keys`` (one per stream; without them plain RTP padded
+    to the SRTP size, for the floor, which only counts), else plain RTP.  Returns the
+    seconds it took (the encoding is done once per codec and length)."""
+    t0 = time.monotonic()
+    ticks = round(options.seconds * PACKETS_PER_S)
+    media = codec_media(options.codec, ticks)
+    plain: list[bytes | None] = [None] * streams
+    if options.srtp:
+        write_replay(path, plain if keys is None else list(keys), ticks, SUITE, media)
+    else:
+        write_replay(path, plain, ticks, None, media)
+    return time.monotonic() - t0
 
 
 def server_cpus(requested: str | None, workers: int | None) -> str | None:
@@ -781,7 +850,7 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
     profile = (options.profile_dir / f"capacity-{calls}.txt") if options.profile_dir else None
     config = write_config(work, calls, seconds, options.workers)
     server, sip_port = start_server(procs, work, config, options.server_cpus)
-    signalling = Signalling(sip_port, options.srtp)
+    signalling = Signalling(sip_port, options.srtp, options.codec)
     try:
         time.sleep(0.5)  # let the process tree settle (workers start with the server)
         memory_before = memory_kb(server.pid)
@@ -789,14 +858,14 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         active = [signalling.invite(n) for n in range(calls)]
         setup_s = time.monotonic() - t0
         ports = [p for call in active for p in call.ports]
-        replay = None
-        if options.srtp:
-            replay = work / "srtp.replay"
+        replay, prepare_s = None, 0.0
+        if options.replays:
+            replay = work / "media.replay"
             keys = [key for call in active for key in signalling.keys[call.call_id]]
-            write_replay(replay, keys, round(seconds * PACKETS_PER_S))
+            prepare_s = write_media(replay, options, len(ports), keys if options.srtp else None)
         check_alive(server, work)
         prober = Prober(sip_port)
-        caller = CallProber(sip_port, options.srtp)
+        caller = CallProber(sip_port, options.srtp, options.codec)
         spy = profile_start(procs, server.pid, seconds, profile) if profile else None
         prober.start()
         caller.start()
@@ -827,7 +896,7 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         procs.stop(server)
     per_stream = round(seconds * PACKETS_PER_S)
     checks = check_recordings([d for d in docs if is_main(d)], calls, per_stream,
-                              options.fft_checks, options.srtp)
+                              options.fft_checks, options.srtp, options.codec)
     extras = [d for d in docs if not is_main(d)]
     received = checks["packets_received"]
     # The larger of the RSS sampled once a second over the window and the one read as the
@@ -837,7 +906,13 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         "workers": options.workers,
         "server_cpus": options.server_cpus or "any",
         "srtp": options.srtp,
+        "codec": options.codec.name,
+        "rtpmap": options.codec.rtpmap,
+        "fmtp": options.codec.fmtp,
+        "wav_hz": options.codec.wav_hz,
         "setup_s": round(setup_s, 2),
+        "replay": options.replays,  # the sender sent prepared packets
+        "prepare_s": round(prepare_s, 2),  # the codec's payloads and the replay file
         "finish_s": round(finish_s, 2),
         "bye": {str(k): v for k, v in bye_status.items()},
         "server_exit": server.returncode,
@@ -849,6 +924,8 @@ def run_server(procs: Processes, work: Path, sender: Path, calls: int,
         "core_pct_max_1s": round(100 * max(window.per_second_cpu, default=0.0), 1),
         "core_pct_series": [round(100 * c, 1) for c in window.per_second_cpu],
         "us_per_packet": round(1e6 * window.cpu_s / max(1, received), 2),
+        # The whole window's CPU (drain included) per second of audio sent to one stream.
+        "us_per_stream_second": round(1e6 * window.cpu_s / (2 * calls * seconds), 1),
         # The main thread of every srs process (each runs one event loop); the rest is
         # the worker threads (decode, writes).
         "loop_thread_pct": round(100 * window.loop_cpu_s / window.wall_s, 1),
@@ -912,10 +989,11 @@ def run_floor(procs: Processes, work: Path, sender: Path, floor: Path, streams: 
     }
 
 
-def floor_replay(work: Path, streams: int, seconds: float) -> Path:
-    """Packets of the SRTP size for a floor run of its own (the floor does not decrypt)."""
+def floor_replay(work: Path, streams: int, options: Options) -> Path:
+    """Packets of the codec's (and under ``--srtp`` the SRTP) size for a floor run of its
+    own (the floor does not decrypt)."""
     path = work / f"floor-{streams}.replay"
-    write_replay(path, [None] * streams, round(seconds * PACKETS_PER_S))
+    write_media(path, options, streams)
     return path
 
 
@@ -923,11 +1001,12 @@ def run_one(procs: Processes, work: Path, binaries: tuple[Path, Path], calls: in
             options: Options) -> dict[str, Any]:
     sender, floor = binaries
     streams = 2 * calls
-    run_dir = work / f"n{calls}-w{options.workers or 0}-{uuid.uuid4().hex[:6]}"
+    run_dir = work / (f"n{calls}-w{options.workers or 0}-{options.codec.name}-"
+                      f"{uuid.uuid4().hex[:6]}")
     run_dir.mkdir()
     loadavg = Path("/proc/loadavg").read_text().split()[:3]
     server = run_server(procs, run_dir, sender, calls, options)
-    replay = run_dir / "srtp.replay" if options.srtp else None
+    replay = run_dir / "media.replay" if options.replays else None
     floor_result = run_floor(procs, run_dir, sender, floor, streams, options.seconds, replay)
     if replay is not None:
         replay.unlink()
@@ -960,7 +1039,8 @@ def srs_step(procs: Processes, work: Path, sender: Path, calls: int,
     RTP range: another program on the machine may have held ports of the first)."""
     failures = []
     for _ in range(2):
-        run_dir = work / f"cap-srs-{calls}-w{options.workers or 0}-{uuid.uuid4().hex[:6]}"
+        run_dir = work / (f"cap-srs-{calls}-w{options.workers or 0}-{options.codec.name}-"
+                          f"{uuid.uuid4().hex[:6]}")
         run_dir.mkdir()
         try:
             r = run_server(procs, run_dir, sender, calls, options)
@@ -988,7 +1068,7 @@ def srs_step(procs: Processes, work: Path, sender: Path, calls: int,
 def floor_step(procs: Processes, work: Path, binaries: tuple[Path, Path], calls: int,
                options: Options) -> Step:
     sender, floor = binaries
-    replay = floor_replay(work, 2 * calls, options.seconds) if options.srtp else None
+    replay = floor_replay(work, 2 * calls, options) if options.replays else None
     try:
         r = run_floor(procs, work, sender, floor, 2 * calls, options.seconds, replay)
     except RunFailed as exc:
@@ -1066,9 +1146,11 @@ COLUMNS = [
     ("workers", lambda r: "-" if r["server"]["workers"] is None else r["server"]["workers"]),
     ("procs", lambda r: r["server"]["process_count_max"]),
     ("srtp", lambda r: "yes" if r["server"]["srtp"] else "no"),
+    ("codec", lambda r: r["server"]["codec"]),
     ("streams", lambda r: r["streams"]),
     ("pkt/s", lambda r: r["packets_per_s"]),
     ("srv us/pkt", lambda r: f"{r['server']['us_per_packet']:.1f}"),
+    ("srv us/stream-s", lambda r: f"{r['server']['us_per_stream_second']:.0f}"),
     ("srv %core",
      lambda r: f"{r['server']['core_pct']:.0f} (max {r['server']['core_pct_max_1s']:.0f})"),
     ("loop %core", lambda r: f"{r['server']['loop_thread_pct']:.0f}"),
@@ -1114,7 +1196,10 @@ def table(results: list[dict[str, Any]]) -> str:
         invites = s["invite_rtt"]
         notes.append(
             f"N={r['calls']} workers={s['workers'] if s['workers'] is not None else '(not set)'}"
-            f"{' SRTP ' + SUITE if s['srtp'] else ''}: {r['seconds']:g} s of sending + "
+            f"{' SRTP ' + SUITE if s['srtp'] else ''} {s['rtpmap']}"
+            f"{' ' + s['fmtp'] if s['fmtp'] else ''} ({s['wav_hz']} Hz WAVs"
+            f"{'; replay file prepared in ' + str(s['prepare_s']) + ' s' if s['replay'] else ''}"
+            f"): {r['seconds']:g} s of sending + "
             f"{s['drain_s']} s drain ({s['backlog_s']} s until srs's sockets were empty); "
             f"set-up {s['setup_s']} s, finish {s['finish_s']} s; "
             f"{pinning}; sender on core {LOAD_CORE}; cores busy % {other}; srs processes "
@@ -1158,17 +1243,17 @@ def capacity_table(capacity: dict[str, Any]) -> str:
     for entry in capacity["srs"]:
         first = entry if first is None else first
         rows.append([str(entry["workers"] if entry["workers"] is not None else "-"),
-                     _at_least(entry), _at_least(floor), _ratio(entry, floor),
+                     entry["codec"], _at_least(entry), _at_least(floor), _ratio(entry, floor),
                      "1.00" if entry is first else _ratio(entry, first), entry["limit"]])
-    lines = render(["workers", "srs zero-loss calls", "floor zero-loss calls", "srs/floor",
+    lines = render(["workers", "codec", "srs zero-loss calls", "floor zero-loss calls", "srs/floor",
                     "vs first row", "srs limit"], rows)
     lines.append("")
-    lines.append(f"floor limit: {floor['limit']}")
+    lines.append(f"floor limit: {floor['limit']} (packets of {floor['codec']})")
     lines.append(f"steps of {capacity['step_seconds']:g} s; a step passes with zero loss, every "
                  f"WAV complete (srs) and the sender at >= {100 * PACE_SHARE:.0f}% of the "
                  "offered rate")
     for entry in [*capacity["srs"], floor]:
-        who = "floor" if entry is floor else f"srs workers={entry['workers']}"
+        who = "floor" if entry is floor else f"srs workers={entry['workers']} {entry['codec']}"
         lines.extend(f"    {who} {s['calls']}: {s['verdict']} ({s['detail']})"
                      for s in entry["steps"])
     return "\n".join(lines)
@@ -1196,6 +1281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"(default {SERVER_CORE} with one process, 'any' with workers > 1)")
     parser.add_argument("--srtp", action="store_true",
                         help=f"offer RTP/SAVP ({SUITE}) and send SRTP")
+    parser.add_argument("--codec", default="PCMU", metavar="NAME[,NAME...]",
+                        help="the codec offered and sent (default PCMU); a list runs each, one "
+                             f"row per codec: {', '.join(c.name for c in CODECS.values())}")
     parser.add_argument("--find-capacity", action="store_true",
                         help="search the largest N with zero loss and complete WAVs, for srs "
                              "(each --workers value) and for the floor receiver")
@@ -1219,6 +1307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--calls must be >= 1, --seconds and --step-seconds >= 2")
     if any(w is not None and w < 1 for w in workers):
         parser.error("--workers must be >= 1")
+    try:
+        codecs = parse_codecs(args.codec)
+    except ValueError as exc:
+        parser.error(f"--codec: {exc}")
+    missing = [reason for reason in map(unavailable, codecs) if reason is not None]
+    if missing:
+        parser.error(f"--codec: no encoder here for the payloads: {'; '.join(missing)}")
     if 2 * max([*counts, args.capacity_max if args.find_capacity else 0]) > 8192:
         parser.error("the sender takes at most 8192 streams (4096 calls)")
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
@@ -1235,27 +1330,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         binaries = build(work)
         for w in workers:
-            options = Options(args.seconds, args.fft_checks, args.srtp, w,
-                              server_cpus(args.server_cpus, w), args.profile)
-            print(f"capacity: srs server cpus {options.server_cpus or 'any (not pinned)'}, "
-                  f"sender on core {LOAD_CORE}, workers "
-                  f"{w if w is not None else '(not in the config)'}", file=sys.stderr, flush=True)
-            for calls in counts:
-                print(f"capacity: {calls} calls for {args.seconds:g} s ...", file=sys.stderr,
-                      flush=True)
-                results.append(run_one(procs, work, binaries, calls, options))
-            if args.find_capacity:
-                step = options.with_seconds(args.step_seconds)
-                found = find_capacity(
-                    lambda n, o=step: srs_step(procs, work, binaries[0], n, o),
-                    args.capacity_start, args.capacity_max, args.capacity_steps,
-                    f"srs workers={w}")
-                capacity.setdefault("srs", []).append({"workers": w, **found})
+            for codec in codecs:
+                options = Options(args.seconds, args.fft_checks, args.srtp, w,
+                                  server_cpus(args.server_cpus, w), args.profile, codec)
+                print(f"capacity: srs server cpus {options.server_cpus or 'any (not pinned)'}, "
+                      f"sender on core {LOAD_CORE}, workers "
+                      f"{w if w is not None else '(not in the config)'}, codec {codec.name}",
+                      file=sys.stderr, flush=True)
+                for calls in counts:
+                    print(f"capacity: {calls} calls for {args.seconds:g} s ...",
+                          file=sys.stderr, flush=True)
+                    results.append(run_one(procs, work, binaries, calls, options))
+                if args.find_capacity:
+                    step = options.with_seconds(args.step_seconds)
+                    found = find_capacity(
+                        lambda n, o=step: srs_step(procs, work, binaries[0], n, o),
+                        args.capacity_start, args.capacity_max, args.capacity_steps,
+                        f"srs workers={w} {codec.name}")
+                    capacity.setdefault("srs", []).append(
+                        {"workers": w, "codec": codec.name, **found})
         if args.find_capacity:
-            step = Options(args.step_seconds, srtp=args.srtp)
-            capacity["floor"] = find_capacity(
+            # One floor search, with the packets of the first codec: it only counts them.
+            step = Options(args.step_seconds, srtp=args.srtp, codec=codecs[0])
+            capacity["floor"] = {"codec": codecs[0].name, **find_capacity(
                 lambda n: floor_step(procs, work, binaries, n, step),
-                args.capacity_start, args.capacity_max, args.capacity_steps, "floor")
+                args.capacity_start, args.capacity_max, args.capacity_steps, "floor")}
             capacity["step_seconds"] = args.step_seconds
     except RunFailed as exc:
         print(f"capacity: run failed: {exc}", file=sys.stderr)

@@ -8,8 +8,8 @@
  * pace shows it there: its achieved rate, sent / wall_s, falls below the offered one).
  *
  * With --replay FILE it sends prepared packets instead (for SRTP, which this program cannot
- * encrypt): FILE holds, per tick, one packet per destination, in the order of the
- * destinations.  Layout (little-endian): the 8 bytes "SRSRPLY1", uint32 streams,
+ * encrypt, and for codecs other than PCMU, which it cannot encode): FILE holds, per tick,
+ * one packet per destination, in the order of the destinations.  Layout (little-endian): the 8 bytes "SRSRPLY1", uint32 streams,
  * uint32 ticks, uint32 slot bytes, then ticks x streams slots, each a uint16 packet length
  * and the packet, padded to the slot size.  It sends min(SECONDS x 50, ticks) ticks, with
  * the same pacing and batching as the default mode.

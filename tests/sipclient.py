@@ -33,9 +33,11 @@ def crypto_attribute(suite: str, key_salt: bytes, tag: int = 1) -> str:
 
 def sdp_offer(ports: Sequence[int], labels: Sequence[str | None], *, direction: str = "sendonly",
               codecs: str = "0 101", extra: str = "", version: int = 1,
-              crypto: Sequence[str] = ()) -> str:
+              crypto: Sequence[str] = (), formats: Sequence[str] | None = None) -> str:
     """An SDP offer, one m-line per port; with ``crypto`` (one ``a=crypto`` value per
-    m-line, see :func:`crypto_attribute`) the m-lines are RTP/SAVP (RFC 4568 §5)."""
+    m-line, see :func:`crypto_attribute`) the m-lines are RTP/SAVP (RFC 4568 §5).
+    ``formats`` (attribute values such as ``"rtpmap:9 G722/8000"``) replace the PCMU and
+    telephone-event ``a=rtpmap``/``a=fmtp`` lines of every m-line."""
     lines = ["v=0", f"o=src 42 {version} IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0"]
     if crypto and len(crypto) != len(ports):
         raise ValueError("one a=crypto value per m-line")
@@ -44,9 +46,12 @@ def sdp_offer(ports: Sequence[int], labels: Sequence[str | None], *, direction: 
         lines.append(f"m=audio {port} {proto} {codecs}")
         if crypto:
             lines.append(f"a=crypto:{crypto[index]}")
-        lines.append("a=rtpmap:0 PCMU/8000")
-        if "101" in codecs.split():
-            lines += ["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"]
+        if formats is not None:
+            lines += [f"a={value}" for value in formats]
+        else:
+            lines.append("a=rtpmap:0 PCMU/8000")
+            if "101" in codecs.split():
+                lines += ["a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15"]
         if label is not None:
             lines.append(f"a=label:{label}")
         lines.append(f"a={direction}")
