@@ -18,11 +18,13 @@ its load once a second (:class:`Load`) and :class:`Idle` after a shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import pickle
+import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from srs.config import Settings
 from srs.errors import PeerError, ServiceUnavailable
@@ -202,44 +204,158 @@ class ChannelClosed(Exception):
 
 
 class Channel:
-    """Framed messages over one end of the socket pair."""
+    """Framed messages over one end of the socket pair.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    Frames are read in the event loop's callback for the socket: once :meth:`listen` has
+    a handler, each message is handled in the loop iteration its last byte arrived in,
+    not one or two iterations later as an awaiting reader would (a media worker's
+    iterations are long under load, and an INVITE waits for its answer across both
+    processes).  Before that, messages queue for :meth:`receive` (a worker's Hello).
+    """
+
+    def __init__(self) -> None:
+        self._frames = _Frames(self)
+        self._queued: collections.deque[Message] = collections.deque()
+        self._handler: Callable[[Message], None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def connect(cls, sock: socket.socket) -> Channel:
+        """The channel over a connected stream socket of the pair."""
+        channel = cls()
+        await asyncio.get_running_loop().create_unix_connection(lambda: channel._frames,
+                                                                sock=sock)
+        return channel
 
     def send(self, message: Message) -> None:
         """Queue ``message``; it goes out as soon as the socket takes it.  A closed
-        channel drops it (the owner learns of the close from :meth:`receive`)."""
-        if self.writer.is_closing():
+        channel drops it (the owner learns of the close from :meth:`wait_closed`)."""
+        transport = self._frames.transport
+        if transport is None or transport.is_closing():
             return
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self.writer.write(_LENGTH.pack(len(data)) + data)
+        transport.write(_LENGTH.pack(len(data)) + data)
 
     async def receive(self) -> Message:
-        try:
-            header = await self.reader.readexactly(_LENGTH.size)
-            (length,) = _LENGTH.unpack(header)
-            if length > MAX_FRAME_BYTES:
-                raise ChannelClosed(f"control frame of {length} bytes")
-            data = await self.reader.readexactly(length)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise ChannelClosed(str(exc) or "closed") from None
-        try:
-            message = pickle.loads(data)  # noqa: S301 - only srs holds the other end
-        except Exception as exc:  # a frame srs cannot read: the channel is broken
-            raise ChannelClosed(f"unreadable control frame: {exc!r}") from None
-        if not isinstance(message, _MESSAGE_TYPES):
-            raise ChannelClosed(f"not a control message: {type(message).__name__}")
-        return message
+        """The next message, for a channel nobody listens to yet."""
+        while not self._queued:
+            if self._closed.done():
+                raise ChannelClosed(self._closed.result())
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._queued.popleft()
+
+    def listen(self, handler: Callable[[Message], None]) -> None:
+        """Hand every message, queued ones first, to ``handler`` as it arrives.  The
+        handler must not raise: an exception is reported to the loop's handler and the
+        channel reads on."""
+        self._handler = handler
+        while self._queued:
+            self._dispatch(self._queued.popleft())
+
+    async def wait_closed(self) -> str:
+        """Wait until the other end is gone (or sent what is not a message): why."""
+        return await asyncio.shield(self._closed)
 
     async def drain(self) -> None:
-        if not self.writer.is_closing():
-            with contextlib.suppress(ConnectionError):
-                await self.writer.drain()
+        await self._frames.drain()
 
     def close(self) -> None:
-        self.writer.close()
+        if self._frames.transport is not None:
+            self._frames.transport.close()
+
+    def _deliver(self, message: Message) -> None:
+        if self._handler is not None:
+            self._dispatch(message)
+            return
+        self._queued.append(message)
+        self._wake()
+
+    def _dispatch(self, message: Message) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            handler(message)
+        except Exception as exc:  # a bug in the handler: the other messages still come
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"control message {type(message).__name__} failed",
+                 "exception": exc})
+
+    def _lost(self, why: str) -> None:
+        if not self._closed.done():
+            self._closed.set_result(why)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class _Frames(asyncio.Protocol):
+    """The socket's bytes cut into frames (4-byte length, pickle), and write flow control."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._paused: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not a subclass of asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while len(buffer) - start >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(buffer, start)
+            if length > MAX_FRAME_BYTES:
+                self._broken(f"control frame of {length} bytes")
+                return
+            end = start + _LENGTH.size + length
+            if len(buffer) < end:
+                break
+            frame = bytes(buffer[start + _LENGTH.size:end])
+            start = end
+            try:
+                message = pickle.loads(frame)  # noqa: S301 - only srs holds the other end
+            except Exception as exc:  # a frame srs cannot read: the channel is broken
+                self._broken(f"unreadable control frame: {exc!r}")
+                return
+            if not isinstance(message, _MESSAGE_TYPES):
+                self._broken(f"not a control message: {type(message).__name__}")
+                return
+            self.channel._deliver(message)
+        del buffer[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.channel._lost(str(exc) if exc else "closed")
+        self._resume()
+
+    def pause_writing(self) -> None:
+        if self._paused is None:
+            self._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._resume()
+
+    async def drain(self) -> None:
+        if self._paused is not None:
+            await self._paused
+
+    def _resume(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
+
+    def _broken(self, why: str) -> None:
+        self._buffer.clear()
+        self.channel._lost(why)
+        if self.transport is not None:
+            self.transport.close()
 
 
 _MESSAGE_TYPES = (Hello, Open, Update, End, Answered, CaptureSip, Shutdown, Ready, AnswerRequest,

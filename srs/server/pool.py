@@ -363,8 +363,7 @@ class WorkerPool:
                 pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL)
         finally:
             child.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
-        w.channel = c.Channel(reader, writer)
+        w.channel = await c.Channel.connect(parent)
         w.state, w.load, w.started_at = "starting", None, time.monotonic()
         w.heard_at = w.started_at
         w.ready.clear()
@@ -375,24 +374,26 @@ class WorkerPool:
 
     async def _read(self, w: _Worker, channel: c.Channel,
                     process: asyncio.subprocess.Process) -> None:
-        try:
-            while True:
-                message = await channel.receive()
-                try:
-                    self._handle(w, message)
-                except Exception as exc:  # a bug here must not stop the other messages
-                    self.log.error("control_message_failed", worker=w.index,
-                                   type=type(message).__name__, exc_info=exc)
-        except c.ChannelClosed as closed:
-            channel.close()
-            code = await process.wait()
-            if w.state == "stopping" and w.idle.is_set():
-                w.state = "dead"  # drained: it said Idle, its sessions are final
-                return
-            # Dead before it drained (killed, or past the shutdown wait): its sessions
-            # are ended here, whether or not a shutdown is under way.
-            self._lost(w, code, str(closed))
-            w.idle.set()
+        """Every message of the worker as it arrives; then, when the channel closes, what
+        its end means."""
+        def receive(message: c.Message) -> None:
+            try:
+                self._handle(w, message)
+            except Exception as exc:  # a bug here must not stop the other messages
+                self.log.error("control_message_failed", worker=w.index,
+                               type=type(message).__name__, exc_info=exc)
+
+        channel.listen(receive)
+        closed = await channel.wait_closed()
+        channel.close()
+        code = await process.wait()
+        if w.state == "stopping" and w.idle.is_set():
+            w.state = "dead"  # drained: it said Idle, its sessions are final
+            return
+        # Dead before it drained (killed, or past the shutdown wait): its sessions
+        # are ended here, whether or not a shutdown is under way.
+        self._lost(w, code, closed)
+        w.idle.set()
 
     def _lost(self, w: _Worker, code: int, why: str) -> None:
         """A worker died: answer or end its sessions, repair their files, start it again."""

@@ -13,6 +13,10 @@ after every input.  Every task is kept and awaited on shutdown; none is fire-and
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,9 +67,13 @@ _BULK_JOBS = (jobs.WriteBatch, jobs.FinishFiles, jobs.FailFiles, jobs.DiscardFil
 
 
 class Signalling(Protocol):
-    """Where the recording core's answers, rejections and BYEs go."""
+    """Where the recording core's answers, rejections and BYEs go.  ``answer`` calls
+    ``done`` with the dialog the answer made (None: it reached no peer): at once when the
+    SIP core is in this process, when the reply comes in when it is the signalling
+    process's -- before any later message of that process is handled, which may be a
+    request in that very dialog."""
 
-    async def answer(self, answer: Answer) -> DialogId | None: ...
+    def answer(self, answer: Answer, done: Callable[[DialogId | None], None]) -> None: ...
 
     def send(self, output: Reject | Fail | HangUp) -> None: ...
 
@@ -89,8 +97,8 @@ class CoreSignalling:
         self.transmit = transmit
         self.clock = clock
 
-    async def answer(self, answer: Answer) -> DialogId | None:
-        return self.answer_now(answer)
+    def answer(self, answer: Answer, done: Callable[[DialogId | None], None]) -> None:
+        done(self.answer_now(answer))
 
     def answer_now(self, work: Answer) -> DialogId | None:
         outputs, dialog_id = answer(self.core, work, self.clock())
@@ -157,6 +165,9 @@ class LiveRecorder:
         # the sidecar of a set-up or an update) never wait behind them.
         self._bulk = ThreadPoolExecutor(BULK_THREADS, thread_name_prefix="srs-write")
         self._urgent = ThreadPoolExecutor(URGENT_THREADS, thread_name_prefix="srs-answer")
+        self._outputs: collections.deque[Output] = collections.deque()
+        self._executing = False
+        self._in_flight = 0  # requests out to a thread or the signalling process
 
     @property
     def active(self) -> int:
@@ -182,10 +193,20 @@ class LiveRecorder:
             self.execute(self.recorder.receive(event, self.clock()))
 
     def execute(self, outputs: Iterable[Output]) -> None:
+        """Carry out the core's outputs in order.  The requests it can complete at once
+        (ports, a drain, an answer to the SIP core of this process) are completed here and
+        their outputs follow in the same pass; a file job's completion comes back in one
+        loop iteration from its thread.  Each hop through the loop costs a whole
+        iteration, which under media load is milliseconds: a set-up takes two."""
+        self._outputs.extend(outputs)
+        if self._executing:
+            return  # a completion inside this pass: the loop below takes its outputs
+        self._executing = True
         try:
-            for output in outputs:
+            while self._outputs:
+                output = self._outputs.popleft()
                 if isinstance(output, Request):
-                    self._keep(self._serve(output))
+                    self._start(output)
                 elif isinstance(output, Reject | Fail | HangUp):
                     self.signalling.send(output)
                 elif isinstance(output, Attach):
@@ -203,6 +224,8 @@ class LiveRecorder:
                 else:
                     assert_never(output)
         finally:
+            self._executing = False
+            self._outputs.clear()  # only after a bug: the rest of that pass is dropped
             self._timer.arm()  # the core's next tick, whatever happened above
 
     async def shutdown(self, reason: EndReason = EndReason.SHUTDOWN) -> None:
@@ -217,12 +240,13 @@ class LiveRecorder:
 
     async def _drain(self) -> None:
         deadline = self._loop.time() + SHUTDOWN_WAIT_S
-        while (self.tasks or not self.recorder.idle) and self._loop.time() < deadline:
+        while ((self.tasks or self._in_flight or not self.recorder.idle)
+               and self._loop.time() < deadline):
             if self.tasks:
                 await asyncio.wait(list(self.tasks), timeout=deadline - self._loop.time(),
                                    return_when=asyncio.FIRST_COMPLETED)
             else:
-                await asyncio.sleep(0.01)  # a session between two requests
+                await asyncio.sleep(0.01)  # a job in its thread, or between two requests
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -232,23 +256,53 @@ class LiveRecorder:
 
     # -- requests -----------------------------------------------------------------------
 
-    async def _serve(self, request: Request) -> None:
+    def _start(self, request: Request) -> None:
         work = request.work
-        result: Any = None
-        error: Exception | None = None
+        if isinstance(work, OpenPorts | Drain):
+            result: Any = None
+            error: Exception | None = None
+            try:
+                if isinstance(work, OpenPorts):
+                    result = self.media.open_now(work.count, work.near)
+                else:
+                    result = self.media.drain(list(work.ports))
+            except Exception as exc:  # handed to the core, which classifies it
+                error = exc
+            self._complete(request.id, result, error)
+            return
+        if isinstance(work, Answer):
+            try:
+                self.signalling.answer(work, functools.partial(self._answered, request.id))
+            except Exception as exc:  # handed to the core, which classifies it
+                self._complete(request.id, None, exc)
+            return
+        self._in_flight += 1
+        pool = self._bulk if isinstance(work, _BULK_JOBS) else self._urgent
+        job = pool.submit(work.run)
+        job.add_done_callback(functools.partial(self._job_done, request.id))
+
+    def _job_done(self, request_id: int, job: concurrent.futures.Future[Any]) -> None:
+        """In the job's thread: back to the loop, one wake-up."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: the process is going away
+            self._loop.call_soon_threadsafe(self._finished, request_id, job)
+
+    def _answered(self, request_id: int, dialog_id: DialogId | None) -> None:
+        self._complete(request_id, dialog_id, None)
+
+    def _finished(self, request_id: int, future: concurrent.futures.Future[Any]) -> None:
+        self._in_flight -= 1
+        if future.cancelled():
+            return  # a job dropped by a shutdown past its wait: nothing is waited for
+        error = future.exception()
+        if error is not None and not isinstance(error, Exception):
+            raise error  # KeyboardInterrupt, SystemExit: not the core's to classify
+        self._complete(request_id, None if error is not None else future.result(), error)
+
+    def _complete(self, request_id: int, result: Any, error: Exception | None) -> None:
         try:
-            if isinstance(work, OpenPorts):
-                result = await self.media.open(work.count, work.near)
-            elif isinstance(work, Drain):
-                result = self.media.drain(list(work.ports))
-            elif isinstance(work, Answer):
-                result = await self.signalling.answer(work)
-            else:
-                pool = self._bulk if isinstance(work, _BULK_JOBS) else self._urgent
-                result = await self._loop.run_in_executor(pool, work.run)
-        except Exception as exc:  # handed to the core, which classifies it
-            error = exc
-        self.execute(self.recorder.complete(request.id, result, error, self.clock()))
+            self.execute(self.recorder.complete(request_id, result, error, self.clock()))
+        except Exception as exc:  # a bug in the core or here: logged, the others go on
+            self.log.error("task_failed", exc_info=exc)
 
     def _keep(self, coro: Any) -> None:
         task = self._loop.create_task(coro)

@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -67,28 +68,27 @@ class _ChannelSignalling:
     def __init__(self, channel: c.Channel) -> None:
         self.channel = channel
         self._ids = itertools.count(1)
-        self.waiting: dict[int, asyncio.Future[DialogId | None]] = {}
+        self.waiting: dict[int, Callable[[DialogId | None], None]] = {}
 
-    async def answer(self, answer: Answer) -> DialogId | None:
+    def answer(self, answer: Answer, done: Callable[[DialogId | None], None]) -> None:
         request_id = next(self._ids)
-        future: asyncio.Future[DialogId | None] = asyncio.get_running_loop().create_future()
-        self.waiting[request_id] = future
+        self.waiting[request_id] = done
         self.channel.send(c.AnswerRequest(request_id, _token(answer.pending), answer.status,
                                           answer.local, answer.body, answer.content_type,
                                           answer.directory))
-        return await future
 
     def answered(self, message: c.Answered) -> None:
-        future = self.waiting.pop(message.request_id, None)
-        if future is not None and not future.done():
-            future.set_result(message.dialog_id)
+        """The reply, handled before the channel's next message (an UPDATE or BYE in the
+        dialog it made must find the dialog known)."""
+        done = self.waiting.pop(message.request_id, None)
+        if done is not None:
+            done(message.dialog_id)
 
     def closed(self) -> None:
         """The signalling process is gone: no answer reaches a peer any more."""
-        for future in self.waiting.values():
-            if not future.done():
-                future.set_result(None)
-        self.waiting.clear()
+        waiting, self.waiting = self.waiting, {}
+        for done in waiting.values():
+            done(None)
 
     def send(self, output: Reject | Fail | HangUp) -> None:
         if isinstance(output, Reject):
@@ -164,6 +164,8 @@ class Worker:
         # Our addresses for the session being opened (the signalling process knows them).
         self._current: tuple[Local, str] = (Local("127.0.0.1", 0, "udp"), "127.0.0.1")
         self._lag_s = 0.0
+        self._stopping: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Future[None] = self.loop.create_future()
 
     def now(self) -> float:
         return quantize_s(self.loop.time())
@@ -175,51 +177,54 @@ class Worker:
         return self._current[1]
 
     async def run(self) -> None:
+        """Serve the channel's messages until a Shutdown has drained every session (then
+        Idle is sent) or the signalling process is gone (then what was recorded is
+        finalised).  Messages are still taken while a shutdown runs: its sessions still
+        need the answers to their INVITEs (a session being set up is answered, then
+        ended)."""
         self.channel.send(c.Ready(os.getpid()))
         load = self.loop.create_task(self._report_load())
         lag = self.loop.create_task(watch_loop_lag(self._observe_lag))
-        stopping: asyncio.Task[None] | None = None
-        receiving: asyncio.Task[c.Message] | None = None
+        closed = self.loop.create_task(self.channel.wait_closed())
+        self.channel.listen(self._receive)
         try:
-            while True:
-                # Messages are read while a shutdown runs: its sessions still need the
-                # answers to their INVITEs (a session being set up is answered, then ended).
-                receiving = self.loop.create_task(self.channel.receive())
-                waits: set[asyncio.Future[Any]] = {receiving}
-                if stopping is not None:
-                    waits.add(stopping)
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                if stopping is not None and stopping.done():
-                    stopping.result()
-                    self.channel.send(c.Idle())
-                    await self.channel.drain()
-                    return
-                try:
-                    message = receiving.result()
-                except c.ChannelClosed:
-                    # The signalling process is gone: finalise what was recorded.
-                    self.signalling.closed()
-                    if stopping is None:
-                        await self.sessions.shutdown(EndReason.CRASH)
-                    else:
-                        await stopping
-                    return
-                receiving = None
-                if isinstance(message, c.Shutdown):
-                    if stopping is None:
-                        stopping = self.loop.create_task(self.sessions.shutdown())
-                else:
-                    try:
-                        self._handle(message)
-                    except Exception as exc:  # a bug: logged, and the other calls go on
-                        self.log.error("control_message_failed", type=type(message).__name__,
-                                       exc_info=exc)
+            waits: set[asyncio.Future[Any]] = {closed, self._stopped}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if self._stopped.done():
+                self._stopped.result()
+                self.channel.send(c.Idle())
+                await self.channel.drain()
+                return
+            # The signalling process is gone: finalise what was recorded.
+            self.signalling.closed()
+            if self._stopping is None:
+                await self.sessions.shutdown(EndReason.CRASH)
+            else:
+                await self._stopping
         finally:
-            for task in (load, lag, receiving):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(load, lag, *([receiving] if receiving else []),
-                                 return_exceptions=True)
+            for task in (load, lag, closed):
+                task.cancel()
+            await asyncio.gather(load, lag, closed, return_exceptions=True)
+
+    def _receive(self, message: c.Message) -> None:
+        if isinstance(message, c.Shutdown):
+            if self._stopping is None:
+                self._stopping = self.loop.create_task(self.sessions.shutdown())
+                self._stopping.add_done_callback(self._stop_done)
+            return
+        try:
+            self._handle(message)
+        except Exception as exc:  # a bug: logged, and the other calls go on
+            self.log.error("control_message_failed", type=type(message).__name__,
+                           exc_info=exc)
+
+    def _stop_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            self._stopped.cancel()
+        elif task.exception() is not None:
+            self._stopped.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            self._stopped.set_result(None)
 
     def _handle(self, message: c.Message) -> None:
         if isinstance(message, c.Open):
@@ -258,9 +263,7 @@ class Worker:
 
 
 async def _serve(fd: int) -> int:
-    sock = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    channel = c.Channel(reader, writer)
+    channel = await c.Channel.connect(socket.socket(fileno=fd))
     try:
         hello = await channel.receive()
     except c.ChannelClosed:
