@@ -358,6 +358,7 @@ class RecordingSession:
                 jitter_ms=round(max(stats.jitter_ms.values(), default=0.0), 3),
                 duration_s=round(report.duration_s, 3),
                 trimmed_samples=report.trimmed_samples,
+                resyncs=dict(stats.resyncs),
                 decode_errors=report.decode_errors,
                 dtmf_dropped=report.dtmf_dropped,
                 sha256=report.sha256,

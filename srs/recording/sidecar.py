@@ -183,6 +183,10 @@ class StreamRecord:
     trimmed_samples: int = 0
     """Samples of received audio cut because they fell behind what was already written
     (a sender that jumped back in time, or a server too overloaded to keep up)."""
+    resyncs: Mapping[str, int] = field(default_factory=dict)
+    """Times the track was re-anchored at a packet's arrival, by reason (``ssrc_change``,
+    ``timestamp_backward``, ``timestamp_jump``, ``clock_rate_change``): where the audio
+    around it may have moved or been cut."""
     dtmf_dropped: int = 0
     """Key presses of this stream not listed in ``dtmf``: past the cap of 1,000."""
     decode_errors: int = 0
@@ -201,6 +205,8 @@ class StreamRecord:
             raise UsageError("clock_rate, jitter_ms or duration_s out of range")
         if any(not 0 <= ssrc <= _U32_MAX for ssrc in self.ssrcs):
             raise UsageError(f"ssrcs {self.ssrcs} out of 32-bit range")
+        if any(n < 0 for n in self.resyncs.values()):
+            raise UsageError(f"resyncs must not be negative: {dict(self.resyncs)}")
         _check_sha256(self.sha256)
 
 
@@ -468,7 +474,7 @@ def _stream_from(s: _Obj) -> StreamRecord:
             duplicated=packets.integer("duplicated"),
             reordered=packets.integer("reordered"),
             late=packets.integer("late"),
-            dropped={reason: dropped.integer(reason) for reason in dropped},
+            dropped=_counts(dropped),
             rtcp=packets.integer("rtcp") if "rtcp" in packets else 0,
             unoffered_static=(packets.integer("unoffered_static")
                               if "unoffered_static" in packets else 0),
@@ -476,10 +482,15 @@ def _stream_from(s: _Obj) -> StreamRecord:
         jitter_ms=s.number("jitter_ms"),
         duration_s=s.number("duration_s"),
         trimmed_samples=s.integer("trimmed_samples") if "trimmed_samples" in s else 0,
+        resyncs=_counts(s.obj("resyncs")) if "resyncs" in s else {},
         dtmf_dropped=s.integer("dtmf_dropped") if "dtmf_dropped" in s else 0,
         decode_errors=s.integer("decode_errors") if "decode_errors" in s else 0,
         sha256=s.opt_text("sha256"),
     )
+
+
+def _counts(counts: _Obj) -> dict[str, int]:
+    return {reason: counts.integer(reason) for reason in counts}
 
 
 def _update_from(u: _Obj) -> MetadataUpdate:

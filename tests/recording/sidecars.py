@@ -59,6 +59,7 @@ def twilio_sidecar() -> SessionSidecar:
                 packets=PacketCounts(500, 2, 1, 3, 1, {"srtp_auth": 4}),
                 jitter_ms=1.5,
                 duration_s=10.0,
+                resyncs={"timestamp_jump": 1},
             ),
             stream("outbound_track", "outbound_track.wav"),
         ),

@@ -417,3 +417,19 @@ def test_the_lifecycle_table_allows_only_its_moves() -> None:
         check_transition(Lifecycle.FINISHED, Lifecycle.RECORDING)
     with pytest.raises(UsageError):
         check_transition(Lifecycle.RECORDING, Lifecycle.DISCARDED)
+
+
+def test_a_re_anchor_is_written_into_the_sidecar(host: CoreHost) -> None:
+    """A sender that restarts its timestamps 10 s ahead (RFC 3550 §5.1 random origin)
+    re-anchors the track: the sidecar says so, by reason, where audio may have moved."""
+    dialog = host.invite(["inbound"], sdp=sdp_offer([40000], ["inbound"]))
+    stream = host.stream(0)
+    for n in range(20):
+        ts = n * 160 if n < 10 else 80_000 + n * 160
+        stream.receive(rtp_packet(n, ts, 0x1111, pcmu_encode(tone(1000.0, n * 160, 160))),
+                       SRC, host.now)
+        host.advance(0.02)
+    host.bye(dialog)
+    [directory] = host.sessions()
+    [record] = sidecar(directory)["streams"]
+    assert record["resyncs"] == {"timestamp_jump": 1}

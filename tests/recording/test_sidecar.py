@@ -112,6 +112,7 @@ def test_full_sidecar_json_validates_and_round_trips() -> None:
         "jitter_ms": 1.5,
         "duration_s": 10.0,
         "trimmed_samples": 0,
+        "resyncs": {"timestamp_jump": 1},
         "dtmf_dropped": 0,
         "decode_errors": 0,
         "sha256": None,
