@@ -21,14 +21,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
-#ifndef Py_T_OBJECT_EX
-#include <structmember.h>
-#define Py_T_OBJECT_EX T_OBJECT_EX
-#endif
-
 #include "_rtpwalk.h"
-
-#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
 static PyTypeObject *timeline_type, *buffer_type, *jitter_type, *placed_type;
 static PyObject *seen_mask, *one;
@@ -41,18 +34,6 @@ static Py_ssize_t rb_received, rb_held, rb_next, rb_releasing, rb_seen_bits, rb_
 static Py_ssize_t je_rate, je_packets, je_discontinuities, je_jitter, je_disc_units,
     je_last_transit;
 static Py_ssize_t pl_offset, pl_payload_type, pl_payload, pl_ssrc, pl_timestamp, pl_is_event;
-
-/* The offset of slot `name` of `type`, or -1 with an exception set. */
-static Py_ssize_t slot_offset(PyTypeObject *type, const char *name)
-{
-    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
-        || ((PyMemberDescrObject *)descr)->d_member->type != Py_T_OBJECT_EX) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, name);
-        return -1;
-    }
-    return ((PyMemberDescrObject *)descr)->d_member->offset;
-}
 
 typedef struct {
     Py_ssize_t *offset;

@@ -29,11 +29,6 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#ifndef Py_T_OBJECT_EX
-#include <structmember.h>
-#define Py_T_OBJECT_EX T_OBJECT_EX
-#endif
-
 #include "../rtp/_rtpwalk.h"
 
 #define BATCH 32                 /* datagrams per recvmmsg call */
@@ -46,8 +41,6 @@ static struct mmsghdr headers[BATCH];
 static struct iovec vectors[BATCH];
 static struct epoll_event events[MAX_EVENTS];
 
-#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
-
 /* StreamState's slots (bind_stream) and the walk of srs/rtp/_rtpwalk.c. */
 static PyTypeObject *stream_type;
 static rtpwalk_api *walk_api;
@@ -59,7 +52,6 @@ typedef struct {
     PyObject *now_obj;
     double now;
     int slow;           /* a datagram went to the Python path: so do the rest */
-    long placed;
 } fast_ctx;
 
 /* StreamState.receive for a datagram from the latched source of a plain stream: 1 placed,
@@ -90,7 +82,6 @@ static int fast_one(fast_ctx *ctx, PyObject *key, const char *data, Py_ssize_t s
         PyObject *old = SLOT(stream, st_last_packet);
         SLOT(stream, st_last_packet) = Py_NewRef(ctx->now_obj);
         Py_XDECREF(old);
-        ctx->placed++;
     }
     return r;
 }
@@ -211,53 +202,6 @@ static PyObject *rtprecv_recv(PyObject *self, PyObject *args)
     return out;
 }
 
-static PyObject *rtprecv_poll(PyObject *self, PyObject *args)
-{
-    int epfd, max_events, per_socket;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "iii", &epfd, &max_events, &per_socket))
-        return NULL;
-    if (max_events < 1 || max_events > MAX_EVENTS)
-        max_events = MAX_EVENTS;
-    int n = epoll_wait(epfd, events, max_events, 0);
-    if (n < 0) {
-        if (errno != EINTR)
-            return PyErr_SetFromErrno(PyExc_OSError);
-        n = 0;
-    }
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    for (int i = 0; i < n; i++) {
-        PyObject *datagrams = PyList_New(0);
-        PyObject *sources = PyList_New(0);
-        PyObject *item = NULL;
-        if (datagrams != NULL && sources != NULL
-            && read_socket(events[i].data.fd, per_socket, datagrams, sources, NULL) >= 0)
-            item = Py_BuildValue("(iOO)", events[i].data.fd, datagrams, sources);
-        Py_XDECREF(datagrams);
-        Py_XDECREF(sources);
-        if (item == NULL || PyList_Append(out, item) < 0) {
-            Py_XDECREF(item);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(item);
-    }
-    return out;
-}
-
-static Py_ssize_t stream_slot(PyTypeObject *type, const char *name)
-{
-    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
-        || ((PyMemberDescrObject *)descr)->d_member->type != Py_T_OBJECT_EX) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, name);
-        return -1;
-    }
-    return ((PyMemberDescrObject *)descr)->d_member->offset;
-}
-
 static PyObject *rtprecv_bind_stream(PyObject *self, PyObject *args)
 {
     PyTypeObject *type;
@@ -267,12 +211,12 @@ static PyObject *rtprecv_bind_stream(PyObject *self, PyObject *args)
     rtpwalk_api *api = PyCapsule_Import(RTPWALK_CAPSULE, 0);
     if (api == NULL)
         return NULL;
-    if ((st_latched = stream_slot(type, "latched")) < 0
-        || (st_capture = stream_slot(type, "capture")) < 0
-        || (st_srtp = stream_slot(type, "srtp")) < 0
-        || (st_last_packet = stream_slot(type, "last_packet_s")) < 0
-        || (st_timeline = stream_slot(type, "timeline")) < 0
-        || (st_pending = stream_slot(type, "pending")) < 0)
+    if ((st_latched = slot_offset(type, "latched")) < 0
+        || (st_capture = slot_offset(type, "capture")) < 0
+        || (st_srtp = slot_offset(type, "srtp")) < 0
+        || (st_last_packet = slot_offset(type, "last_packet_s")) < 0
+        || (st_timeline = slot_offset(type, "timeline")) < 0
+        || (st_pending = slot_offset(type, "pending")) < 0)
         return NULL;
     walk_api = api;
     Py_INCREF(type);
@@ -280,18 +224,11 @@ static PyObject *rtprecv_bind_stream(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
+/* The ready sockets of `epfd`, each read; with `streams`, the common case placed (see the
+ * top of this file).  Returns (count read, [(fd, datagrams, sources)] not placed). */
+static PyObject *poll_sockets(int epfd, int max_events, int per_socket, PyObject *streams,
+                              PyObject *sources, PyObject *now_obj)
 {
-    int epfd, max_events, per_socket;
-    PyObject *streams, *sources, *now_obj;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "iiiO!O!O!", &epfd, &max_events, &per_socket, &PyDict_Type,
-                          &streams, &PyDict_Type, &sources, &PyFloat_Type, &now_obj))
-        return NULL;
-    if (stream_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "poll_walk() before bind_stream()");
-        return NULL;
-    }
     if (max_events < 1 || max_events > MAX_EVENTS)
         max_events = MAX_EVENTS;
     int n = epoll_wait(epfd, events, max_events, 0);
@@ -306,21 +243,24 @@ static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
     long count = 0;
     for (int i = 0; i < n; i++) {
         int fd = events[i].data.fd;
-        PyObject *fd_obj = PyLong_FromLong(fd);
-        PyObject *stream = fd_obj ? PyDict_GetItemWithError(streams, fd_obj) : NULL;
-        Py_XDECREF(fd_obj);
-        if (PyErr_Occurred()) {
-            Py_DECREF(out);
-            return NULL;
+        PyObject *stream = NULL;
+        if (streams != NULL) {
+            PyObject *fd_obj = PyLong_FromLong(fd);
+            stream = fd_obj ? PyDict_GetItemWithError(streams, fd_obj) : NULL;
+            Py_XDECREF(fd_obj);
+            if (PyErr_Occurred()) {
+                Py_DECREF(out);
+                return NULL;
+            }
         }
-        fast_ctx ctx = {stream, sources, now_obj, PyFloat_AS_DOUBLE(now_obj), 0, 0};
+        fast_ctx ctx = {stream, sources, now_obj, now_obj ? PyFloat_AS_DOUBLE(now_obj) : 0.0, 0};
         fast_ctx *use = stream != NULL && Py_IS_TYPE(stream, stream_type) ? &ctx : NULL;
         PyObject *datagrams = PyList_New(0);
         PyObject *keys = PyList_New(0);
         PyObject *item = NULL;
         int got = -1;
         if (datagrams != NULL && keys != NULL) {
-            Py_XINCREF(stream); /* a stream's own code may run: keep it alive */
+            Py_XINCREF(stream);
             got = read_socket(fd, per_socket, datagrams, keys, use);
             Py_XDECREF(stream);
         }
@@ -342,13 +282,36 @@ static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
         }
         Py_DECREF(item);
     }
-    PyObject *result = Py_BuildValue("(lN)", count, out);
-    return result;
+    return Py_BuildValue("(lN)", count, out);
+}
+
+static PyObject *rtprecv_poll(PyObject *self, PyObject *args)
+{
+    int epfd, max_events, per_socket;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iii", &epfd, &max_events, &per_socket))
+        return NULL;
+    return poll_sockets(epfd, max_events, per_socket, NULL, NULL, NULL);
+}
+
+static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
+{
+    int epfd, max_events, per_socket;
+    PyObject *streams, *sources, *now_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iiiO!O!O!", &epfd, &max_events, &per_socket, &PyDict_Type,
+                          &streams, &PyDict_Type, &sources, &PyFloat_Type, &now_obj))
+        return NULL;
+    if (stream_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "poll_walk() before bind_stream()");
+        return NULL;
+    }
+    return poll_sockets(epfd, max_events, per_socket, streams, sources, now_obj);
 }
 
 static PyMethodDef methods[] = {
     {"poll", rtprecv_poll, METH_VARARGS,
-     "poll(epfd, max_events, per_socket) -> [(fd, datagrams, sources)] of the ready sockets"},
+     "poll(epfd, max_events, per_socket) -> (count, [(fd, datagrams, sources)]) of the ready sockets"},
     {"poll_walk", rtprecv_poll_walk, METH_VARARGS,
      "poll_walk(epfd, max_events, per_socket, streams, sources, now) -> (count, leftovers)"},
     {"bind_stream", rtprecv_bind_stream, METH_VARARGS,

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from srs.errors import UsageError
-from srs.rtp.packet import RtcpCompound, RtcpPacket, RtpPacket
 from srs.rtp import track
+from srs.rtp.packet import RtcpCompound, RtcpPacket, RtpPacket
 from srs.rtp.track import Placed, TimelineConfig, TrackStats, TrackTimeline
 
 SSRCS = (0x1111, 0x2222, 0x3333)

@@ -33,6 +33,10 @@ class Recording:
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
         self.got.append((data, source, now))
 
+    def receive_many(self, datagrams: list[bytes], source: tuple[str, int], now: float) -> None:
+        for data in datagrams:
+            self.receive(data, source, now)
+
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
     uvloop.run(body())  # type: ignore[arg-type]
