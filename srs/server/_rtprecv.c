@@ -2,20 +2,23 @@
  *
  * poll(epfd, max_events, per_socket) waits for nothing (timeout 0): it takes the ready
  * sockets of an epoll set and drains each with recvmmsg(2), at most per_socket datagrams,
- * returning [(fd, [datagram, ...], [source, ...]), ...].  recv(fd, limit) does the same
+ * returning (count, [(fd, [datagram, ...], [source, ...]), ...], None).  recv(fd, limit) does the same
  * for one socket.  A source is the sender's address as bytes: 4 address + 2 port octets
  * for IPv4, 16 + 2 for IPv6, both in network order; consecutive datagrams from one sender
  * share one object, so the caller can map it to a host and port with one dict lookup.
  *
  * poll_walk(epfd, max_events, per_socket, streams, sources, now) reads the same way and
  * also does the per-packet path of the common case itself: for a socket whose stream
- * (streams: fd -> StreamState, after bind_stream(StreamState)) is latched to the sender
- * (sources: source -> (host, port), the caller's map), neither captured nor SRTP, each
- * datagram that srs/rtp/_rtpwalk.c places is placed straight from the receive buffer and
- * the stream's last_packet_s set, which is all StreamState.receive does for it.  From the
- * first datagram of a socket that is not such, the rest of that socket's datagrams are
- * returned as poll() returns them, for the Python path: (count read, [(fd, datagrams,
- * sources), ...]).
+ * (streams: fd -> StreamState, after bind_stream()) is latched to the sender (sources:
+ * source -> (host, port), the caller's map) and not captured, each datagram is decrypted
+ * when the stream is SRTP with one key held (libsrtp's srtp_unprotect from pylibsrtp, on
+ * the stream's own context) and placed by srs/rtp/_rtpwalk.c straight from the buffer (a
+ * decrypted packet the walk leaves goes to TrackTimeline.receive_into), and the stream's
+ * last_packet_s set: all that StreamState.receive does for it.  From the first datagram
+ * of a socket that is not such (another source, SRTCP, a packet libsrtp refuses, one the
+ * walk leaves in plain RTP), the rest of that socket's datagrams are returned as poll()
+ * returns them, for the Python path: (count read, [(fd, datagrams, sources), ...],
+ * the first exception a stream's Python code raised or None).
  *
  * Without this module srs/server/media.py does the same with select.epoll and
  * socket.recvfrom; both return the same datagrams and sources.
@@ -41,10 +44,18 @@ static struct mmsghdr headers[BATCH];
 static struct iovec vectors[BATCH];
 static struct epoll_event events[MAX_EVENTS];
 
-/* StreamState's slots (bind_stream) and the walk of srs/rtp/_rtpwalk.c. */
-static PyTypeObject *stream_type;
+/* StreamState's slots (bind_stream), SrtpInbound's and SrtpReceiver's, libsrtp's
+ * srtp_unprotect inside pylibsrtp (0: SRTP streams take the Python path), and the walk of
+ * srs/rtp/_rtpwalk.c. */
+static PyTypeObject *stream_type, *inbound_type, *receiver_type;
 static rtpwalk_api *walk_api;
 static Py_ssize_t st_latched, st_capture, st_srtp, st_last_packet, st_timeline, st_pending;
+static Py_ssize_t in_previous, in_current, rx_native;
+static Py_ssize_t max_srtp_bytes;
+typedef int (*unprotect_fn)(void *ctx, void *packet, int *len);
+static unprotect_fn srtp_unprotect_at;
+static PyObject *receive_into_name;
+static unsigned char plain[SLOT_BYTES];
 
 typedef struct {
     PyObject *stream;   /* the socket's StreamState */
@@ -52,14 +63,61 @@ typedef struct {
     PyObject *now_obj;
     double now;
     int slow;           /* a datagram went to the Python path: so do the rest */
+    PyObject **error;   /* the first exception of a stream's Python code, raised later */
 } fast_ctx;
 
-/* StreamState.receive for a datagram from the latched source of a plain stream: 1 placed,
- * 0 for the Python path, -1 a Python error. */
+/* The exception being raised, taken out of the error indicator. */
+static PyObject *take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+static void set_now(fast_ctx *ctx)
+{
+    PyObject *stream = ctx->stream;
+    PyObject *old = SLOT(stream, st_last_packet);
+    SLOT(stream, st_last_packet) = Py_NewRef(ctx->now_obj);
+    Py_XDECREF(old);
+}
+
+/* The libsrtp context of a stream's SRTP when only one key is held, else NULL. */
+static void *srtp_context(PyObject *srtp)
+{
+    if (srtp_unprotect_at == NULL || !Py_IS_TYPE(srtp, inbound_type)
+        || SLOT(srtp, in_previous) != Py_None)
+        return NULL;
+    PyObject *current = SLOT(srtp, in_current);
+    if (current == NULL || !Py_IS_TYPE(current, receiver_type))
+        return NULL;
+    PyObject *native = SLOT(current, rx_native);
+    if (native == NULL || !PyLong_CheckExact(native))
+        return NULL;
+    void *context = PyLong_AsVoidPtr(native);
+    if (context == NULL)
+        PyErr_Clear();
+    return context;
+}
+
+/* StreamState.receive for a datagram from the latched source of a stream that is not
+ * captured: 1 handled, 0 for the Python path, -1 a Python error.  SRTP (one key held, not
+ * SRTCP) is decrypted here with the stream's own libsrtp context; a packet libsrtp refuses
+ * goes to the Python path, which refuses and counts it in turn.  A decrypted packet the
+ * walk does not place goes to TrackTimeline.receive_into, as StreamState.receive does. */
 static int fast_one(fast_ctx *ctx, PyObject *key, const char *data, Py_ssize_t size)
 {
     PyObject *stream = ctx->stream;
-    if (SLOT(stream, st_capture) != Py_None || SLOT(stream, st_srtp) != Py_None)
+    if (SLOT(stream, st_capture) != Py_None)
         return 0;
     PyObject *latched = SLOT(stream, st_latched);
     PyObject *source = PyDict_GetItemWithError(ctx->sources, key);
@@ -75,15 +133,47 @@ static int fast_one(fast_ctx *ctx, PyObject *key, const char *data, Py_ssize_t s
         }
     }
     PyObject *timeline = SLOT(stream, st_timeline), *pending = SLOT(stream, st_pending);
-    if (timeline == NULL || pending == NULL)
+    PyObject *srtp = SLOT(stream, st_srtp);
+    if (timeline == NULL || pending == NULL || srtp == NULL)
         return 0;
-    int r = walk_api->walk_one(timeline, data, size, ctx->now_obj, ctx->now, pending);
-    if (r == 1) {
-        PyObject *old = SLOT(stream, st_last_packet);
-        SLOT(stream, st_last_packet) = Py_NewRef(ctx->now_obj);
-        Py_XDECREF(old);
+    if (srtp == Py_None) {
+        int r = walk_api->walk_one(timeline, data, size, ctx->now_obj, ctx->now, pending);
+        if (r == 1)
+            set_now(ctx);
+        return r;
     }
-    return r;
+    void *context = srtp_context(srtp);
+    if (context == NULL || size > max_srtp_bytes || size < 2
+        || ((unsigned char)data[1] >= 192 && (unsigned char)data[1] <= 223))
+        return 0;
+    memcpy(plain, data, (size_t)size);
+    int length = (int)size;
+    if (srtp_unprotect_at(context, plain, &length) != 0 || length < 0 || length > size)
+        return 0;
+    set_now(ctx);
+    int r = walk_api->walk_one(timeline, (const char *)plain, length, ctx->now_obj, ctx->now,
+                               pending);
+    if (r != 0)
+        return r;
+    PyObject *packet = PyBytes_FromStringAndSize((const char *)plain, length);
+    if (packet == NULL)
+        return -1;
+    PyObject *done = PyObject_CallMethodObjArgs(timeline, receive_into_name, packet,
+                                                ctx->now_obj, pending, NULL);
+    Py_DECREF(packet);
+    if (done == NULL) {
+        /* A bug in the stream's code: the rest of this socket's datagrams are dropped, as
+         * an exception ends StreamState.receive_many, and the error is raised once every
+         * socket is served. */
+        if (*ctx->error == NULL)
+            *ctx->error = take_exception();
+        else
+            PyErr_Clear();
+        ctx->slow = 2;
+        return 1;
+    }
+    Py_DECREF(done);
+    return 1;
 }
 
 static PyObject *source_key(const struct sockaddr_storage *name)
@@ -156,6 +246,8 @@ static int read_socket(int fd, int limit, PyObject *datagrams, PyObject *sources
                     return -1;
                 last = names[i];
             }
+            if (ctx != NULL && ctx->slow == 2)
+                continue; /* after a stream's error: dropped (see fast_one) */
             if (ctx != NULL && !ctx->slow) {
                 int r = fast_one(ctx, last_key, slots[i], headers[i].msg_len);
                 if (r < 0) {
@@ -204,23 +296,43 @@ static PyObject *rtprecv_recv(PyObject *self, PyObject *args)
 
 static PyObject *rtprecv_bind_stream(PyObject *self, PyObject *args)
 {
-    PyTypeObject *type;
+    PyTypeObject *type, *inbound, *receiver;
+    PyObject *unprotect;
+    Py_ssize_t max_bytes;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!", &PyType_Type, &type))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!n", &PyType_Type, &type, &PyType_Type, &inbound,
+                          &PyType_Type, &receiver, &PyLong_Type, &unprotect, &max_bytes))
         return NULL;
     rtpwalk_api *api = PyCapsule_Import(RTPWALK_CAPSULE, 0);
     if (api == NULL)
+        return NULL;
+    void *unprotect_at = PyLong_AsVoidPtr(unprotect);
+    if (unprotect_at == NULL && PyErr_Occurred())
         return NULL;
     if ((st_latched = slot_offset(type, "latched")) < 0
         || (st_capture = slot_offset(type, "capture")) < 0
         || (st_srtp = slot_offset(type, "srtp")) < 0
         || (st_last_packet = slot_offset(type, "last_packet_s")) < 0
         || (st_timeline = slot_offset(type, "timeline")) < 0
-        || (st_pending = slot_offset(type, "pending")) < 0)
+        || (st_pending = slot_offset(type, "pending")) < 0
+        || (in_previous = slot_offset(inbound, "_previous")) < 0
+        || (in_current = slot_offset(inbound, "_current")) < 0
+        || (rx_native = slot_offset(receiver, "native_context")) < 0)
+        return NULL;
+    if (max_bytes < 0 || max_bytes > SLOT_BYTES)
+        max_bytes = SLOT_BYTES;
+    if (receive_into_name == NULL
+        && (receive_into_name = PyUnicode_InternFromString("receive_into")) == NULL)
         return NULL;
     walk_api = api;
+    max_srtp_bytes = max_bytes;
+    srtp_unprotect_at = (unprotect_fn)unprotect_at;
     Py_INCREF(type);
     Py_XSETREF(stream_type, type);
+    Py_INCREF(inbound);
+    Py_XSETREF(inbound_type, inbound);
+    Py_INCREF(receiver);
+    Py_XSETREF(receiver_type, receiver);
     Py_RETURN_NONE;
 }
 
@@ -240,6 +352,7 @@ static PyObject *poll_sockets(int epfd, int max_events, int per_socket, PyObject
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
+    PyObject *error = NULL;
     long count = 0;
     for (int i = 0; i < n; i++) {
         int fd = events[i].data.fd;
@@ -250,10 +363,12 @@ static PyObject *poll_sockets(int epfd, int max_events, int per_socket, PyObject
             Py_XDECREF(fd_obj);
             if (PyErr_Occurred()) {
                 Py_DECREF(out);
+                Py_XDECREF(error);
                 return NULL;
             }
         }
-        fast_ctx ctx = {stream, sources, now_obj, now_obj ? PyFloat_AS_DOUBLE(now_obj) : 0.0, 0};
+        fast_ctx ctx = {stream, sources, now_obj, now_obj ? PyFloat_AS_DOUBLE(now_obj) : 0.0, 0,
+                        &error};
         fast_ctx *use = stream != NULL && Py_IS_TYPE(stream, stream_type) ? &ctx : NULL;
         PyObject *datagrams = PyList_New(0);
         PyObject *keys = PyList_New(0);
@@ -278,11 +393,12 @@ static PyObject *poll_sockets(int epfd, int max_events, int per_socket, PyObject
         if (item == NULL || PyList_Append(out, item) < 0) {
             Py_XDECREF(item);
             Py_DECREF(out);
+            Py_XDECREF(error);
             return NULL;
         }
         Py_DECREF(item);
     }
-    return Py_BuildValue("(lN)", count, out);
+    return Py_BuildValue("(lNN)", count, out, error != NULL ? error : Py_NewRef(Py_None));
 }
 
 static PyObject *rtprecv_poll(PyObject *self, PyObject *args)
@@ -311,11 +427,12 @@ static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"poll", rtprecv_poll, METH_VARARGS,
-     "poll(epfd, max_events, per_socket) -> (count, [(fd, datagrams, sources)]) of the ready sockets"},
+     "poll(epfd, max_events, per_socket) -> (count, [(fd, datagrams, sources)], None)"},
     {"poll_walk", rtprecv_poll_walk, METH_VARARGS,
-     "poll_walk(epfd, max_events, per_socket, streams, sources, now) -> (count, leftovers)"},
+     "poll_walk(epfd, max_events, per_socket, streams, sources, now) -> (count, rest, error)"},
     {"bind_stream", rtprecv_bind_stream, METH_VARARGS,
-     "bind_stream(StreamState): find its slots and the compiled timeline walk"},
+     "bind_stream(StreamState, SrtpInbound, SrtpReceiver, srtp_unprotect address, max SRTP"
+     " bytes): find their slots and the compiled timeline walk"},
     {"recv", rtprecv_recv, METH_VARARGS,
      "recv(fd, limit) -> (datagrams, sources) queued in one socket, until EAGAIN or limit"},
     {NULL, NULL, 0, NULL},

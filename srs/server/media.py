@@ -12,10 +12,11 @@ flooded port cannot starve the others; epoll is level-triggered and reports it a
 hands the datagrams to their streams with one reading of the clock, each run of one
 sender's datagrams in one :meth:`StreamState.receive_many` call.  The compiled
 ``_rtprecv`` module does that with epoll_wait and recvmmsg, and with the compiled
-timeline walk (``srs/rtp/_rtpwalk.c``) it also places the common case itself -- a plain
-stream's datagram from its latched source that the walk places -- so that only the other
-datagrams reach Python; without it (not built, not Linux, or ``receiver="python"``) the
-same is done with :mod:`select` and ``recvfrom``.  Every path delivers the same datagrams
+timeline walk (``srs/rtp/_rtpwalk.c``) it also does the common case itself -- a datagram
+from the stream's latched source, decrypted there when the stream is SRTP with one key
+held, that the walk places -- so that only the other datagrams reach Python; without it
+(not built, not Linux, or ``receiver="python"``) the same is done with :mod:`select` and
+``recvfrom``.  Every path delivers the same datagrams
 with the same sources, and places and counts the same.
 """
 
@@ -32,8 +33,9 @@ from typing import Literal, TypeVar
 
 from srs.errors import ServiceUnavailable, UsageError
 from srs.recording.stream import StreamState
-from srs.rtp import track
+from srs.rtp import srtp, track
 from srs.rtp.ports import PortPool
+from srs.rtp.srtp import SrtpInbound, SrtpReceiver
 
 __all__ = ["PER_SOCKET", "Receiver", "SocketMedia", "compiled_receiver"]
 
@@ -48,7 +50,8 @@ def _bind_walk() -> bool:
     """Whether the compiled receiver can place the common case itself (both modules built)."""
     if _compiled is None or not track.compiled_walk():
         return False
-    _compiled.bind_stream(StreamState)
+    _compiled.bind_stream(StreamState, SrtpInbound, SrtpReceiver, srtp.native_unprotect(),
+                          srtp.MAX_SRTP_DATAGRAM_BYTES)
     return True
 
 
@@ -253,10 +256,10 @@ class SocketMedia:
         failure: Exception | None = None
         if compiled is not None:
             if _walking and type(now) is float:
-                count, rest = compiled.poll_walk(epoll.fileno(), _MAX_EVENTS, PER_SOCKET,
-                                                 self._streams, self._sources, now)
+                count, rest, failure = compiled.poll_walk(
+                    epoll.fileno(), _MAX_EVENTS, PER_SOCKET, self._streams, self._sources, now)
             else:
-                count, rest = compiled.poll(epoll.fileno(), _MAX_EVENTS, PER_SOCKET)
+                count, rest, failure = compiled.poll(epoll.fileno(), _MAX_EVENTS, PER_SOCKET)
             self.datagrams += count
             for fd, datagrams, keys in rest:
                 entry = by_fd.get(fd)

@@ -1,18 +1,22 @@
-"""SocketMedia with real StreamStates: the compiled receiver that places the common case
-itself (``_rtprecv.poll_walk`` with ``srs/rtp/_rtpwalk.c``) places and counts exactly what
-the stdlib path does, on loopback sockets, and leaves Python out of the common case."""
+"""SocketMedia with real StreamStates: the compiled receiver that does the common case
+itself (``_rtprecv.poll_walk`` with ``srs/rtp/_rtpwalk.c``, SRTP decrypted with libsrtp
+from pylibsrtp) places and counts exactly what the stdlib path does, on loopback sockets,
+plain and SRTP, and leaves Python out of the common case."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import pylibsrtp
 import pytest
 import uvloop
 
 from srs.recording.stream import StreamState
+from srs.rtp import srtp as srtp_module
 from srs.rtp import track
 from srs.rtp.sources import DEFAULT_POLICY, MediaSources
+from srs.rtp.srtp import SUITES, SrtpInbound, SrtpReceiver
 from srs.rtp.track import Placed, TrackTimeline
 from srs.sdp.answer import AnsweredStream
 from srs.sdp.description import Direction
@@ -68,13 +72,31 @@ def bursts(index: int) -> list[list[tuple[int, bytes]]]:
     return out
 
 
+SUITE = SUITES["AES_CM_128_HMAC_SHA1_80"]
+
+
+def protected(index: int, plan: list[list[tuple[int, bytes]]]) -> dict[bytes, bytes]:
+    """Every datagram of a plan as SRTP/SRTCP with stream ``index``'s key, each protected
+    once and in sequence order per SSRC, as senders do; garbage stays as it is."""
+    session = pylibsrtp.Session(policy=pylibsrtp.Policy(
+        key=bytes([index]) * 30, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=SUITE.profile))
+    datagrams = {data for burst in plan for _, data in burst if len(data) > 12}
+    rtcp = {d for d in datagrams if 192 <= d[1] <= 223}
+    out = {d: session.protect(d) for d in sorted(datagrams - rtcp, key=lambda d: (d[8:12], d[2:4]))}
+    return out | {d: session.protect_rtcp(d) for d in rtcp}
+
+
 def as_tuples(placed: list[Placed]) -> list[tuple[Any, ...]]:
     return [(p.offset_samples, p.payload_type, p.payload, p.ssrc, p.timestamp, p.is_event)
             for p in placed]
 
 
+@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "srtp"])
 def test_the_compiled_walk_places_what_the_stdlib_path_places(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, srtp: bool) -> None:
+    if srtp and not srtp_module.native_unprotect():
+        pytest.skip("pylibsrtp without the libsrtp 2 interface srs knows")
     to_python = 0
     receive_many = StreamState.receive_many
 
@@ -104,6 +126,13 @@ def test_the_compiled_walk_places_what_the_stdlib_path_places(
                 socket_media.attach(port, stream)
         senders = [sender(), sender()]
         plans = [bursts(i) for i in range(3)]
+        if srtp:
+            for r in medias:
+                for i, stream in enumerate(streams[r]):
+                    stream.srtp = SrtpInbound(SrtpReceiver(SUITE, bytes([i]) * 30))
+            keyed = [protected(i, plan) for i, plan in enumerate(plans)]
+            plans = [[[(who, keyed[i].get(data, data)) for who, data in burst] for burst in plan]
+                     for i, plan in enumerate(plans)]
         python_at_start = 0
         for n in range(80):
             for r in medias:
@@ -126,7 +155,12 @@ def test_the_compiled_walk_places_what_the_stdlib_path_places(
             assert (a.last_packet_s, a.other_source_packets) == (b.last_packet_s,
                                                                  b.other_source_packets)
             assert a.other_source_packets == 1
-            assert a.timeline.stats().lost == 1 and a.timeline.stats().duplicated == 1
+            counted = a.timeline.stats()
+            assert counted.lost == 1 and counted.rtcp_packets == 1
+            if srtp:  # a duplicate is a replay (RFC 3711 §3.3.2); garbage is malformed
+                assert counted.dropped == {"srtp_replay": 1, "srtp_malformed": 1}
+            else:
+                assert counted.duplicated == 1 and counted.dropped["truncated"] == 1
         # The python receiver hands every datagram to Python; once the streams are latched
         # and anchored, the compiled one only what is not the common case.
         total = sum(len(burst) for plan in plans for burst in plan)
