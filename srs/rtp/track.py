@@ -593,7 +593,10 @@ def _load_walk() -> _Walk | None:
         module = importlib.import_module("srs.rtp._rtpwalk")
     except ImportError:  # not built (no compiler at install time): receive_into does it all
         return None
-    module.bind(TrackTimeline, ReorderBuffer, JitterEstimator, Placed, _SEEN_MASK)
+    try:
+        module.bind(TrackTimeline, ReorderBuffer, JitterEstimator, Placed, _SEEN_MASK)
+    except TypeError:  # a class not laid out as the walk reads it: the Python path
+        return None
     walk: _Walk = module.walk
     return walk
 

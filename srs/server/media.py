@@ -50,8 +50,11 @@ def _bind_walk() -> bool:
     """Whether the compiled receiver can place the common case itself (both modules built)."""
     if _compiled is None or not track.compiled_walk():
         return False
-    _compiled.bind_stream(StreamState, SrtpInbound, SrtpReceiver, srtp.native_unprotect(),
-                          srtp.MAX_SRTP_DATAGRAM_BYTES)
+    try:
+        _compiled.bind_stream(StreamState, SrtpInbound, SrtpReceiver, srtp.native_unprotect(),
+                              srtp.MAX_SRTP_DATAGRAM_BYTES)
+    except (TypeError, ImportError):  # classes not laid out as it reads them: Python does it
+        return False
     return True
 
 

@@ -5,6 +5,7 @@ plain and SRTP, and leaves Python out of the common case."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -196,3 +197,52 @@ def test_without_the_compiled_walk_the_receiver_only_reads(
 
     uvloop.run(body())
     assert track.compiled_walk()
+
+
+def test_a_stream_that_raises_in_the_compiled_path_costs_the_others_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the Python code the compiled receiver calls (receive_into for a decrypted
+    packet the walk leaves) reaches the loop's exception handler once every socket is
+    served; the other streams get their datagrams."""
+    if not srtp_module.native_unprotect():
+        pytest.skip("pylibsrtp without the libsrtp 2 interface srs knows")
+    receive_into = TrackTimeline.receive_into
+    broken: list[TrackTimeline] = []
+
+    def failing(self: TrackTimeline, data: bytes, now: float, out: list[Placed]) -> None:
+        if self in broken:
+            raise RuntimeError("a bug in one stream")
+        receive_into(self, data, now, out)
+
+    monkeypatch.setattr(TrackTimeline, "receive_into", failing)
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[BaseException] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context["exception"]))
+        base = 20000 + 2 * (time.monotonic_ns() // 1000 % 10000)
+        socket_media = SocketMedia("127.0.0.1", base, base + 400, time.monotonic,
+                                   receiver="compiled")
+        ports = await socket_media.open(3, None)
+        streams = [new_stream(i, p, time.monotonic()) for i, p in enumerate(ports)]
+        plans = [[[(0, rtp_packet(i, 160 * i, 0x77, bytes(160)))] for i in range(12)]
+                 for _ in ports]
+        keyed = [protected(i, plan) for i, plan in enumerate(plans)]
+        for i, (port, stream) in enumerate(zip(ports, streams, strict=True)):
+            stream.srtp = SrtpInbound(SrtpReceiver(SUITE, bytes([i]) * 30))
+            socket_media.attach(port, stream)
+        broken.append(streams[1].timeline)
+        out = sender()
+        for n in range(12):
+            for i, port in enumerate(ports):
+                [(_, data)] = plans[i][n]
+                out.sendto(keyed[i][data], ("127.0.0.1", port))
+        await until(lambda: socket_media.datagrams == 36)
+        await asyncio.sleep(0.05)
+        assert errors and all(isinstance(e, RuntimeError) for e in errors)
+        for i in (0, 2):
+            assert streams[i].timeline.stats().received == 12
+        socket_media.close(ports)
+        out.close()
+
+    uvloop.run(body())
