@@ -12,6 +12,9 @@ receiver, pinned to core 0, is in turn:
   ``datagram_received`` call (how srs received before the batched receiver);
 * ``SocketMedia python``: srs's receiver on its stdlib path (select.epoll + recvfrom);
 * ``SocketMedia compiled``: srs's receiver with the compiled ``_rtprecv`` module;
+* ``SocketMedia compiled, no walk`` (real streams only): the same reading, with the
+  compiled timeline walk turned off, so that every datagram is placed in Python (what the
+  compiled receiver did before the walk);
 
 each first with streams that only count what they get (the receive layer), then for the
 srs paths with each datagram going through a real ``TrackTimeline.receive_into`` (what a
@@ -54,6 +57,7 @@ from srs.server.media import SocketMedia
 
 HERE = Path(__file__).resolve().parent
 RECEIVER_CORE, SENDER_CORE = 0, 1
+WALKING = media_module._walking  # the compiled receiver does the common case itself
 DRAIN_S = 0.5
 
 
@@ -177,7 +181,12 @@ async def srs_run(mode: str, make: Callable[[], Counting | StreamState], sender:
                 lambda c=consumer: Protocol(c), local_addr=("127.0.0.1", port))  # type: ignore[misc,arg-type]
             transports.append(transport)
     else:
-        receiver = "compiled" if mode.endswith("compiled") else "python"
+        receiver = "python" if mode == "SocketMedia python" else "compiled"
+        walking = mode == "SocketMedia compiled"
+        # "compiled, no walk": the compiled reading with every datagram handed to Python
+        # and placed there, as before the compiled walk.
+        media_module._walking = walking and WALKING
+        track.use_compiled_walk(walking)
         media = SocketMedia("127.0.0.1", base, base + 2 * streams - 2, time.monotonic,
                             receiver=receiver)  # type: ignore[arg-type]
         ports = await media.open(streams, None)
@@ -192,6 +201,8 @@ async def srs_run(mode: str, make: Callable[[], Counting | StreamState], sender:
     cpu = time.process_time() - cpu
     tick.cancel()
     proc.wait()
+    media_module._walking = WALKING
+    track.use_compiled_walk(True)
     for transport in transports:
         transport.close()
     if media is not None:
@@ -230,12 +241,16 @@ def main() -> None:
         modes = ["uvloop protocol", "SocketMedia python"]
         if media_module.compiled_receiver():
             modes.append("SocketMedia compiled")
+            if WALKING:
+                modes.append("SocketMedia compiled, no walk")
         consumers: list[tuple[str, Callable[[], Counting | StreamState]]] = [
             ("count", Counting), ("timeline", Timeline), ("stream", stream_state)]
         for consumer_name, make in consumers:
             for mode in modes:
                 if consumer_name == "stream" and mode == "uvloop protocol":
                     continue  # srs's streams are fed by SocketMedia only
+                if consumer_name != "stream" and mode.endswith("no walk"):
+                    continue  # the same as "compiled" for streams without a timeline walk
                 cpu, packets = uvloop.run(srs_run(mode, make, sender, streams, seconds))
                 us = cpu / max(1, packets) * 1e6
                 print(f"{mode + ' + ' + consumer_name:<40} {us:6.2f} us/packet"
