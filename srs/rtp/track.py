@@ -334,13 +334,10 @@ class TrackTimeline:
             out.extend(placed)
 
     def receive_many(self, datagrams: list[bytes], now: float, out: list[Placed]) -> None:
-        """:meth:`receive_into` for each of ``datagrams``, all arrived at ``now``, in order.
-
-        With the compiled walk (``srs/rtp/_rtpwalk.c``, see :func:`compiled_walk`) the
-        common case of :meth:`receive_into` is placed in C for the whole run of datagrams
-        that meet it, and each other datagram takes :meth:`receive_into`; the result,
-        counters and statistics are the same either way.
-        """
+        """:meth:`receive_into` for each of ``datagrams``, all arrived at ``now``, in order:
+        with the compiled walk (``srs/rtp/_rtpwalk.c``, :func:`compiled_walk`) the common
+        case is placed in C and only the others take :meth:`receive_into`; the result,
+        counters and statistics are the same either way."""
         walk = _walk
         if walk is None or type(now) is not float:
             for datagram in datagrams:
@@ -589,13 +586,12 @@ _Walk = Callable[[TrackTimeline, list[bytes], int, float, list[Placed]], int]
 
 
 def _load_walk() -> _Walk | None:
+    """The compiled walk, bound to these classes; None when it is not built (no compiler at
+    install time) or a class is not laid out as it reads them: receive_into does it all."""
     try:
         module = importlib.import_module("srs.rtp._rtpwalk")
-    except ImportError:  # not built (no compiler at install time): receive_into does it all
-        return None
-    try:
         module.bind(TrackTimeline, ReorderBuffer, JitterEstimator, Placed, _SEEN_MASK)
-    except TypeError:  # a class not laid out as the walk reads it: the Python path
+    except (ImportError, TypeError):
         return None
     walk: _Walk = module.walk
     return walk
