@@ -16,8 +16,8 @@ timeline walk (``srs/rtp/_rtpwalk.c``) it also does the common case itself -- a 
 from the stream's latched source, decrypted there when the stream is SRTP with one key
 held, that the walk places -- so that only the other datagrams reach Python; without it
 (not built, not Linux, or ``receiver="python"``) the same is done with :mod:`select` and
-``recvfrom``.  Every path delivers the same datagrams
-with the same sources, and places and counts the same.
+``recvfrom``.  Every path delivers the same datagrams with the same sources, and places
+and counts the same.
 """
 
 from __future__ import annotations
