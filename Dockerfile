@@ -27,8 +27,9 @@ ARG PIP_TRUSTED_HOST
 ARG PIP_CERT
 ARG PIP_DEFAULT_TIMEOUT=60
 # ca-certificates: Debian's pip verifies the index against the system bundle.  Without gcc
-# and python3-dev the optional compiled RTP receiver (setup.py) is skipped and srs receives
-# with the standard library (srs/server/media.py).
+# and python3-dev the optional compiled RTP receiver and timeline walk (setup.py) are
+# skipped and srs receives and places packets in Python (srs/server/media.py,
+# srs/rtp/track.py).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates python3 python3-venv \

@@ -21,7 +21,8 @@ MYPY_PATHS ?= srs
 $(BIN)/python:
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py srs/server/_rtprecv.c
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py srs/server/_rtprecv.c \
+		srs/rtp/_rtpwalk.c srs/rtp/_rtpwalk.h
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 

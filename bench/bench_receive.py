@@ -12,11 +12,18 @@ receiver, pinned to core 0, is in turn:
   ``datagram_received`` call (how srs received before the batched receiver);
 * ``SocketMedia python``: srs's receiver on its stdlib path (select.epoll + recvfrom);
 * ``SocketMedia compiled``: srs's receiver with the compiled ``_rtprecv`` module;
+* ``SocketMedia compiled, no walk`` (real streams only): the same reading, with the
+  compiled timeline walk turned off, so that every datagram is placed in Python (what the
+  compiled receiver did before the walk);
 
 each first with streams that only count what they get (the receive layer), then for the
 srs paths with each datagram going through a real ``TrackTimeline.receive_into`` (what a
-stream does per packet, without SRTP).  CPU is this process's (``process_time``) over the
-sending window plus a short drain.  No assertions: timing goals live here, not in tests.
+stream did per packet before the compiled walk, without SRTP), then with real
+``StreamState`` streams (latch, timeline, pending payloads taken once a second as a tick
+does): the stdlib path hands every datagram to ``StreamState.receive_many``, the compiled
+one places the common case itself with the compiled timeline walk (``srs/rtp/_rtpwalk.c``)
+when that is built.  CPU is this process's (``process_time``) over the sending window
+plus a short drain.  No assertions: timing goals live here, not in tests.
 """
 
 from __future__ import annotations
@@ -39,12 +46,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import uvloop
 
+from srs.recording.stream import StreamState
+from srs.rtp import track
+from srs.rtp.sources import DEFAULT_POLICY, MediaSources
 from srs.rtp.track import Placed, TrackTimeline
+from srs.sdp.answer import AnsweredStream
+from srs.sdp.description import Direction
 from srs.server import media as media_module
 from srs.server.media import SocketMedia
 
 HERE = Path(__file__).resolve().parent
 RECEIVER_CORE, SENDER_CORE = 0, 1
+WALKING = media_module._walking  # the compiled receiver does the common case itself
 DRAIN_S = 0.5
 
 
@@ -56,6 +69,10 @@ class Counting:
 
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
         self.packets += 1
+
+    def receive_many(self, datagrams: list[bytes], source: tuple[str, int], now: float) -> None:
+        for data in datagrams:
+            self.receive(data, source, now)
 
 
 class Timeline(Counting):
@@ -74,6 +91,30 @@ class Timeline(Counting):
         self.timeline.receive_into(data, now, self.pending)
         if len(self.pending) >= 50:  # a tick takes them about once a second
             self.pending = []
+
+
+def stream_state() -> StreamState:
+    """A recorded PCMU stream as a session makes it, accepting 127.0.0.1."""
+    timeline = TrackTimeline(time.monotonic(), 8000, event_payload_types=(101,))
+    timeline.accept_payload_types((0, 101), (0,))
+    answered = AnsweredStream(0, "bench", 0, Direction.SENDONLY, 0, "PCMU", 8000, 101)
+    sources = MediaSources(DEFAULT_POLICY, offer_host="127.0.0.1", signalling_host=None)
+    return StreamState(0, "bench", answered, timeline, {}, sources)
+
+
+def received(consumer: Counting | StreamState) -> int:
+    if isinstance(consumer, StreamState):
+        return consumer.timeline.stats().received
+    return consumer.packets
+
+
+async def ticks(streams: list[StreamState]) -> None:
+    """What the recording core's tick does on the loop: take each stream's payloads."""
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        for stream in streams:
+            stream.take_pending(now)
 
 
 class Protocol(asyncio.DatagramProtocol):
@@ -126,8 +167,8 @@ def send(sender: Path, ports: list[int], seconds: float) -> subprocess.Popen[str
     return proc
 
 
-async def srs_run(mode: str, make: Callable[[], Counting], sender: Path, streams: int,
-                  seconds: float) -> tuple[float, int]:
+async def srs_run(mode: str, make: Callable[[], Counting | StreamState], sender: Path,
+                  streams: int, seconds: float) -> tuple[float, int]:
     loop = asyncio.get_running_loop()
     base = free_base(streams)
     transports: list[asyncio.BaseTransport] = []
@@ -137,28 +178,37 @@ async def srs_run(mode: str, make: Callable[[], Counting], sender: Path, streams
         ports = [base + 2 * i for i in range(streams)]
         for port, consumer in zip(ports, consumers, strict=True):
             transport, _ = await loop.create_datagram_endpoint(
-                lambda c=consumer: Protocol(c), local_addr=("127.0.0.1", port))  # type: ignore[misc]
+                lambda c=consumer: Protocol(c), local_addr=("127.0.0.1", port))  # type: ignore[misc,arg-type]
             transports.append(transport)
     else:
-        receiver = "compiled" if mode.endswith("compiled") else "python"
+        receiver = "python" if mode == "SocketMedia python" else "compiled"
+        walking = mode == "SocketMedia compiled"
+        # "compiled, no walk": the compiled reading with every datagram handed to Python
+        # and placed there, as before the compiled walk.
+        media_module._walking = walking and WALKING
+        track.use_compiled_walk(walking)
         media = SocketMedia("127.0.0.1", base, base + 2 * streams - 2, time.monotonic,
                             receiver=receiver)  # type: ignore[arg-type]
         ports = await media.open(streams, None)
         for port, consumer in zip(ports, consumers, strict=True):
             media.attach(port, consumer)  # type: ignore[arg-type]
+    tick = asyncio.create_task(ticks([c for c in consumers if isinstance(c, StreamState)]))
     cpu = time.process_time()
     proc = send(sender, ports, seconds)
     while proc.poll() is None:
         await asyncio.sleep(0.05)
     await asyncio.sleep(DRAIN_S)
     cpu = time.process_time() - cpu
+    tick.cancel()
     proc.wait()
+    media_module._walking = WALKING
+    track.use_compiled_walk(True)
     for transport in transports:
         transport.close()
     if media is not None:
         media.close(ports)
     await asyncio.sleep(0.1)
-    return cpu, sum(c.packets for c in consumers)
+    return cpu, sum(received(c) for c in consumers)
 
 
 def floor_run(floor: Path, sender: Path, streams: int, seconds: float) -> tuple[float, int]:
@@ -181,7 +231,8 @@ def main() -> None:
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
     os.sched_setaffinity(0, {RECEIVER_CORE})
     print(f"{streams} streams, {streams * 50} packets/s for {seconds:g} s, Python"
-          f" {sys.version.split()[0]}, compiled receiver built: {media_module.compiled_receiver()}")
+          f" {sys.version.split()[0]}, compiled receiver built: {media_module.compiled_receiver()},"
+          f" compiled walk built: {track.compiled_walk()}")
     with tempfile.TemporaryDirectory() as tmp:
         sender, floor = build(Path(tmp))
         cpu, packets = floor_run(floor, sender, streams, seconds)
@@ -190,8 +241,16 @@ def main() -> None:
         modes = ["uvloop protocol", "SocketMedia python"]
         if media_module.compiled_receiver():
             modes.append("SocketMedia compiled")
-        for consumer_name, make in (("count", Counting), ("timeline", Timeline)):
+            if WALKING:
+                modes.append("SocketMedia compiled, no walk")
+        consumers: list[tuple[str, Callable[[], Counting | StreamState]]] = [
+            ("count", Counting), ("timeline", Timeline), ("stream", stream_state)]
+        for consumer_name, make in consumers:
             for mode in modes:
+                if consumer_name == "stream" and mode == "uvloop protocol":
+                    continue  # srs's streams are fed by SocketMedia only
+                if consumer_name != "stream" and mode.endswith("no walk"):
+                    continue  # the same as "compiled" for streams without a timeline walk
                 cpu, packets = uvloop.run(srs_run(mode, make, sender, streams, seconds))
                 us = cpu / max(1, packets) * 1e6
                 print(f"{mode + ' + ' + consumer_name:<40} {us:6.2f} us/packet"

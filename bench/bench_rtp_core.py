@@ -1,5 +1,7 @@
 """Per-packet cost of the pure media core: RtpPacket.parse + TrackTimeline.push, and the
-datagram entry the server uses (TrackTimeline.receive_into, with its fast path).
+datagram entries the server uses (TrackTimeline.receive_into, with its fast path, and
+TrackTimeline.receive_many with the compiled walk of srs/rtp/_rtpwalk.c, one datagram a
+call as 20 ms packets come, and four a call as a queued socket gives them).
 
 Run: ``.venv/bin/python bench/bench_rtp_core.py [packets]`` (default 100000).  Prints
 microseconds per packet for a clean 20 ms PCMU stream (the common case), for one with
@@ -18,11 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from srs import codecs
+from srs.rtp import track
 from srs.rtp.assembler import PcmAssembler
 from srs.rtp.packet import RtpPacket
 from srs.rtp.track import Placed, TrackTimeline
 
 PAYLOAD_BYTES = 160  # 20 ms of G.711: a 172-byte RTP packet
+# The receive paths hand their placements over about once a second, as a tick takes a
+# stream's pending payloads: memory is reused, not grown by every packet of the run.
+TICK_PACKETS = 50
 
 
 def datagrams(count: int, *, swap_every: int = 0) -> list[tuple[bytes, float]]:
@@ -68,6 +74,25 @@ def receive_s(packets: list[tuple[bytes, float]]) -> float:
     started = time.perf_counter()
     for data, now in packets:
         receive_into(data, now, placed)
+        if len(placed) >= TICK_PACKETS:
+            placed = []
+    return time.perf_counter() - started
+
+
+def receive_many_s(packets: list[tuple[bytes, float]], per_call: int) -> float:
+    """``TrackTimeline.receive_many`` with ``per_call`` datagrams a call (each group at the
+    arrival time of its first)."""
+    timeline = TrackTimeline(0.0, 8000)
+    timeline.accept_payload_types((0, 101), (0,))
+    receive_many = timeline.receive_many
+    groups = [([data for data, _ in packets[i:i + per_call]], packets[i][1])
+              for i in range(0, len(packets), per_call)]
+    placed: list[Placed] = []
+    started = time.perf_counter()
+    for batch, now in groups:
+        receive_many(batch, now, placed)
+        if len(placed) >= TICK_PACKETS:
+            placed = []
     return time.perf_counter() - started
 
 
@@ -107,6 +132,12 @@ def main() -> None:
         "receive_into, 1 % swapped pairs": lambda: receive_s(swapped),
         "decode + lay out, 1 s batches": lambda: batch_s(placed),
     }
+    if track.compiled_walk():
+        cases |= {
+            "receive_many (compiled), 1 a call": lambda: receive_many_s(clean, 1),
+            "receive_many (compiled), 1 % swapped": lambda: receive_many_s(swapped, 1),
+            "receive_many (compiled), 4 a call": lambda: receive_many_s(clean, 4),
+        }
     best = dict.fromkeys(cases, float("inf"))
     for _ in range(ROUNDS):
         for label, case in cases.items():
@@ -115,6 +146,9 @@ def main() -> None:
         print(f"{label:<34} {elapsed / count * 1e6:6.2f} us/packet")
     print(f"{'':<34} receive_into / parse + push, in order:"
           f" {best['receive_into, in order'] / best['parse + push, in order']:.2f}")
+    if track.compiled_walk():
+        print(f"{'':<34} receive_many (compiled), 1 a call / receive_into, in order:"
+              f" {best['receive_many (compiled), 1 a call'] / best['receive_into, in order']:.2f}")
     print(f"{'':<34} decode + lay out: {best['decode + lay out, 1 s batches'] / count * 50e6:.0f}"
           " us per second of audio")
 

@@ -38,6 +38,7 @@ message.  The answer's key comes from :mod:`secrets`.
 from __future__ import annotations
 
 import hmac
+import importlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ __all__ = [
     "SrtpPolicy",
     "SRTP_POLICIES",
     "MAX_SRTP_DATAGRAM_BYTES",
+    "native_unprotect",
     "DEFAULT_REPLAY_WINDOW_PACKETS",
     "AcceptedCrypto",
     "NoAcceptableCrypto",
@@ -310,6 +312,44 @@ def _dropped(error: pylibsrtp.Error) -> RtpError:
     return RtpError(_DROP_REASONS.get(message, "srtp_malformed"), message)
 
 
+def _native() -> tuple[object, object] | None:
+    """pylibsrtp's cffi module and libsrtp's functions inside it, when it is the libsrtp 2
+    interface srs knows; ``None`` otherwise."""
+    try:
+        binding = importlib.import_module("pylibsrtp._binding")
+        ffi, lib = binding.ffi, binding.lib
+        if str(ffi.typeof(lib.srtp_unprotect)) != _UNPROTECT_TYPE:
+            return None
+    except (ImportError, AttributeError, TypeError):
+        return None
+    return ffi, lib
+
+
+_UNPROTECT_TYPE = "<ctype 'srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)'>"
+_NATIVE = _native()
+
+
+def native_unprotect() -> int:
+    """The address of libsrtp's ``srtp_unprotect`` in pylibsrtp, or 0: the compiled receiver
+    (srs/server/_rtprecv.c) decrypts with it on :attr:`SrtpReceiver.native_context`, the
+    very context :meth:`SrtpReceiver.unprotect` uses, and leaves to it every packet libsrtp
+    refuses (a refused packet changes nothing in libsrtp, RFC 3711 §3.3)."""
+    if _NATIVE is None:
+        return 0
+    ffi, lib = _NATIVE
+    return int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_unprotect")))  # type: ignore[attr-defined]
+
+
+def _native_context(session: pylibsrtp.Session) -> int:
+    if _NATIVE is None:
+        return 0
+    ffi, _ = _NATIVE
+    try:
+        return int(ffi.cast("uintptr_t", session._srtp[0]))  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, IndexError):
+        return 0
+
+
 class SrtpReceiver:
     """One inbound SRTP/SRTCP crypto context for one master key, any SSRC.
 
@@ -319,7 +359,7 @@ class SrtpReceiver:
     Stateful, so not a value; repr shows the suite only.
     """
 
-    __slots__ = ("suite", "_key_salt", "_session")
+    __slots__ = ("suite", "native_context", "_key_salt", "_session")
 
     def __init__(
         self,
@@ -339,6 +379,8 @@ class SrtpReceiver:
         self.suite = suite
         self._key_salt = bytes(key_salt)
         self._session = pylibsrtp.Session(policy)
+        # The libsrtp context, for the compiled receiver (0: not to be had).
+        self.native_context = _native_context(self._session)
 
     @classmethod
     def from_accepted(cls, accepted: AcceptedCrypto) -> SrtpReceiver:

@@ -55,20 +55,21 @@ own; the worker-thread side that turns placed payloads into PCM is
 
 from __future__ import annotations
 
+import importlib
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from srs.errors import RtpError, UsageError
 from srs.rtp.packet import RTCP_RR, RTCP_SR, RtcpCompound, RtpPacket, is_rtcp
-from srs.rtp.reorder import MAX_DEPTH_PACKETS, ReorderBuffer, unwrap_timestamp
+from srs.rtp.reorder import _SEEN_MASK, MAX_DEPTH_PACKETS, ReorderBuffer, unwrap_timestamp
 from srs.rtp.stats import JitterEstimator, SsrcJitter
 
 _SEQ_TS_SSRC = struct.Struct("!HII")  # RFC 3550 §5.1: octets 2-11 of the fixed header
 
 __all__ = ["TELEPHONE_EVENT_BYTES", "TimelineConfig", "Placed", "TrackStats", "TrackTimeline",
-           "UNOFFERED_STATIC"]
+           "UNOFFERED_STATIC", "compiled_walk", "use_compiled_walk"]
 
 TELEPHONE_EVENT_BYTES = 4  # RFC 4733 §2.3: event, E/R/volume, duration
 # RFC 3551 §6: static payload types whose meaning needs no SDP, and that srs decodes.
@@ -332,6 +333,23 @@ class TrackTimeline:
         if placed:
             out.extend(placed)
 
+    def receive_many(self, datagrams: list[bytes], now: float, out: list[Placed]) -> None:
+        """:meth:`receive_into` for each of ``datagrams``, all arrived at ``now``, in order:
+        with the compiled walk (``srs/rtp/_rtpwalk.c``, :func:`compiled_walk`) the common
+        case is placed in C and only the others take :meth:`receive_into`; the result,
+        counters and statistics are the same either way."""
+        walk = _walk
+        if walk is None or type(now) is not float:
+            for datagram in datagrams:
+                self.receive_into(datagram, now, out)
+            return
+        index, count = 0, len(datagrams)
+        while index < count:
+            index = walk(self, datagrams, index, now, out)
+            if index < count:
+                self.receive_into(datagrams[index], now, out)
+                index += 1
+
     def _receive_general(self, datagram: bytes, now: float) -> list[Placed]:
         """:meth:`receive` for every datagram: parse, then :meth:`push`."""
         try:
@@ -562,3 +580,32 @@ class TrackTimeline:
             receiver_reports=self._rtcp[2],
             unoffered_static=self._unoffered_static,
         )
+
+
+_Walk = Callable[[TrackTimeline, list[bytes], int, float, list[Placed]], int]
+
+
+def _load_walk() -> _Walk | None:
+    """The compiled walk, bound to these classes; None when it is not built (no compiler at
+    install time) or a class is not laid out as it reads them: receive_into does it all."""
+    try:
+        module = importlib.import_module("srs.rtp._rtpwalk")
+        module.bind(TrackTimeline, ReorderBuffer, JitterEstimator, Placed, _SEEN_MASK)
+    except (ImportError, TypeError):
+        return None
+    walk: _Walk = module.walk
+    return walk
+
+
+_walk = _load_walk()
+
+
+def compiled_walk() -> bool:
+    """True when :meth:`TrackTimeline.receive_many` places the common case in C."""
+    return _walk is not None
+
+
+def use_compiled_walk(enabled: bool) -> None:
+    """Turn the compiled walk off (``False``) or back on where it is built (tests, bench)."""
+    global _walk
+    _walk = _load_walk() if enabled else None

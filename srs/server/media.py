@@ -9,10 +9,15 @@ Receiving (docs/architecture.md, "Hot path"): every RTP socket of the process is
 epoll set, and the event loop watches only that set's descriptor.  Each wake-up reads
 every ready socket until it is empty (or :data:`PER_SOCKET` datagrams, so that one
 flooded port cannot starve the others; epoll is level-triggered and reports it again) and
-hands the datagrams to their streams with one reading of the clock.  The compiled
-``_rtprecv`` module does that with epoll_wait and recvmmsg; without it (not built, not
-Linux, or ``receiver="python"``) the same is done with :mod:`select` and ``recvfrom``.
-Both deliver the same datagrams with the same sources.
+hands the datagrams to their streams with one reading of the clock, each run of one
+sender's datagrams in one :meth:`StreamState.receive_many` call.  The compiled
+``_rtprecv`` module does that with epoll_wait and recvmmsg, and with the compiled
+timeline walk (``srs/rtp/_rtpwalk.c``) it also does the common case itself -- a datagram
+from the stream's latched source, decrypted there when the stream is SRTP with one key
+held, that the walk places -- so that only the other datagrams reach Python; without it
+(not built, not Linux, or ``receiver="python"``) the same is done with :mod:`select` and
+``recvfrom``.  Every path delivers the same datagrams with the same sources, and places
+and counts the same.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import select
 import socket
 from collections.abc import Callable
 from types import ModuleType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from srs.errors import ServiceUnavailable, UsageError
 from srs.recording.stream import StreamState
+from srs.rtp import srtp, track
 from srs.rtp.ports import PortPool
+from srs.rtp.srtp import SrtpInbound, SrtpReceiver
 
 __all__ = ["PER_SOCKET", "Receiver", "SocketMedia", "compiled_receiver"]
 
@@ -38,7 +45,23 @@ try:
 except ImportError:  # not built (no compiler at install time): the stdlib path below
     _compiled = None
 
+
+def _bind_walk() -> bool:
+    """Whether the compiled receiver can place the common case itself (both modules built)."""
+    if _compiled is None or not track.compiled_walk():
+        return False
+    try:
+        _compiled.bind_stream(StreamState, SrtpInbound, SrtpReceiver, srtp.native_unprotect(),
+                              srtp.MAX_SRTP_DATAGRAM_BYTES)
+    except (TypeError, ImportError):  # classes not laid out as it reads them: Python does it
+        return False
+    return True
+
+
+_walking = _bind_walk()
+
 Receiver = Literal["auto", "compiled", "python"]
+_S = TypeVar("_S", bytes, tuple[str, int])
 
 # Ports of the range another process holds are skipped; this many in a row give 503.
 _BIND_ATTEMPTS = 32
@@ -87,6 +110,7 @@ class SocketMedia:
         self._compiled = _compiled if receiver != "python" else None
         self._ports: dict[int, _Port] = {}  # by port
         self._by_fd: dict[int, _Port] = {}
+        self._streams: dict[int, StreamState] = {}  # by descriptor, for the compiled walk
         self._epoll: select.epoll | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sources: dict[bytes, tuple[str, int]] = {}
@@ -177,7 +201,9 @@ class SocketMedia:
         epoll.close()
 
     def attach(self, port: int, stream: StreamState) -> None:
-        self._ports[port].stream = stream
+        entry = self._ports[port]
+        entry.stream = stream
+        self._streams[entry.sock.fileno()] = stream
 
     def close(self, ports: list[int]) -> None:
         released = []
@@ -187,6 +213,7 @@ class SocketMedia:
                 continue
             fd = entry.sock.fileno()
             del self._by_fd[fd]
+            self._streams.pop(fd, None)
             if self._epoll is not None:
                 self._epoll.unregister(fd)
             entry.sock.close()
@@ -231,7 +258,13 @@ class SocketMedia:
         # (to the loop's exception handler) once every socket is served.
         failure: Exception | None = None
         if compiled is not None:
-            for fd, datagrams, keys in compiled.poll(epoll.fileno(), _MAX_EVENTS, PER_SOCKET):
+            if _walking and type(now) is float:
+                count, rest, failure = compiled.poll_walk(
+                    epoll.fileno(), _MAX_EVENTS, PER_SOCKET, self._streams, self._sources, now)
+            else:
+                count, rest, failure = compiled.poll(epoll.fileno(), _MAX_EVENTS, PER_SOCKET)
+            self.datagrams += count
+            for fd, datagrams, keys in rest:
                 entry = by_fd.get(fd)
                 if entry is not None:
                     try:
@@ -254,41 +287,36 @@ class SocketMedia:
         compiled = self._compiled
         if compiled is not None:
             datagrams, keys = compiled.recv(entry.sock.fileno(), limit)
+            self.datagrams += len(datagrams)
             self._deliver(entry, datagrams, keys, now)
             return len(datagrams)
         sock = entry.sock
-        count = 0
-        while count < limit:
+        got: list[bytes] = []
+        sources: list[tuple[str, int]] = []
+        while len(got) < limit:
             try:
                 data, addr = sock.recvfrom(_MAX_DATAGRAM_BYTES)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break  # an ICMP error queued for a datagram we never sent: nothing to do
-            count += 1
-            stream = entry.stream
-            if stream is not None:
-                stream.receive(data, (addr[0], addr[1]), now)
-        self.datagrams += count
-        return count
+            got.append(data)
+            sources.append((addr[0], addr[1]))
+        self.datagrams += len(got)
+        stream = entry.stream
+        if stream is not None:
+            for run, source in _runs(got, sources):
+                stream.receive_many(run, source, now)
+        return len(got)
 
     def _deliver(self, entry: _Port, datagrams: list[bytes], keys: list[bytes],
                  now: float) -> None:
-        self.datagrams += len(datagrams)
         stream = entry.stream
         if stream is None:
             return
-        sources = self._sources
-        receive = stream.receive
-        last_key: bytes | None = None
-        source = ("", 0)
-        for data, key in zip(datagrams, keys, strict=True):
-            if key is not last_key:
-                found = sources.get(key)
-                if found is None:
-                    found = self._source(key)
-                source, last_key = found, key
-            receive(data, source, now)
+        for run, key in _runs(datagrams, keys):
+            found = self._sources.get(key)
+            stream.receive_many(run, found if found is not None else self._source(key), now)
 
     def _source(self, key: bytes) -> tuple[str, int]:
         """The (host, port) a compiled source key stands for, as ``recvfrom`` names it."""
@@ -302,3 +330,19 @@ class SocketMedia:
             self._sources.clear()
         self._sources[key] = source
         return source
+
+
+def _runs(datagrams: list[bytes], sources: list[_S]) -> list[tuple[list[bytes], _S]]:
+    """The datagrams split into runs of one source each, in order."""
+    if not datagrams:
+        return []
+    first = sources[0]
+    if all(source == first for source in sources):  # one sender: the common case
+        return [(datagrams, first)]
+    runs: list[tuple[list[bytes], _S]] = []
+    for data, source in zip(datagrams, sources, strict=True):
+        if runs and runs[-1][1] == source:
+            runs[-1][0].append(data)
+        else:
+            runs.append(([data], source))
+    return runs

@@ -37,7 +37,7 @@ from srs.replay.plan import _Planner
 from srs.rtp.dtmf import DtmfDetector
 from srs.rtp.packet import RtcpCompound, RtpPacket, is_rtcp
 from srs.rtp.srtp import SUITES, SrtpReceiver, choose_answer_crypto
-from srs.rtp.track import TrackTimeline
+from srs.rtp.track import Placed, TrackTimeline
 from srs.sdp.description import SessionDescription
 from srs.sip.message import SipRequest
 from srs.sip.parser import (
@@ -170,24 +170,59 @@ _SRTP_KEY = bytes(range(30))
 
 def rtp(data: bytes) -> None:
     """Datagrams of one track: RTP and RTCP parsed, placed on a timeline, DTMF collapsed.
-    A record's kind byte is the arrival time step, in milliseconds."""
-    timeline = TrackTimeline(0.0, 8000, event_payload_types=(101,),
-                             payload_clock_rates_hz={0: 8000, 8: 8000, 9: 8000, 101: 8000})
+    A record's kind byte is the arrival time step, in milliseconds; the datagrams of a
+    zero step also go, together, to a second timeline's ``receive_many`` (the compiled
+    walk where it is built), which must place the same."""
+    rates = {0: 8000, 8: 8000, 9: 8000, 101: 8000, 96: 16000}
+    timeline, walked = (TrackTimeline(0.0, 8000, event_payload_types=(101,),
+                                      payload_clock_rates_hz=rates) for _ in range(2))
     dtmf = DtmfDetector(8000)
     now = 0.0
+    batch: list[bytes] = []
+    expected: list[Placed] = []
     for step, datagram in records(data)[:512]:
+        if step and batch:
+            _same_placements(walked, batch, now, expected)
         now += step / 1000.0
         if is_rtcp(datagram):
             with contextlib.suppress(PeerError):
                 RtcpCompound.parse(datagram)
         placed = timeline.receive(datagram, now)
-        placed += timeline.drain(now)
+        batch.append(datagram)
+        expected += placed
+        drained = timeline.drain(now)
+        if drained:
+            _same_placements(walked, batch, now, expected)
+            if _fields(walked.drain(now)) != _fields(drained):
+                raise AssertionError("receive_many's timeline drained otherwise")
+        placed += drained
         for item in placed:
             if item.is_event:
                 dtmf.push(item)
-    timeline.flush()
+    if batch:
+        _same_placements(walked, batch, now, expected)
+    if _fields(walked.flush()) != _fields(timeline.flush()):
+        raise AssertionError("receive_many's timeline flushed otherwise")
     timeline.finish(now)
+    walked.finish(now)
+    if walked.stats() != timeline.stats():
+        raise AssertionError("receive_many counted otherwise")
     dtmf.finish()
+
+
+def _fields(placed: list[Placed]) -> list[tuple[object, ...]]:
+    return [(p.offset_samples, p.payload_type, p.payload, p.ssrc, p.timestamp, p.is_event)
+            for p in placed]
+
+
+def _same_placements(walked: TrackTimeline, batch: list[bytes], now: float,
+                     expected: list[Placed]) -> None:
+    got: list[Placed] = []
+    walked.receive_many(batch, now, got)
+    if _fields(got) != _fields(expected):
+        raise AssertionError("receive_many placed otherwise than receive")
+    batch.clear()
+    expected.clear()
 
 
 def srtp(data: bytes) -> None:

@@ -1,22 +1,29 @@
-"""TrackTimeline.receive_into's fast path places exactly what the general path places.
+"""TrackTimeline.receive_into's fast path, and receive_many with and without the compiled
+walk (srs/rtp/_rtpwalk.c), place exactly what the general path places.
 
-Two timelines get the same random stream -- loss, reordering, duplicates, SSRC changes,
+Three timelines get the same random stream -- loss, reordering, duplicates, SSRC changes,
 timestamp jumps and wraps, codec and clock-rate changes, events (some unreadable), RTCP,
 other header forms, garbage, drains, new offers, restarts -- one through ``receive_into``
-(fast path where it applies), one through the general path alone.  Every placement, every
-deadline, and at the end every counter and statistic must be equal, to the last bit of
-the jitter.
+(fast path where it applies), one through ``receive_many`` (the datagrams of one arrival
+time in one call, as the receiver hands over a socket's batch), one through the general
+path alone.  Every placement, every deadline, and at the end every counter and statistic
+must be equal, to the last bit of the jitter.
 """
 
 from __future__ import annotations
 
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from srs.errors import UsageError
+from srs.rtp import track
 from srs.rtp.packet import RtcpCompound, RtcpPacket, RtpPacket
 from srs.rtp.track import Placed, TimelineConfig, TrackStats, TrackTimeline
 
@@ -24,7 +31,7 @@ SSRCS = (0x1111, 0x2222, 0x3333)
 PAYLOAD_TYPES = (0, 8, 13, 96, 101, 72, 127)
 SEQ_STEPS = (1, 1, 1, 1, 1, 1, 0, 2, 3, -1, -2, -5, 150, 4000)
 TS_STEPS = (160, 160, 160, 160, 0, 320, -1, -160, 80, 8000 * 3, 0x7FFF_FFFF, -8000 * 2)
-DT_STEPS = (0.02, 0.02, 0.02, 0.0, 0.001, 0.015, 0.03, 0.12, 2.5)
+DT_STEPS = (0.02, 0.02, 0.02, 0.0, 0.0, 0.001, 0.015, 0.03, 0.12, 2.5)
 
 # "rtcp_range": the marker bit on payload type 72, which reads as RTCP type 200
 FORMS = ("plain", "marker", "csrc", "extension", "padding", "rtcp_range")
@@ -61,8 +68,9 @@ other_op = st.one_of(
     st.tuples(st.just("restart")),
 )
 # A run of the common case: the next packet of the stream as a sender sends it.
+# 0.0: a burst that queued in the socket, read in one wake-up.
 clean_run = st.tuples(st.just("run"), st.integers(1, 60),
-                      st.sampled_from((0.02, 0.02, 0.019, 0.021)),
+                      st.sampled_from((0.02, 0.02, 0.019, 0.021, 0.0)),
                       st.sampled_from((None, None, 0, 8, 96, 13)))  # None: keep the type
 # Runs, changed packets and other events about 6 : 6 : 4.
 streams = st.lists(
@@ -100,7 +108,24 @@ def comparable(stats: TrackStats) -> tuple[Any, ...]:
             stats.sender_reports, stats.receiver_reports, stats.unoffered_static)
 
 
-@settings(max_examples=600, deadline=None)
+WALKS = [
+    pytest.param(True, id="compiled", marks=pytest.mark.skipif(
+        not track.compiled_walk(), reason="srs.rtp._rtpwalk is not built")),
+    pytest.param(False, id="python"),
+]
+
+
+@pytest.fixture(params=WALKS)
+def walk(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """receive_many with the compiled walk, and with the pure-Python one."""
+    track.use_compiled_walk(request.param)
+    yield request.param
+    track.use_compiled_walk(True)
+
+
+# The fixture only picks the walk, the same for every input.
+@settings(max_examples=600, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ops=streams,
     origin_s=st.sampled_from((0.0, 0.013, 100.5)),
@@ -110,16 +135,17 @@ def comparable(stats: TrackStats) -> tuple[Any, ...]:
     start_seq=st.sampled_from((0, 65530, 1000)),
     start_ts=st.sampled_from((0, 0xFFFF_FF00, 12345)),
 )
-def test_fast_path_equals_general_path(ops: list[tuple[Any, ...]], origin_s: float,
-                                       rates: dict[int, int] | None, threshold_s: float,
-                                       offered_first: bool, start_seq: int,
-                                       start_ts: int) -> None:
+def test_fast_paths_equal_the_general_path(walk: bool, ops: list[tuple[Any, ...]],
+                                           origin_s: float, rates: dict[int, int] | None,
+                                           threshold_s: float, offered_first: bool,
+                                           start_seq: int, start_ts: int) -> None:
     config = TimelineConfig(resync_threshold_s=threshold_s)
-    fast, general = (TrackTimeline(origin_s, 8000, event_payload_types=(101,),
-                                   payload_clock_rates_hz=rates, config=config)
-                     for _ in range(2))
+    fast, many, general = (TrackTimeline(origin_s, 8000, event_payload_types=(101,),
+                                         payload_clock_rates_hz=rates, config=config)
+                           for _ in range(3))
+    timelines = (fast, many, general)
     if offered_first:
-        for timeline in (fast, general):
+        for timeline in timelines:
             timeline.accept_payload_types((0, 101), (0,))
     state = {"seq": start_seq, "ts": start_ts}
     now = origin_s + 0.5
@@ -139,30 +165,55 @@ def test_fast_path_equals_general_path(ops: list[tuple[Any, ...]], origin_s: flo
                 ssrc = full[3]
         else:
             expanded.append(op)
+    # The datagrams of one arrival time go to ``many`` together, when the time moves on.
+    batch: list[bytes] = []
+    expected: list[Placed] = []
+
+    def hand_over() -> None:
+        got: list[Placed] = []
+        many.receive_many(batch, now, got)
+        assert as_tuples(got) == as_tuples(expected)
+        batch.clear()
+        expected.clear()
+
     for op in expanded:
         kind = op[0]
-        if kind in ("rtp", "rtcp", "garbage", "drain"):
-            now += op[-1] if kind != "rtp" else op[6]
+        step = op[6] if kind == "rtp" else op[-1] if kind in ("rtcp", "garbage", "drain") else 1
+        if batch and step:
+            hand_over()
+        now += step if kind != "restart" and kind != "offer" else 0.0
         if kind == "rtp" or kind == "rtcp" or kind == "garbage":
             data = datagram(state, op) if kind == "rtp" else rtcp if kind == "rtcp" else op[1]
             got: list[Placed] = []
             fast.receive_into(data, now, got)
-            assert as_tuples(got) == as_tuples(general._receive_general(data, now))
-        elif kind == "drain":
-            assert as_tuples(fast.drain(now)) == as_tuples(general.drain(now))
+            placed = general._receive_general(data, now)
+            assert as_tuples(got) == as_tuples(placed)
+            batch.append(data)
+            expected.extend(placed)
+            continue
+        if batch:
+            hand_over()
+        if kind == "drain":
+            assert as_tuples(fast.drain(now)) == as_tuples(many.drain(now)) \
+                == as_tuples(general.drain(now))
         elif kind == "offer":
-            for timeline in (fast, general):
+            for timeline in timelines:
                 timeline.accept_payload_types(op[1], op[2], op[3])
         else:
-            assert as_tuples(fast.restart("reoffer")) == as_tuples(general.restart("reoffer"))
-        assert fast.next_deadline() == general.next_deadline()
-    assert as_tuples(fast.flush()) == as_tuples(general.flush())
-    assert fast.finish(now) == general.finish(now)
-    assert comparable(fast.stats()) == comparable(general.stats())
+            assert as_tuples(fast.restart("reoffer")) == as_tuples(many.restart("reoffer")) \
+                == as_tuples(general.restart("reoffer"))
+        assert fast.next_deadline() == many.next_deadline() == general.next_deadline()
+    if batch:
+        hand_over()
+    assert as_tuples(fast.flush()) == as_tuples(many.flush()) == as_tuples(general.flush())
+    assert fast.finish(now) == many.finish(now) == general.finish(now)
+    assert comparable(fast.stats()) == comparable(many.stats()) == comparable(general.stats())
     clean = bytes(RtpPacket(0, (state["seq"] + 1) & 0xFFFF, state["ts"], SSRCS[0], bytes(160)))
-    for timeline in (fast, general):  # nothing is placed after the end
+    for timeline in timelines:  # nothing is placed after the end
         with pytest.raises(UsageError, match="after finish"):
             timeline.receive_into(clean, now, [])
+        with pytest.raises(UsageError, match="after finish"):
+            timeline.receive_many([clean], now, [])
 
 
 def test_the_common_case_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,3 +238,38 @@ def test_the_common_case_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) ->
     assert general_calls <= 6
     assert [p.offset_samples for p in placed] == [4000 + 160 * i for i in range(200)]
     assert timeline.stats().received == 200
+
+
+def test_receive_many_places_a_clean_burst_in_c(walk: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the compiled walk a clean stream never reaches the Python per-packet path once
+    anchored; without it every datagram does."""
+    calls = 0
+    receive_into = TrackTimeline.receive_into
+
+    def counting(self: TrackTimeline, data: bytes, now: float, out: list[Placed]) -> None:
+        nonlocal calls
+        calls += 1
+        receive_into(self, data, now, out)
+
+    monkeypatch.setattr(TrackTimeline, "receive_into", counting)
+    timeline = TrackTimeline(0.0, 8000)
+    timeline.accept_payload_types((0,), (0,))
+    placed: list[Placed] = []
+    packets = [bytes(RtpPacket(0, 7 + i, 160 * i, 0xABC, bytes([i % 256]) * 160))
+               for i in range(400)]
+    for i in range(0, 400, 4):  # four packets a wake-up
+        timeline.receive_many(packets[i:i + 4], 0.5 + 0.02 * i, placed)
+    assert calls <= 8 if walk else calls == 400
+    assert [p.offset_samples for p in placed] == [4000 + 160 * i for i in range(400)]
+    assert [p.payload for p in placed] == [packet[12:] for packet in packets]
+    assert timeline.stats().received == 400
+
+
+def test_the_compiled_walk_is_built_where_there_is_a_compiler() -> None:
+    """``make install`` builds srs/rtp/_rtpwalk.c where gcc and the Python headers are (a
+    machine without them runs the Python path, which the tests above also cover)."""
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if shutil.which("gcc") is None or not headers.exists():
+        pytest.skip("no compiler here")
+    assert track.compiled_walk()

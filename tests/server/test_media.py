@@ -14,6 +14,7 @@ import pytest
 import uvloop
 
 from srs.errors import UsageError
+from srs.rtp import srtp, track
 from srs.server import media
 from srs.server.media import PER_SOCKET, SocketMedia
 
@@ -32,6 +33,10 @@ class Recording:
 
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
         self.got.append((data, source, now))
+
+    def receive_many(self, datagrams: list[bytes], source: tuple[str, int], now: float) -> None:
+        for data in datagrams:
+            self.receive(data, source, now)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -222,6 +227,14 @@ def test_the_compiled_receiver_is_built_here() -> None:
         pytest.skip("not built")
     module: Any = media._compiled
     assert module.recv(-1, 4) == ([], [])  # a bad descriptor reads as empty
+
+
+def test_the_compiled_receiver_places_the_common_case_wherever_the_walk_is_built() -> None:
+    """With both compiled modules built, the receiver binds to StreamState and SRTP (so a
+    change to their slots that the C code cannot follow fails here, not silently)."""
+    assert media._walking == (media.compiled_receiver() and track.compiled_walk())
+    if media._walking:
+        assert srtp.native_unprotect() != 0
 
 
 class Failing(Recording):
