@@ -109,6 +109,30 @@ static void *srtp_context(PyObject *srtp)
     return context;
 }
 
+/* TrackTimeline.receive_into for the decrypted packet in `plain`: 1, or -1 a Python error. */
+static int python_receive(fast_ctx *ctx, PyObject *timeline, PyObject *pending, int length)
+{
+    PyObject *packet = PyBytes_FromStringAndSize((const char *)plain, length);
+    if (packet == NULL)
+        return -1;
+    PyObject *done = PyObject_CallMethodObjArgs(timeline, receive_into_name, packet,
+                                                ctx->now_obj, pending, NULL);
+    Py_DECREF(packet);
+    if (done == NULL) {
+        /* A bug in the stream's code: the rest of this socket's datagrams are dropped, as
+         * an exception ends StreamState.receive_many, and the error is raised once every
+         * socket is served. */
+        if (*ctx->error == NULL)
+            *ctx->error = take_exception();
+        else
+            PyErr_Clear();
+        ctx->slow = 2;
+        return 1;
+    }
+    Py_DECREF(done);
+    return 1;
+}
+
 /* StreamState.receive for a datagram from the latched source of a stream that is not
  * captured: 1 handled, 0 for the Python path, -1 a Python error.  SRTP (one key held, not
  * SRTCP) is decrypted here with the stream's own libsrtp context; a packet libsrtp refuses
@@ -150,30 +174,17 @@ static int fast_one(fast_ctx *ctx, PyObject *key, const char *data, Py_ssize_t s
     int length = (int)size;
     if (srtp_unprotect_at(context, plain, &length) != 0 || length < 0 || length > size)
         return 0;
+    /* Held: releasing the old last_packet_s may run Python code that replaces them. */
+    Py_INCREF(timeline);
+    Py_INCREF(pending);
     set_now(ctx);
     int r = walk_api->walk_one(timeline, (const char *)plain, length, ctx->now_obj, ctx->now,
                                pending);
-    if (r != 0)
-        return r;
-    PyObject *packet = PyBytes_FromStringAndSize((const char *)plain, length);
-    if (packet == NULL)
-        return -1;
-    PyObject *done = PyObject_CallMethodObjArgs(timeline, receive_into_name, packet,
-                                                ctx->now_obj, pending, NULL);
-    Py_DECREF(packet);
-    if (done == NULL) {
-        /* A bug in the stream's code: the rest of this socket's datagrams are dropped, as
-         * an exception ends StreamState.receive_many, and the error is raised once every
-         * socket is served. */
-        if (*ctx->error == NULL)
-            *ctx->error = take_exception();
-        else
-            PyErr_Clear();
-        ctx->slow = 2;
-        return 1;
-    }
-    Py_DECREF(done);
-    return 1;
+    if (r == 0)
+        r = python_receive(ctx, timeline, pending, length);
+    Py_DECREF(timeline);
+    Py_DECREF(pending);
+    return r;
 }
 
 static PyObject *source_key(const struct sockaddr_storage *name)
