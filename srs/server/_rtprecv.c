@@ -56,6 +56,21 @@ typedef int (*unprotect_fn)(void *ctx, void *packet, int *len);
 static unprotect_fn srtp_unprotect_at;
 static PyObject *receive_into_name;
 static unsigned char plain[SLOT_BYTES];
+/* The buffers above are the module's, one set for the process: a call made while another
+ * runs -- from the Python code poll_walk calls (receive_into, a finalizer) or from another
+ * thread while that code runs without the GIL -- would overwrite datagrams not yet
+ * handed over.  It is refused. */
+static int busy;
+
+static int enter(void)
+{
+    if (busy) {
+        PyErr_SetString(PyExc_RuntimeError, "_rtprecv is already reading: calls must not overlap");
+        return -1;
+    }
+    busy = 1;
+    return 0;
+}
 
 typedef struct {
     PyObject *stream;   /* the socket's StreamState */
@@ -292,9 +307,14 @@ static PyObject *rtprecv_recv(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "ii", &fd, &limit))
         return NULL;
+    if (enter() < 0)
+        return NULL;
     PyObject *datagrams = PyList_New(0);
     PyObject *sources = PyList_New(0);
-    if (datagrams == NULL || sources == NULL || read_socket(fd, limit, datagrams, sources, NULL) < 0) {
+    int got = datagrams != NULL && sources != NULL
+        ? read_socket(fd, limit, datagrams, sources, NULL) : -1;
+    busy = 0;
+    if (got < 0) {
         Py_XDECREF(datagrams);
         Py_XDECREF(sources);
         return NULL;
@@ -412,13 +432,24 @@ static PyObject *poll_sockets(int epfd, int max_events, int per_socket, PyObject
     return Py_BuildValue("(lNN)", count, out, error != NULL ? error : Py_NewRef(Py_None));
 }
 
+/* poll_sockets, refused while another call reads. */
+static PyObject *poll_once(int epfd, int max_events, int per_socket, PyObject *streams,
+                           PyObject *sources, PyObject *now_obj)
+{
+    if (enter() < 0)
+        return NULL;
+    PyObject *out = poll_sockets(epfd, max_events, per_socket, streams, sources, now_obj);
+    busy = 0;
+    return out;
+}
+
 static PyObject *rtprecv_poll(PyObject *self, PyObject *args)
 {
     int epfd, max_events, per_socket;
     (void)self;
     if (!PyArg_ParseTuple(args, "iii", &epfd, &max_events, &per_socket))
         return NULL;
-    return poll_sockets(epfd, max_events, per_socket, NULL, NULL, NULL);
+    return poll_once(epfd, max_events, per_socket, NULL, NULL, NULL);
 }
 
 static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
@@ -433,7 +464,7 @@ static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "poll_walk() before bind_stream()");
         return NULL;
     }
-    return poll_sockets(epfd, max_events, per_socket, streams, sources, now_obj);
+    return poll_once(epfd, max_events, per_socket, streams, sources, now_obj);
 }
 
 static PyMethodDef methods[] = {
