@@ -120,3 +120,12 @@ def test_the_walk_refuses_a_negative_start() -> None:
     steady(timeline)
     with pytest.raises(ValueError, match="negative"):
         _rtpwalk.walk(timeline, [packet(10, 1600)], -1, 0.2, [])
+
+
+def test_receive_many_takes_any_sequence_of_datagrams(walk: bool) -> None:
+    """The compiled walk reads lists; a tuple goes through the Python path, placed the same."""
+    timeline = TrackTimeline(0.0, 8000)
+    steady(timeline)
+    placed: list[Placed] = []
+    timeline.receive_many((packet(10, 1600), packet(11, 1760)), 0.2, placed)  # type: ignore[arg-type]
+    assert [p.offset_samples for p in placed] == [1600, 1760]
