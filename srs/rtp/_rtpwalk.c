@@ -97,17 +97,25 @@ static PyObject *rtpwalk_bind(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* An int slot as int64; 0 when it is not an int that fits (the caller leaves the packet). */
+/* Every int the walk reads is within this bound, so that a counter + 1 and the products of
+ * check() stay far from int64 overflow; anything beyond is for the Python path. */
+#define INT_BOUND (INT64_C(1) << 62)
+
+/* An int slot as int64; 0 when it is not an exact int within INT_BOUND (the caller leaves
+ * the packet).  Exact: an int subclass may carry a finalizer, and the walk runs no Python
+ * code between its reads and its writes. */
 static int get_i64(PyObject *value, int64_t *out)
 {
     int overflow;
-    if (value == NULL || !PyLong_Check(value))
+    if (value == NULL || !PyLong_CheckExact(value))
         return 0;
     long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (overflow || (v == -1 && PyErr_Occurred())) {
         PyErr_Clear();
         return 0;
     }
+    if (v >= INT_BOUND || v <= -INT_BOUND)
+        return 0;
     *out = v;
     return 1;
 }
@@ -127,11 +135,17 @@ static int get_double(PyObject *value, double *out)
     return 0;
 }
 
-static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
+/* The values a commit replaced: released only once every slot is written, since releasing
+ * one may run any Python code (a finalizer), which must see the packet placed in full. */
+typedef struct {
+    PyObject *items[16];
+    int count;
+} replaced;
+
+static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value, replaced *old)
 {
-    PyObject *old = SLOT(obj, offset);
+    old->items[old->count++] = SLOT(obj, offset);
     SLOT(obj, offset) = value; /* takes the reference */
-    Py_XDECREF(old);
 }
 
 /* Python's floor division for b > 0. */
@@ -218,6 +232,8 @@ static int check(PyObject *tl, const unsigned char *data, Py_ssize_t size, doubl
     if (ext < last_ts)
         return 0;
     int64_t delta = ext - anchor_ts;
+    if (delta > bound || delta < -bound)  /* then delta * rate < 2**62 */
+        return 0;
     if (packet_rate != rate)
         delta = floor_div(delta * rate, packet_rate);
     int64_t predicted = anchor_offset + delta;
@@ -368,25 +384,23 @@ static int walk_one(PyObject *tl, const char *bytes, Py_ssize_t size, PyObject *
         return -1;
     }
     /* The commit: exactly the assignments of the Python fast path. */
-    PyObject *payload_types = SLOT(tl, tl_payload_types);
-    if (PyDict_GET_SIZE(payload_types) < 128 && PyDict_SetDefault(payload_types, pt, Py_None) == NULL)
-        PyErr_Clear(); /* cannot fail for a small int key but for memory; then not listed */
-    set_slot(p.buffer, rb_received, received);
-    set_slot(p.buffer, rb_unique, unique);
-    set_slot(p.buffer, rb_max_ext, max_ext);
-    set_slot(p.buffer, rb_next, next);
-    set_slot(p.buffer, rb_seen_bits, new_bits);
-    set_slot(tl, tl_received, tl_count);
-    set_slot(tl, tl_last_arrival, Py_NewRef(now_obj));
+    replaced old = {{0}, 0};
+    set_slot(p.buffer, rb_received, received, &old);
+    set_slot(p.buffer, rb_unique, unique, &old);
+    set_slot(p.buffer, rb_max_ext, max_ext, &old);
+    set_slot(p.buffer, rb_next, next, &old);
+    set_slot(p.buffer, rb_seen_bits, new_bits, &old);
+    set_slot(tl, tl_received, tl_count, &old);
+    set_slot(tl, tl_last_arrival, Py_NewRef(now_obj), &old);
     if (p.jitter != NULL) {
-        set_slot(p.jitter, je_packets, j_packets);
-        set_slot(p.jitter, je_last_transit, j_transit);
+        set_slot(p.jitter, je_packets, j_packets, &old);
+        set_slot(p.jitter, je_last_transit, j_transit, &old);
         if (j_new != NULL)
-            set_slot(p.jitter, je_jitter, j_new);
+            set_slot(p.jitter, je_jitter, j_new, &old);
         if (j_disc != NULL)
-            set_slot(p.jitter, je_discontinuities, j_disc);
+            set_slot(p.jitter, je_discontinuities, j_disc, &old);
     }
-    set_slot(tl, tl_last_ts, last_ts);
+    set_slot(tl, tl_last_ts, last_ts, &old);
     SLOT(placed, pl_offset) = offset;
     SLOT(placed, pl_payload_type) = pt;
     SLOT(placed, pl_payload) = payload;
@@ -394,6 +408,12 @@ static int walk_one(PyObject *tl, const char *bytes, Py_ssize_t size, PyObject *
     SLOT(placed, pl_timestamp) = timestamp;
     SLOT(placed, pl_is_event) = Py_NewRef(Py_False);
     Py_DECREF(placed); /* the list holds it */
+    /* Last, as the dict may compare the new key with its others (not srs's small ints). */
+    PyObject *payload_types = SLOT(tl, tl_payload_types);
+    if (PyDict_GET_SIZE(payload_types) < 128 && PyDict_SetDefault(payload_types, pt, Py_None) == NULL)
+        PyErr_Clear(); /* cannot fail for a small int key but for memory; then not listed */
+    for (int i = 0; i < old.count; i++)
+        Py_XDECREF(old.items[i]);
     return 1;
 }
 
@@ -408,6 +428,10 @@ static PyObject *rtpwalk_walk(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_ssize_t i = PyLong_AsSsize_t(args[2]);
     if (i == -1 && PyErr_Occurred())
         return NULL;
+    if (i < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk(): start must not be negative");
+        return NULL;
+    }
     double now = PyFloat_AS_DOUBLE(now_obj);
     for (; i < PyList_GET_SIZE(datagrams); i++) {
         PyObject *data = PyList_GET_ITEM(datagrams, i);

@@ -339,7 +339,7 @@ class TrackTimeline:
         case is placed in C and only the others take :meth:`receive_into`; the result,
         counters and statistics are the same either way."""
         walk = _walk
-        if walk is None or type(now) is not float:
+        if walk is None or type(now) is not float or type(datagrams) is not list:
             for datagram in datagrams:
                 self.receive_into(datagram, now, out)
             return

@@ -56,6 +56,21 @@ typedef int (*unprotect_fn)(void *ctx, void *packet, int *len);
 static unprotect_fn srtp_unprotect_at;
 static PyObject *receive_into_name;
 static unsigned char plain[SLOT_BYTES];
+/* The buffers above are the module's, one set for the process: a call made while another
+ * runs -- from the Python code poll_walk calls (receive_into, a finalizer) or from another
+ * thread while that code runs without the GIL -- would overwrite datagrams not yet
+ * handed over.  It is refused. */
+static int busy;
+
+static int enter(void)
+{
+    if (busy) {
+        PyErr_SetString(PyExc_RuntimeError, "_rtprecv is already reading: calls must not overlap");
+        return -1;
+    }
+    busy = 1;
+    return 0;
+}
 
 typedef struct {
     PyObject *stream;   /* the socket's StreamState */
@@ -109,6 +124,30 @@ static void *srtp_context(PyObject *srtp)
     return context;
 }
 
+/* TrackTimeline.receive_into for the decrypted packet in `plain`: 1, or -1 a Python error. */
+static int python_receive(fast_ctx *ctx, PyObject *timeline, PyObject *pending, int length)
+{
+    PyObject *packet = PyBytes_FromStringAndSize((const char *)plain, length);
+    if (packet == NULL)
+        return -1;
+    PyObject *done = PyObject_CallMethodObjArgs(timeline, receive_into_name, packet,
+                                                ctx->now_obj, pending, NULL);
+    Py_DECREF(packet);
+    if (done == NULL) {
+        /* A bug in the stream's code: the rest of this socket's datagrams are dropped, as
+         * an exception ends StreamState.receive_many, and the error is raised once every
+         * socket is served. */
+        if (*ctx->error == NULL)
+            *ctx->error = take_exception();
+        else
+            PyErr_Clear();
+        ctx->slow = 2;
+        return 1;
+    }
+    Py_DECREF(done);
+    return 1;
+}
+
 /* StreamState.receive for a datagram from the latched source of a stream that is not
  * captured: 1 handled, 0 for the Python path, -1 a Python error.  SRTP (one key held, not
  * SRTCP) is decrypted here with the stream's own libsrtp context; a packet libsrtp refuses
@@ -150,30 +189,17 @@ static int fast_one(fast_ctx *ctx, PyObject *key, const char *data, Py_ssize_t s
     int length = (int)size;
     if (srtp_unprotect_at(context, plain, &length) != 0 || length < 0 || length > size)
         return 0;
+    /* Held: releasing the old last_packet_s may run Python code that replaces them. */
+    Py_INCREF(timeline);
+    Py_INCREF(pending);
     set_now(ctx);
     int r = walk_api->walk_one(timeline, (const char *)plain, length, ctx->now_obj, ctx->now,
                                pending);
-    if (r != 0)
-        return r;
-    PyObject *packet = PyBytes_FromStringAndSize((const char *)plain, length);
-    if (packet == NULL)
-        return -1;
-    PyObject *done = PyObject_CallMethodObjArgs(timeline, receive_into_name, packet,
-                                                ctx->now_obj, pending, NULL);
-    Py_DECREF(packet);
-    if (done == NULL) {
-        /* A bug in the stream's code: the rest of this socket's datagrams are dropped, as
-         * an exception ends StreamState.receive_many, and the error is raised once every
-         * socket is served. */
-        if (*ctx->error == NULL)
-            *ctx->error = take_exception();
-        else
-            PyErr_Clear();
-        ctx->slow = 2;
-        return 1;
-    }
-    Py_DECREF(done);
-    return 1;
+    if (r == 0)
+        r = python_receive(ctx, timeline, pending, length);
+    Py_DECREF(timeline);
+    Py_DECREF(pending);
+    return r;
 }
 
 static PyObject *source_key(const struct sockaddr_storage *name)
@@ -281,9 +307,14 @@ static PyObject *rtprecv_recv(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "ii", &fd, &limit))
         return NULL;
+    if (enter() < 0)
+        return NULL;
     PyObject *datagrams = PyList_New(0);
     PyObject *sources = PyList_New(0);
-    if (datagrams == NULL || sources == NULL || read_socket(fd, limit, datagrams, sources, NULL) < 0) {
+    int got = datagrams != NULL && sources != NULL
+        ? read_socket(fd, limit, datagrams, sources, NULL) : -1;
+    busy = 0;
+    if (got < 0) {
         Py_XDECREF(datagrams);
         Py_XDECREF(sources);
         return NULL;
@@ -401,13 +432,24 @@ static PyObject *poll_sockets(int epfd, int max_events, int per_socket, PyObject
     return Py_BuildValue("(lNN)", count, out, error != NULL ? error : Py_NewRef(Py_None));
 }
 
+/* poll_sockets, refused while another call reads. */
+static PyObject *poll_once(int epfd, int max_events, int per_socket, PyObject *streams,
+                           PyObject *sources, PyObject *now_obj)
+{
+    if (enter() < 0)
+        return NULL;
+    PyObject *out = poll_sockets(epfd, max_events, per_socket, streams, sources, now_obj);
+    busy = 0;
+    return out;
+}
+
 static PyObject *rtprecv_poll(PyObject *self, PyObject *args)
 {
     int epfd, max_events, per_socket;
     (void)self;
     if (!PyArg_ParseTuple(args, "iii", &epfd, &max_events, &per_socket))
         return NULL;
-    return poll_sockets(epfd, max_events, per_socket, NULL, NULL, NULL);
+    return poll_once(epfd, max_events, per_socket, NULL, NULL, NULL);
 }
 
 static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
@@ -422,7 +464,7 @@ static PyObject *rtprecv_poll_walk(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "poll_walk() before bind_stream()");
         return NULL;
     }
-    return poll_sockets(epfd, max_events, per_socket, streams, sources, now_obj);
+    return poll_once(epfd, max_events, per_socket, streams, sources, now_obj);
 }
 
 static PyMethodDef methods[] = {

@@ -6,7 +6,12 @@ plain and SRTP, and leaves Python out of the common case."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pylibsrtp
@@ -246,3 +251,109 @@ def test_a_stream_that_raises_in_the_compiled_path_costs_the_others_nothing(
         out.close()
 
     uvloop.run(body())
+
+
+def test_a_finalizer_run_by_the_compiled_path_cannot_free_what_it_uses() -> None:
+    """Setting last_packet_s releases the old value, which may run Python code (a
+    finalizer) that replaces the stream's timeline; the compiled receiver still holds the
+    timeline it places the decrypted packet on, and later packets go to the new one.
+    PYTHONMALLOC=debug fills freed memory, so using a freed timeline crashes the child."""
+    if not srtp_module.native_unprotect():
+        pytest.skip("pylibsrtp without the libsrtp 2 interface srs knows")
+    script = textwrap.dedent("""
+        import time
+        import uvloop
+        from srs.rtp.srtp import SrtpInbound, SrtpReceiver
+        from srs.rtp.track import TrackTimeline
+        from srs.server.media import SocketMedia
+        from tests.server.test_media import sender, until
+        from tests.server.test_media_walk import SUITE, new_stream, protected
+        from tests.sipclient import rtp_packet
+
+        async def body():
+            socket_media = SocketMedia("127.0.0.1", 30000, 30400, time.monotonic,
+                                       receiver="compiled")
+            [port] = await socket_media.open(1, None)
+            stream = new_stream(0, port, time.monotonic())
+            stream.srtp = SrtpInbound(SrtpReceiver(SUITE, bytes(30)))
+            socket_media.attach(port, stream)
+            plan = [[(0, rtp_packet(i, 160 * i, 0x77, bytes(160)))] for i in range(40)]
+            keyed = protected(0, plan)
+            out = sender()
+
+            class Finalizer:
+                def __del__(self):
+                    stream.timeline = TrackTimeline(stream.timeline.origin_s, 8000)
+
+            for n in range(40):
+                if n == 20:
+                    stream.last_packet_s = Finalizer()
+                [(_, data)] = plan[n]
+                out.sendto(keyed[data], ("127.0.0.1", port))
+                await until(lambda: socket_media.datagrams == n + 1)
+            print(stream.timeline.stats().received)
+            socket_media.close([port])
+            out.close()
+
+        uvloop.run(body())
+    """)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONMALLOC="debug", PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["19"]  # packets 21-39, after the one placed on the old
+
+
+def test_a_read_that_overlaps_the_compiled_receivers_own_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver reads into buffers of its own, one set for the process: a call made
+    while poll_walk runs Python code (here receive_into for a decrypted packet the walk
+    leaves) is refused, and the datagrams poll_walk still holds are the stream's own."""
+    if not srtp_module.native_unprotect():
+        pytest.skip("pylibsrtp without the libsrtp 2 interface srs knows")
+    other = sender()
+    nested: list[object] = []
+    receive_into = TrackTimeline.receive_into
+
+    def reading(self: TrackTimeline, data: bytes, now: float, out: list[Placed]) -> None:
+        if armed and not nested and media._compiled is not None:
+            try:
+                nested.append(media._compiled.recv(other.fileno(), 64))
+            except RuntimeError as error:
+                nested.append(error)
+        receive_into(self, data, now, out)
+
+    monkeypatch.setattr(TrackTimeline, "receive_into", reading)
+    armed = False
+
+    async def body() -> None:
+        nonlocal armed
+        base = 20000 + 2 * (time.monotonic_ns() // 1000 % 10000)
+        socket_media = SocketMedia("127.0.0.1", base, base + 400, time.monotonic,
+                                   receiver="compiled")
+        [port] = await socket_media.open(1, None)
+        stream = new_stream(0, port, time.monotonic())
+        stream.srtp = SrtpInbound(SrtpReceiver(SUITE, bytes(30)))
+        socket_media.attach(port, stream)
+        plan = [[(0, rtp_packet(i, 160 * i, 0x77, bytes([i]) * 160))] for i in range(7)]
+        keyed = protected(0, plan)
+        out = sender()
+        out.sendto(keyed[plan[0][0][1]], ("127.0.0.1", port))  # latches the sender
+        await until(lambda: socket_media.datagrams == 1)
+        for _ in range(6):  # queued where the nested read would go
+            out.sendto(rtp_packet(99, 0, 0x99, bytes(160)), other.getsockname())
+        armed = True
+        for [(_, data)] in plan[1:]:
+            out.sendto(keyed[data], ("127.0.0.1", port))
+        await until(lambda: socket_media.datagrams == 7)
+        stats = stream.timeline.stats()
+        assert stats.received == 7 and not stats.dropped
+        payloads = {p.payload for p in stream.take_pending(time.monotonic() + 1)}
+        assert payloads == {bytes([i]) * 160 for i in range(7)}
+        socket_media.close([port])
+        out.close()
+
+    uvloop.run(body())
+    other.close()
+    assert len(nested) == 1 and isinstance(nested[0], RuntimeError)
