@@ -98,12 +98,13 @@ _PCMA_ENCODE_TABLE = _build_pcma_encode()
 
 def pcmu_decode(payload: bytes) -> npt.NDArray[np.int16]:
     """mu-law octets -> int16 samples, one per octet."""
-    return PCMU_DECODE_TABLE[np.frombuffer(payload, dtype=np.uint8)]
+    # ndarray.take: half the time of indexing with the array (bench/bench_codecs.py).
+    return PCMU_DECODE_TABLE.take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def pcma_decode(payload: bytes) -> npt.NDArray[np.int16]:
     """A-law octets -> int16 samples, one per octet."""
-    return PCMA_DECODE_TABLE[np.frombuffer(payload, dtype=np.uint8)]
+    return PCMA_DECODE_TABLE.take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def _as_int16_bits(samples: npt.ArrayLike) -> npt.NDArray[np.uint16]:
