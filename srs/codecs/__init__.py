@@ -52,7 +52,9 @@ class Codec:
     ``sample_rate_hz`` is the rate of the audio it decodes to (G.722: 16 kHz under an
     8 kHz RTP clock, RFC 3551 §4.5.2).  A stateless codec has ``decode`` and
     ``samples_in`` (how many samples a payload decodes to, known without decoding, so a
-    batch is decoded in one call and split); a stateful one has ``ffmpeg`` instead, and
+    batch is decoded in one call and split); a stateful one has ``ffmpeg`` instead (with
+    ``samples_in`` too when its payloads are whole samples with no framing, G.722: then
+    payloads that follow each other are joined into one decoder call), and
     ``fmtp`` holds the m-line's ``a=fmtp`` parameters its decoder needs (RFC 4867
     ``octet-align``, RFC 3952 ``mode``).  ``sample_bytes`` is the size of one sample
     frame in a payload (L16: 2, stereo 4): payloads are cut to whole frames before they are
@@ -115,15 +117,22 @@ PCMA = Codec("PCMA", 8000, 8000, g711.pcma_decode, len, g711.pcma_encode, 8)
 COMFORT_NOISE = Codec("CN", 8000, 8000, _decode_comfort_noise, _no_samples, None, 13)
 
 
-def _ffmpeg(name: str, clock: int, rate: int, decoder: str, static: int | None = None) -> Codec:
-    return Codec(name, clock, rate, static_payload_type=static, ffmpeg=decoder)
+def _ffmpeg(name: str, clock: int, rate: int, decoder: str, static: int | None = None,
+            samples_in: Callable[[bytes], int] | None = None) -> Codec:
+    return Codec(name, clock, rate, samples_in=samples_in, static_payload_type=static,
+                 ffmpeg=decoder)
+
+
+def _g722_samples(payload: bytes) -> int:
+    return 2 * len(payload)  # RFC 3551 §4.5.2: 8 bits per two 16 kHz samples
 
 
 # (upper-case encoding name, clock rate) -> codec, for the fixed-rate formats.
 CODECS: Mapping[tuple[str, int], Codec] = MappingProxyType({
     (c.encoding_name.upper(), c.clock_rate_hz): c for c in (
         PCMU, PCMA, COMFORT_NOISE,
-        _ffmpeg("G722", 8000, 16000, "g722", 9),  # RFC 3551 §4.5.2: 8 kHz clock, 16 kHz audio
+        # RFC 3551 §4.5.2: 8 kHz clock, 16 kHz audio; sample by sample, so joinable.
+        _ffmpeg("G722", 8000, 16000, "g722", 9, _g722_samples),
         _ffmpeg("G729", 8000, 8000, "g729", 18),  # RFC 3551 §4.5.6
         _ffmpeg("GSM", 8000, 8000, "gsm", 3),  # RFC 3551 §4.5.8
         _ffmpeg("iLBC", 8000, 8000, "ilbc"),  # RFC 3952 §5

@@ -54,7 +54,7 @@ class FrameDecoder:
     returns its audio at the codec's sample rate (empty for comfort noise); it raises
     :class:`~srs.codecs.formats.PayloadError` for a payload that cannot be decoded."""
 
-    __slots__ = ("name", "_context", "_split", "_av", "_options", "_max_bytes")
+    __slots__ = ("name", "max_bytes", "_context", "_split", "_av", "_options")
 
     def __init__(self, name: str, split: Callable[[bytes], list[bytes | int]],
                  options: Mapping[str, Any]) -> None:
@@ -62,7 +62,7 @@ class FrameDecoder:
 
         self._av = av
         self.name = name
-        self._max_bytes = _MAX_BYTES.get(name, MAX_PAYLOAD_BYTES)
+        self.max_bytes = _MAX_BYTES.get(name, MAX_PAYLOAD_BYTES)  # refused above this
         self._split = split
         self._options = dict(options)
         self._context = self._open(options)
@@ -82,7 +82,7 @@ class FrameDecoder:
             self._context = self._open(merged)
 
     def decode(self, payload: bytes) -> Pcm:
-        if len(payload) > self._max_bytes:
+        if len(payload) > self.max_bytes:
             raise formats.PayloadError(f"{self.name} payload of {len(payload)} bytes")
         pieces: list[Pcm] = []
         for part in self._split(payload):

@@ -10,6 +10,7 @@ first arrival wins).  Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -119,16 +120,18 @@ class PcmAssembler:
                 continue
             start = self._to_samples(item.offset_samples)
             decode, samples_in = codec.decode, codec.samples_in
-            if decode is None or samples_in is None:  # stateful: one payload at a time
+            if samples_in is None:  # stateful and framed: one payload at a time
                 if run_codec is not None and run_decode is not None:
                     self._place(run_codec, run_pt, run_start, run_decode(b"".join(run)))
                     run_codec = None
                 self._decode_frame(codec, item, start)
                 continue
+            if decode is None:  # stateful, whole samples: joined, its state runs across
+                decode = functools.partial(self._decode_joined, codec, item.payload_type)
             payload = item.payload
             if codec.sample_bytes > 1 and len(payload) % codec.sample_bytes:
                 payload = payload[: len(payload) - len(payload) % codec.sample_bytes]
-            if codec is run_codec and start == run_next:
+            if codec is run_codec and item.payload_type == run_pt and start == run_next:
                 run.append(payload)
             else:
                 if run_codec is not None and run_decode is not None:
@@ -140,20 +143,44 @@ class PcmAssembler:
         if run_codec is not None and run_decode is not None:
             self._place(run_codec, run_pt, run_start, run_decode(b"".join(run)))
 
-    def _decode_frame(self, codec: Codec, item: Placed, start: int) -> None:
-        decoder = self._frame_decoders.get(item.payload_type)
-        if decoder is None:
-            if codec.ffmpeg is None:  # neither kind of decoder: nothing to decode with
-                self.undecodable_packets += 1
-                return
+    def _decoder(self, codec: Codec, payload_type: int) -> ffmpeg.FrameDecoder | None:
+        decoder = self._frame_decoders.get(payload_type)
+        if decoder is None and codec.ffmpeg is not None:
             decoder = ffmpeg.new_decoder(codec.ffmpeg, codec.sample_rate_hz, dict(codec.fmtp))
-            self._frame_decoders[item.payload_type] = decoder
+            self._frame_decoders[payload_type] = decoder
+        return decoder
+
+    def _decode_frame(self, codec: Codec, item: Placed, start: int) -> None:
+        decoder = self._decoder(codec, item.payload_type)
+        if decoder is None:  # neither kind of decoder: nothing to decode with
+            self.undecodable_packets += 1
+            return
         try:
             pcm = decoder.decode(item.payload)
         except PayloadError:
             self.decode_errors += 1
             return
         self._place(codec, item.payload_type, start, pcm)
+
+    def _decode_joined(self, codec: Codec, payload_type: int,
+                       data: bytes) -> npt.NDArray[np.int16]:
+        """Joined payloads of a sample-by-sample stateful codec, in as few calls as the
+        decoder's size bound allows; what it refuses is silence, counted once."""
+        decoder = self._decoder(codec, payload_type)
+        if decoder is None:
+            self.undecodable_packets += 1
+            return np.zeros(codec.samples_in(data) if codec.samples_in else 0, np.int16)
+        step = decoder.max_bytes
+        pieces = []
+        for at in range(0, len(data), step):
+            chunk = data[at:at + step]
+            try:
+                pieces.append(decoder.decode(chunk))
+            except PayloadError:
+                self.decode_errors += 1
+                pieces.append(np.zeros(codec.samples_in(chunk) if codec.samples_in else 0,
+                                       np.int16))
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def _place(self, codec: Codec, payload_type: int, start: int,
                pcm: npt.NDArray[np.int16]) -> None:

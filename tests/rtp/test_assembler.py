@@ -333,3 +333,38 @@ def test_an_oversized_payload_is_refused_before_it_is_decoded() -> None:
     assembler = PcmAssembler({18: g729}, 8000)
     assembler.add([Placed(0, 18, bytes(65000), 1, 0), Placed(160, 18, bytes(20), 1, 160)])
     assert len(assembler.finish(320)) == 320 and assembler.decode_errors == 1
+
+
+def test_g722_payloads_in_a_row_are_joined_into_one_decode_with_the_same_audio(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """G.722 decodes sample by sample, so payloads that follow each other are decoded in
+    one call (chunked under the decoder's size bound): the audio equals one decoder fed
+    packet by packet, a gap still starts a new run, and the calls are fewer."""
+    from srs.codecs.ffmpeg import FrameDecoder, new_decoder
+
+    placed, end = _g722_track(2.0)
+    g722 = codecs.lookup("G722", 8000)
+    assert g722 is not None
+    kept = placed[:30] + placed[31:]  # packet 30 lost: two runs
+    reference = new_decoder("g722", 16000, {})
+    expected = np.zeros(32000, np.int16)
+    for item in kept:
+        at = item.offset_samples * 2
+        pcm = reference.decode(item.payload)
+        expected[at:at + len(pcm)] = pcm
+    assembler = PcmAssembler({9: g722}, 8000, 16000)
+    calls: list[int] = []
+    original = FrameDecoder.decode
+
+    def counted(self: FrameDecoder, payload: bytes) -> npt.NDArray[np.int16]:
+        calls.append(len(payload))
+        return original(self, payload)
+
+    monkeypatch.setattr(FrameDecoder, "decode", counted)
+    assembler.add(kept)
+    pcm = assembler.finish(end)
+    np.testing.assert_array_equal(pcm, expected)
+    assert assembler.decode_errors == 0
+    # 30 packets, then 69 packets (11,040 bytes): 1 + 2 calls, none over the bound.
+    assert calls == [30 * 160, 5760, 69 * 160 - 5760]
