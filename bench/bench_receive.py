@@ -189,7 +189,7 @@ async def srs_run(mode: str, make: Callable[[], Counting | StreamState], sender:
         track.use_compiled_walk(walking)
         media = SocketMedia("127.0.0.1", base, base + 2 * streams - 2, time.monotonic,
                             receiver=receiver)  # type: ignore[arg-type]
-        ports = await media.open(streams, None)
+        ports = media.open(streams, None)
         for port, consumer in zip(ports, consumers, strict=True):
             media.attach(port, consumer)  # type: ignore[arg-type]
     tick = asyncio.create_task(ticks([c for c in consumers if isinstance(c, StreamState)]))

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pylibsrtp
 import soundfile as sf
 
-from srs.client.encode import EncodedTrack, SendCodec
+from srs.client.encode import PACKETS_PER_SECOND, EncodedTrack, SendCodec
 from srs.errors import UsageError
 from srs.rtp.packet import RtpPacket
 from srs.rtp.srtp import SrtpSuite
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 RATE_HZ = 8000  # G.711 (RFC 3551 §4.5.14)
-PACKET_INTERVAL_S = 0.020
+PACKET_INTERVAL_S = 1 / PACKETS_PER_SECOND  # 20 ms
 _HALF_TAPS = 16
 _KAISER_BETA = 8.6
 _CUTOFF = 0.9

@@ -121,10 +121,7 @@ class SocketMedia:
         """The receive path in use."""
         return "compiled" if self._compiled is not None else "python"
 
-    async def open(self, count: int, near: int | None) -> list[int]:
-        return self.open_now(count, near)
-
-    def open_now(self, count: int, near: int | None) -> list[int]:
+    def open(self, count: int, near: int | None) -> list[int]:
         """Bind ``count`` sockets (next to port ``near`` when given) and watch them."""
         if count == 0:
             return []

@@ -263,7 +263,7 @@ class LiveRecorder:
             error: Exception | None = None
             try:
                 if isinstance(work, OpenPorts):
-                    result = self.media.open_now(work.count, work.near)
+                    result = self.media.open(work.count, work.near)
                 else:
                     result = self.media.drain(list(work.ports))
             except Exception as exc:  # handed to the core, which classifies it

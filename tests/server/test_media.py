@@ -66,7 +66,7 @@ def test_every_datagram_reaches_its_stream_whole_with_its_source(receiver: str) 
     async def body() -> None:
         socket_media = media_for(receiver)
         assert socket_media.receiver == receiver
-        ports = await socket_media.open(3, None)
+        ports = socket_media.open(3, None)
         streams = [Recording() for _ in ports]
         for port, stream in zip(ports, streams, strict=True):
             socket_media.attach(port, stream)  # type: ignore[arg-type]
@@ -95,7 +95,7 @@ def test_a_flooded_port_is_read_over_several_wakeups_and_others_still_get_theirs
         receiver: str) -> None:
     async def body() -> None:
         socket_media = media_for(receiver)
-        quiet, flooded = await socket_media.open(2, None)
+        quiet, flooded = socket_media.open(2, None)
         streams = {quiet: Recording(), flooded: Recording()}
         for port, stream in streams.items():
             socket_media.attach(port, stream)  # type: ignore[arg-type]
@@ -116,7 +116,7 @@ def test_a_flooded_port_is_read_over_several_wakeups_and_others_still_get_theirs
 def test_datagrams_before_attach_are_dropped(receiver: str) -> None:
     async def body() -> None:
         socket_media = media_for(receiver)
-        (port,) = await socket_media.open(1, None)
+        (port,) = socket_media.open(1, None)
         out = sender()
         out.sendto(b"early", ("127.0.0.1", port))
         await until(lambda: socket_media.datagrams == 1)  # read and dropped
@@ -135,7 +135,7 @@ def test_datagrams_before_attach_are_dropped(receiver: str) -> None:
 def test_drain_delivers_what_is_queued_before_the_loop_runs(receiver: str) -> None:
     async def body() -> None:
         socket_media = media_for(receiver)
-        first, second, other = await socket_media.open(3, None)
+        first, second, other = socket_media.open(3, None)
         streams = {p: Recording() for p in (first, second, other)}
         for port, stream in streams.items():
             socket_media.attach(port, stream)  # type: ignore[arg-type]
@@ -164,14 +164,14 @@ def test_drain_delivers_what_is_queued_before_the_loop_runs(receiver: str) -> No
 def test_close_gives_the_ports_back_and_stops_reading(receiver: str) -> None:
     async def body() -> None:
         socket_media = media_for(receiver)
-        ports = await socket_media.open(2, None)
+        ports = socket_media.open(2, None)
         socket_media.close(ports)
         for port in ports:  # the sockets are gone: the port can be bound again
             probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             probe.bind(("127.0.0.1", port))
             probe.close()
         # New sockets after the set was emptied: read again.
-        (port,) = await socket_media.open(1, None)
+        (port,) = socket_media.open(1, None)
         stream = Recording()
         socket_media.attach(port, stream)  # type: ignore[arg-type]
         out = sender()
@@ -190,7 +190,7 @@ def test_dual_stack_sources_are_named_as_recvfrom_names_them(receiver: str) -> N
 
     async def body() -> None:
         socket_media = media_for(receiver, host="::")
-        (port,) = await socket_media.open(1, None)
+        (port,) = socket_media.open(1, None)
         stream = Recording()
         socket_media.attach(port, stream)  # type: ignore[arg-type]
         v4, v6 = sender(), sender(socket.AF_INET6, "::1")
@@ -249,7 +249,7 @@ def test_a_stream_that_raises_costs_the_others_nothing(receiver: str) -> None:
         errors: list[BaseException] = []
         loop.set_exception_handler(lambda _, context: errors.append(context["exception"]))
         socket_media = media_for(receiver)
-        ports = await socket_media.open(3, None)
+        ports = socket_media.open(3, None)
         streams = [Recording(), Failing(), Recording()]
         for port, stream in zip(ports, streams, strict=True):
             socket_media.attach(port, stream)  # type: ignore[arg-type]

@@ -124,7 +124,7 @@ def test_the_compiled_walk_places_what_the_stdlib_path_places(
             base = 20000 + 2 * (time.monotonic_ns() // 1000 % 10000)
             medias[receiver] = SocketMedia("127.0.0.1", base, base + 400, lambda: clock[0],
                                            receiver=receiver)
-        ports = {r: await m.open(3, None) for r, m in medias.items()}
+        ports = {r: m.open(3, None) for r, m in medias.items()}
         streams.update({r: [new_stream(i, p, 999.5) for i, p in enumerate(ports[r])]
                         for r in medias})
         for r, socket_media in medias.items():
@@ -191,7 +191,7 @@ def test_without_the_compiled_walk_the_receiver_only_reads(
     async def body() -> None:
         socket_media = SocketMedia("127.0.0.1", 30000, 30400, time.monotonic,
                                    receiver="compiled")
-        [port] = await socket_media.open(1, None)
+        [port] = socket_media.open(1, None)
         socket_media.attach(port, new_stream(0, port, time.monotonic()))
         out = sender()
         for i in range(5):
@@ -228,7 +228,7 @@ def test_a_stream_that_raises_in_the_compiled_path_costs_the_others_nothing(
         base = 20000 + 2 * (time.monotonic_ns() // 1000 % 10000)
         socket_media = SocketMedia("127.0.0.1", base, base + 400, time.monotonic,
                                    receiver="compiled")
-        ports = await socket_media.open(3, None)
+        ports = socket_media.open(3, None)
         streams = [new_stream(i, p, time.monotonic()) for i, p in enumerate(ports)]
         plans = [[[(0, rtp_packet(i, 160 * i, 0x77, bytes(160)))] for i in range(12)]
                  for _ in ports]
@@ -273,7 +273,7 @@ def test_a_finalizer_run_by_the_compiled_path_cannot_free_what_it_uses() -> None
         async def body():
             socket_media = SocketMedia("127.0.0.1", 30000, 30400, time.monotonic,
                                        receiver="compiled")
-            [port] = await socket_media.open(1, None)
+            [port] = socket_media.open(1, None)
             stream = new_stream(0, port, time.monotonic())
             stream.srtp = SrtpInbound(SrtpReceiver(SUITE, bytes(30)))
             socket_media.attach(port, stream)
@@ -332,7 +332,7 @@ def test_a_read_that_overlaps_the_compiled_receivers_own_is_refused(
         base = 20000 + 2 * (time.monotonic_ns() // 1000 % 10000)
         socket_media = SocketMedia("127.0.0.1", base, base + 400, time.monotonic,
                                    receiver="compiled")
-        [port] = await socket_media.open(1, None)
+        [port] = socket_media.open(1, None)
         stream = new_stream(0, port, time.monotonic())
         stream.srtp = SrtpInbound(SrtpReceiver(SUITE, bytes(30)))
         socket_media.attach(port, stream)
