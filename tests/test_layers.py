@@ -34,7 +34,7 @@ ALLOWED = {
     "capture": {"sip"},
     "recording": {"sip", "sdp", "siprec", "rtp", "codecs", "capture"},
 }
-TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "config.py", "errors.py", "log.py"}
+TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "errors.py", "log.py"}  # and config/, a package
 MAX_MODULE_LINES = 620
 
 
@@ -86,7 +86,7 @@ def test_each_core_layer_uses_only_the_layers_below_it(layer: str) -> None:
         assert used <= ALLOWED[layer], f"{relative(path)} uses {sorted(used - ALLOWED[layer])}"
 
 
-def test_the_top_level_holds_packages_and_at_most_five_modules() -> None:
+def test_the_top_level_holds_packages_and_at_most_four_modules() -> None:
     top = {p.name for p in SRS.glob("*.py")}
     assert top == TOP_LEVEL_MODULES
 

@@ -22,7 +22,7 @@ HEADER = """\
 # The same settings can come from a TOML file (srs serve --config); these win over it.
 # Lists are comma-separated.  An empty value means "none" or "empty".
 #
-# Generated from srs/config.py: python -m tests.deploy.envfile > deploy/srs.env.example
+# Generated from srs/config/: python -m tests.deploy.envfile > deploy/srs.env.example
 """
 
 
