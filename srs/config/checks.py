@@ -8,11 +8,12 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 from srs.errors import ConfigError
 
 __all__ = ["IpAddress", "IpNetwork", "check_host", "check_ip", "check_port", "check_range",
-           "ip_of", "is_token", "networks", "usable_cpus"]
+           "ip_of", "is_token", "networks", "split_url", "usable_cpus"]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -95,3 +96,28 @@ _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 def is_token(text: str) -> bool:
     """RFC 3261 §25.1 ``token``: what a header name may be made of."""
     return bool(text) and all(ch in _TOKEN_CHARS for ch in text)
+
+
+def split_url(url: str, key: str, default_ports: Mapping[str, int],
+              credentials_hint: str) -> tuple[SplitResult, str, str, int]:
+    """A configured URL's parts, its scheme (lower case, one of ``default_ports``), host
+    and port.  User information is refused (a credential in a URL ends up in logs and
+    process lists: ``credentials_hint`` says where it goes instead), and so is whitespace
+    or a control character anywhere."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(key, f"not a URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in default_ports:
+        names = " or ".join(f"{name}://" for name in default_ports)
+        article = "an" if names[0] in "aeiouh" else "a"  # "an http://", "a ws://"
+        # The scheme only: the rest of a URL may carry a token.
+        raise ConfigError(key, f"must be {article} {names} URL, not {parts.scheme or 'none'!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(key, f"must not contain user information ({credentials_hint})")
+    host = parts.hostname
+    if not host or any(ch.isspace() or ord(ch) < 0x21 for ch in url):
+        raise ConfigError(key, "needs a host and no whitespace or control characters")
+    return parts, scheme, host, port or default_ports[scheme]

@@ -22,9 +22,9 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
-from urllib.parse import urlsplit
 
-from srs.errors import ConfigError, UsageError
+from srs.config.checks import split_url
+from srs.errors import UsageError
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -71,23 +71,12 @@ class WebhookUrl:
 
     @classmethod
     def parse(cls, url: str, *, key: str = "webhook.url") -> WebhookUrl:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError(key, f"not a URL: {exc}") from None
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ConfigError(key, "must be an http:// or https:// URL")
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError(key, "must not contain user information (the body is signed)")
-        host = parts.hostname
-        if not host or any(ch.isspace() or ord(ch) < 0x21 for ch in url):
-            raise ConfigError(key, "needs a host and no whitespace or control characters")
+        parts, scheme, host, port = split_url(url, key, {"http": 80, "https": 443},
+                                              "the body is signed")
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        return cls(scheme, host, port or (443 if scheme == "https" else 80), target)
+        return cls(scheme, host, port, target)
 
     @property
     def tls(self) -> bool:
