@@ -232,3 +232,29 @@ def test_media_workers_need_four_ports_each() -> None:
     with pytest.raises(ConfigError, match=r"media.workers: 3 workers need at least 12 RTP"):
         load_settings(None, {}, {"media": {"workers": 3, "port_min": 10000,
                                            "port_max": 10009}})
+
+
+def test_stream_settings_from_the_environment_and_their_errors(tmp_path: Path) -> None:
+    settings = load_settings(None, {"SRS_STREAM_URL": "wss://a.example/m,ws://10.0.0.1:8080/",
+                                    "SRS_STREAM_FORMAT": "L16",
+                                    "SRS_STREAM_TRACKS": "inbound"})
+    assert settings.stream.url == ("wss://a.example/m", "ws://10.0.0.1:8080/")
+    assert settings.stream.format == "l16" and settings.stream.tracks == ("inbound",)
+    secret = "Bearer s3cr3t-value"
+    assert secret not in repr(load_settings(None, {}, {"stream": {
+        "url": ["ws://h/"], "headers": [f"Authorization: {secret}"]}}))
+    for overrides, match in [
+        ({"url": ["https://h/"]}, r"stream\.url: must be a ws:// or wss:// URL"),
+        ({"url": ["ws://u:p@h/"]}, r"stream\.url: must not contain user information"),
+        ({"format": "mp3"}, r"stream\.format: must be one of twilio, l16"),
+        ({"headers": ["no colon here"]}, r"stream\.headers"),
+        ({"headers": ["Bad Name: x"]}, r"stream\.headers"),
+        ({"queue_ms": 10}, r"stream\.queue_ms: must be from 100"),
+        ({"ca": str(tmp_path / "none.pem")}, r"stream\.ca: no such file"),
+        ({"tracks": []}, r"stream\.tracks"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_settings(None, {}, {"stream": overrides})
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, {}, {"stream": {"headers": [f"Authorization: {secret}\r\nX: y"]}})
+    assert "s3cr3t" not in str(error.value)

@@ -47,6 +47,7 @@ __all__ = [
     "RecordingsSettings",
     "ServerSettings",
     "WebhookSettings",
+    "StreamSettings",
     "ManagementSettings",
     "LogSettings",
     "Settings",
@@ -355,6 +356,48 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    url: tuple[str, ...] = ()
+    """WebSocket URLs (``ws://`` or ``wss://``, comma-separated) that every recording
+    session is streamed to live, one connection per session and URL (see "Live audio
+    out").  Empty: nothing is streamed."""
+    format: Literal["twilio", "l16"] = "twilio"
+    """``twilio``: Twilio Media Streams JSON events (base64 mu-law at 8 kHz, 20 ms chunks);
+    ``l16``: a JSON header, then binary 16-bit PCM frames at each track's own rate."""
+    tracks: tuple[str, ...] = ("both",)
+    """Which tracks: ``inbound``, ``outbound``, ``both``, or stream labels (comma-separated)."""
+    headers: tuple[str, ...] = field(default=(), repr=False)
+    """Extra HTTP headers of the WebSocket handshake, each ``Name: value`` (an
+    ``Authorization: Bearer ...`` for the consumer).  Never logged."""
+    ca: Path | None = None
+    """PEM CA bundle to verify a ``wss://`` consumer with instead of the system store."""
+    queue_ms: int = 2000
+    """Audio each connection may hold unsent (per track); beyond it the oldest is dropped
+    and counted, so a slow consumer never holds up the recording."""
+
+    def validate(self) -> None:
+        from srs.live.urls import LiveUrl  # raises ConfigError naming stream.url
+
+        for url in self.url:
+            LiveUrl.parse(url, key="stream.url")
+        if len(self.url) > 8:
+            raise ConfigError("stream.url", "at most 8 URLs")
+        if self.format not in ("twilio", "l16"):
+            raise ConfigError("stream.format", f"must be twilio or l16: {self.format!r}")
+        if not self.tracks:
+            raise ConfigError("stream.tracks", "name at least one track, or both")
+        for header in self.headers:
+            name, colon, value = header.partition(":")
+            if not colon or not _is_token(name.strip()) or any(
+                    ch in "\r\n\0" for ch in value):
+                # Never echo the value: it is usually a credential.
+                raise ConfigError("stream.headers", f"not a 'Name: value' header: {name!r}")
+        if self.ca is not None and not self.ca.is_file():
+            raise ConfigError("stream.ca", f"no such file: {str(self.ca)!r}")
+        _check_range("stream.queue_ms", self.queue_ms, 100, 60000)
+
+
+@dataclass(frozen=True)
 class ManagementSettings:
     host: str = "127.0.0.1"
     """Address of the HTTP listener for ``/healthz``, ``/readyz`` and ``/metrics``.  It
@@ -396,6 +439,7 @@ class Settings:
     recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
     log: LogSettings = field(default_factory=LogSettings)
 

@@ -32,16 +32,17 @@ from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from srs.errors import CallDoesNotExist, PeerError, ServiceUnavailable, UsageError
+from srs.errors import PeerError, ServiceUnavailable, UsageError
 from srs.recording import jobs
 from srs.recording import sidecar as sc
-from srs.recording.capture import CaptureRecord, SessionCapture, collect, redact
-from srs.recording.entry import Operation, SessionEntry, is_recording
+from srs.recording.capture import CaptureRecord, SessionCapture, redact
+from srs.recording.entry import Operation, SessionEntry, bind, gone, is_recording
 from srs.recording.layout import stream_wav_name
 from srs.recording.outputs import (
     Answer,
     Attach,
     Drain,
+    EndLive,
     Fail,
     Finished,
     HangUp,
@@ -53,6 +54,8 @@ from srs.recording.outputs import (
     Release,
     Request,
     Started,
+    StartLive,
+    WaitLive,
 )
 from srs.recording.policy import (
     SIDECAR_EVERY_TICKS,
@@ -113,7 +116,7 @@ class Recorder:
         elif isinstance(event, SessionUpdate):
             s = self._by_dialog.get(event.dialog_id)
             if s is None or s.state is not Lifecycle.RECORDING:
-                self._out.append(Reject(event.pending, _gone()))
+                self._out.append(Reject(event.pending, gone()))
             else:
                 self._queue(s, functools.partial(self._update, s, event))
         elif event.dialog_id is not None:  # a CANCEL before the answer: the set-up sees it
@@ -150,7 +153,7 @@ class Recorder:
             self._schedule_tick(s)  # a late loop skips ticks rather than bunching them
             if not s.tick_queued:
                 s.tick_queued = True
-                self._queue(s, _bind(self._tick, s))
+                self._queue(s, bind(self._tick, s))
         return self._take()
 
     def shutdown(self, now: float, *,
@@ -290,6 +293,8 @@ class Recorder:
         s.context.update(session_id=session.session_id, dir=str(layout.directory))
         self._schedule_tick(s)
         self._out.append(Started(str(layout.directory), dialog_id))
+        if self.config.live:
+            self._out.append(StartLive(session))
         self._log("info", "session_started", s.context, streams=[x.stem for x in session.streams],
                   ports=list(s.ports), transport=peer.transport)
         if s.end_after_setup is not None:
@@ -343,7 +348,7 @@ class Recorder:
     def _update(self, s: SessionEntry, event: SessionUpdate) -> Operation:
         """A re-INVITE or UPDATE: new metadata, a new offer, or neither."""
         if s.state is not Lifecycle.RECORDING:
-            self._out.append(Reject(event.pending, _gone()))
+            self._out.append(Reject(event.pending, gone()))
             return
         request = event.request
         s.answering = event.pending
@@ -385,7 +390,7 @@ class Recorder:
                                horizon, floor))
         sidecar = (self._sidecar_job(s, durable=False)
                    if s.ticks % SIDECAR_EVERY_TICKS == 0 else None)
-        captured = self._take_capture(s)
+        captured = s.take_capture()
         if writes or sidecar is not None or captured:
             reports = yield jobs.WriteBatch(tuple(writes), s.capture, captured, sidecar)
             s.reports.update(reports)
@@ -421,10 +426,12 @@ class Recorder:
         for stream in session.streams:
             output = s.outputs.get(stream.stem)
             if output is not None:
-                batch = stream.take_pending(at) + stream.timeline.flush()
+                batch = stream.take_pending(at, last=True)
                 finishes.append((output, stream.take_switches(), batch,
                                  stream.timeline.finish(at)))
-        captured = self._take_capture(s)
+        if self.config.live:
+            self._out.append(EndLive(session))  # beside the files: they do not wait for it
+        captured = s.take_capture()
         self._uncapture(s, session.info.call_id)
         order = session.mix_order()
         mix = None
@@ -432,6 +439,8 @@ class Recorder:
             mix = (s.outputs[order[0].stem], s.outputs[order[1].stem], s.layout.mix)
         done: jobs.FinishedFiles = yield jobs.FinishFiles(tuple(finishes), s.capture, captured, mix)
         s.reports.update(done.reports)
+        if self.config.live:
+            yield WaitLive(session)  # the counters of what reached each consumer, final
         failed = reason is sc.EndReason.ERROR
         status = final_status(reason)
         record = session.sidecar(s.reports, status, ended_at=self.wall(at), end_reason=reason,
@@ -457,6 +466,8 @@ class Recorder:
         self._unbind(s, list(s.ports))  # no packet reaches the counters after this
         if s.session is not None:
             self._uncapture(s, s.session.info.call_id)
+            if self.config.live:
+                self._out.append(EndLive(s.session))
         if s.session is None or s.session_dir is None:  # no directory: no file was made
             self._move(s, Lifecycle.FAILED)
             return
@@ -594,11 +605,6 @@ class Recorder:
         record = session.sidecar(s.reports, sc.SessionStatus.RECORDING)
         return jobs.WriteSidecar(s.layout.sidecar, record, durable)
 
-    def _take_capture(self, s: SessionEntry) -> list[CaptureRecord]:
-        if s.capture is None or s.session is None:
-            return []
-        return collect(s.capture, s.session)
-
     def _log(self, level: str, event: str, context: dict[str, str], *,
              exc: BaseException | None = None, **fields: Any) -> None:
         self._out.append(Log(level, event, dict(context), fields, exc))
@@ -606,11 +612,3 @@ class Recorder:
     def _take(self) -> list[Output]:
         out, self._out = self._out, []
         return out
-
-
-def _gone() -> PeerError:
-    return CallDoesNotExist("Call/Transaction Does Not Exist")
-
-
-def _bind(op: Callable[[SessionEntry], Operation], s: SessionEntry) -> Callable[[], Operation]:
-    return lambda: op(s)

@@ -14,23 +14,23 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from srs.errors import UsageError
+from srs.errors import CallDoesNotExist, PeerError, UsageError
 from srs.recording import jobs
 from srs.recording import sidecar as sc
-from srs.recording.capture import CAPTURE_FILE, SessionCapture
+from srs.recording.capture import CAPTURE_FILE, CaptureRecord, SessionCapture, collect
 from srs.recording.layout import SessionLayout
 from srs.recording.output import StreamOutput
-from srs.recording.outputs import Answer, Drain, OpenPorts
+from srs.recording.outputs import Answer, Drain, OpenPorts, WaitLive
 from srs.recording.policy import Lifecycle
 from srs.recording.session import RecordingSession
 from srs.recording.stream import OutputReport
 from srs.sip.dialog import DialogId
 from srs.sip.events import Answerable, Local
 
-__all__ = ["Operation", "SessionEntry", "is_recording"]
+__all__ = ["Operation", "SessionEntry", "bind", "gone", "is_recording"]
 
 
-Operation = Generator[OpenPorts | Drain | Answer | jobs.FileJob, Any, None]
+Operation = Generator[OpenPorts | Drain | Answer | WaitLive | jobs.FileJob, Any, None]
 
 
 @dataclass(eq=False)
@@ -79,6 +79,12 @@ class SessionEntry:
         if made.layout is not None and self.capture is not None:
             self.capture.path = made.layout.directory / CAPTURE_FILE
 
+    def take_capture(self) -> list[CaptureRecord]:
+        """The capture records collected since the last take (none when not captured)."""
+        if self.capture is None or self.session is None:
+            return []
+        return collect(self.capture, self.session)
+
     @property
     def layout(self) -> SessionLayout:
         if self.session_dir is None:
@@ -89,3 +95,11 @@ class SessionEntry:
 def is_recording(s: SessionEntry) -> bool:
     """Read afresh after a yield: the state is not what it was before the job ran."""
     return s.state is Lifecycle.RECORDING
+
+
+def gone() -> PeerError:
+    return CallDoesNotExist("Call/Transaction Does Not Exist")
+
+
+def bind(op: Callable[[SessionEntry], Operation], s: SessionEntry) -> Callable[[], Operation]:
+    return lambda: op(s)

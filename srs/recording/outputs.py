@@ -16,6 +16,7 @@ from typing import Any
 from srs.errors import PeerError
 from srs.recording import jobs
 from srs.recording import sidecar as sc
+from srs.recording.session import RecordingSession
 from srs.recording.stream import StreamState
 from srs.rtp.track import TrackStats
 from srs.sip.dialog import DialogId
@@ -29,12 +30,15 @@ __all__ = [
     "HangUp",
     "Reject",
     "Finished",
+    "EndLive",
     "Log",
     "OpenPorts",
     "Rejected",
     "Release",
     "Request",
     "Started",
+    "StartLive",
+    "WaitLive",
     "Output",
     "RecorderOutput",
 ]
@@ -73,11 +77,19 @@ class Answer:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class WaitLive:
+    """Complete when the session's live streams have sent their last (or given up): the
+    final sidecar then counts what reached each consumer.  The result is unused."""
+
+    session: RecordingSession
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Request:
     """Work for the driver; answer with ``Recorder.complete(id, result, error, now)``."""
 
     id: int
-    work: OpenPorts | Drain | Answer | jobs.FileJob
+    work: OpenPorts | Drain | Answer | WaitLive | jobs.FileJob
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -154,7 +166,24 @@ class Finished:
     dialog_id: DialogId | None = None
 
 
-# What the recorder hands its driver, in order.
+@dataclass(frozen=True, slots=True, eq=False)
+class StartLive:
+    """Stream ``session`` live (``stream.url``), from now until :class:`EndLive`."""
+
+    session: RecordingSession
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EndLive:
+    """The session's media is over (its last placed payloads were taken): send the rest
+    and ``stop``."""
+
+    session: RecordingSession
+
+
+# What the recorder hands its driver, in order.  StartLive, EndLive and WaitLive stay in
+# the process that owns the session's streams (a media worker's): they never cross the
+# control channel.
 Output = (Request | Reject | Fail | HangUp | Attach | Release | Log | Rejected | Started
-          | Finished)
+          | Finished | StartLive | EndLive)
 RecorderOutput = Output

@@ -109,6 +109,7 @@ class RecorderConfig:
     max_session_s: float = 14400.0
     codecs: tuple[str, ...] = ()  # media.codecs, checked against what decodes here
     sample_rate_hz: int = 0  # recordings.sample_rate
+    live: bool = False  # stream.url: stream every session live (StartLive, EndLive)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecorderConfig:
@@ -124,6 +125,7 @@ class RecorderConfig:
             max_session_s=settings.media.max_session_s,
             codecs=_decodable_codecs(settings.media.codecs, warm=True),
             sample_rate_hz=settings.recordings.sample_rate,
+            live=bool(settings.stream.url),
         )
 
 

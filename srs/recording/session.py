@@ -11,7 +11,7 @@ back what they wrote as :class:`~srs.recording.stream.OutputReport`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -117,6 +117,9 @@ class RecordingSession:
     metadata_updates: list[sc.MetadataUpdate] = field(default_factory=list)
     answer_version: int = 0
     last_answer: bytes = b""
+    # The live-audio consumers' counters, when the session is streamed (set by the shell
+    # that streams it; read for every sidecar).
+    streams_out: Callable[[], tuple[sc.StreamOut, ...]] | None = None
 
     @property
     def session_id(self) -> str:
@@ -373,7 +376,8 @@ class RecordingSession:
             participants=self.participants(), streams=tuple(streams), mix=mix,
             mix_skipped_reason=mix_skipped, started_at=self.started_at, ended_at=ended_at,
             end_reason=end_reason, metadata_updates=tuple(self.metadata_updates),
-            dtmf=tuple(sorted(dtmf, key=lambda d: d.at_s)), error=error,
+            dtmf=tuple(sorted(dtmf, key=lambda d: d.at_s)),
+            streams_out=self.streams_out() if self.streams_out is not None else (), error=error,
         )
 
     def expired(self, now: float, rtp_timeout_s: float, max_session_s: float) -> str | None:

@@ -55,6 +55,7 @@ __all__ = [
     "MixRecord",
     "MetadataUpdate",
     "DtmfEvent",
+    "StreamOut",
     "SessionSidecar",
     "SidecarFormatError",
     "format_time",
@@ -258,6 +259,20 @@ class DtmfEvent:
             raise UsageError(f"{self.digit!r} is not an RFC 4733 DTMF event")
 
 
+@dataclass(frozen=True, slots=True)
+class StreamOut:
+    """One live-audio consumer of the session (``stream.url``): its URL as logged (no
+    query), since when it is connected, and the audio (ms, summed over tracks) sent to
+    it and dropped for it (queue overflow, or while it was unreachable)."""
+
+    url: str
+    format: str
+    connected_at: datetime | None = None  # the first connection
+    media_ms_sent: int = 0
+    media_ms_dropped: int = 0
+    reconnects: int = 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionSidecar:
     """Everything in ``session.json``, in its JSON order.  Change it with ``replace``.
@@ -285,6 +300,7 @@ class SessionSidecar:
     end_reason: EndReason | None = None
     metadata_updates: tuple[MetadataUpdate, ...] = ()
     dtmf: tuple[DtmfEvent, ...] = ()
+    streams_out: tuple[StreamOut, ...] = ()
     error: str | None = None
 
     def __post_init__(self) -> None:
@@ -350,6 +366,8 @@ class SessionSidecar:
                 end_reason=None if end_reason is None else EndReason(end_reason),
                 metadata_updates=tuple(_update_from(u) for u in top.objs("metadata_updates")),
                 dtmf=tuple(_dtmf_from(d) for d in top.objs("dtmf")),
+                streams_out=tuple(_stream_out_from(o) for o in top.objs("streams_out"))
+                if "streams_out" in top else (),
                 error=top.opt_text("error"),
             )
         except UsageError as exc:  # the values are well typed but inconsistent
@@ -501,6 +519,14 @@ def _update_from(u: _Obj) -> MetadataUpdate:
 def _dtmf_from(d: _Obj) -> DtmfEvent:
     digit, at_s, label = d.text("digit"), d.number("at_s"), d.opt_text("label")
     return DtmfEvent(digit, at_s, d.integer("duration_ms"), label)
+
+
+def _stream_out_from(o: _Obj) -> StreamOut:
+    connected_at = o.opt_text("connected_at")
+    return StreamOut(o.text("url"), o.text("format"),
+                     None if connected_at is None else _parse_time(connected_at),
+                     o.integer("media_ms_sent"), o.integer("media_ms_dropped"),
+                     o.integer("reconnects"))
 
 
 def _participant_from(p: _Obj) -> Participant:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from srs import codecs
 from srs.codecs import Codec
@@ -27,8 +28,8 @@ from srs.rtp.track import Placed, TrackTimeline
 from srs.sdp.answer import AnsweredStream, SupportedCodec
 from srs.sdp.description import SessionDescription
 
-__all__ = ["CodecSwitch", "OutputReport", "RELATCH_AFTER_S", "StreamState", "decoders_for",
-           "supported_codecs"]
+__all__ = ["CodecSwitch", "OutputReport", "RELATCH_AFTER_S", "StreamState", "Tap",
+           "decoders_for", "supported_codecs"]
 
 # A latched media source silent this long is replaced by the next accepted source that
 # sends (a restarted sender on a new port, NAT rebinding, an SBC failing over) rather than
@@ -37,6 +38,14 @@ __all__ = ["CodecSwitch", "OutputReport", "RELATCH_AFTER_S", "StreamState", "dec
 # counted and dropped (``other_source``).  Sources the stream does not accept at all
 # (``media.source``, srs.rtp.sources) never latch: ``foreign_source``.
 RELATCH_AFTER_S = 0.5
+
+
+class Tap(Protocol):
+    """A reader of the placed payloads beside the file (live audio out): it reads
+    ``pending`` as it grows and is handed each list the stream detaches, before the
+    stream lets go of it."""
+
+    def taken(self, batch: list[Placed]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,7 @@ class StreamState:
         "srtp",
         "crypto",
         "capture",
+        "tap",
     )
 
     def __init__(
@@ -165,6 +175,7 @@ class StreamState:
         self.crypto: AcceptedCrypto | None = None
         # (now, source, datagram) as received, when the session is captured
         self.capture: list[tuple[float, tuple[str, int], bytes]] | None = None
+        self.tap: Tap | None = None  # live audio out, when the session is streamed
 
     def receive(self, data: bytes, source: tuple[str, int], now: float) -> None:
         """The per-packet path: check the source, latch, decrypt (SRTP), hand the datagram
@@ -231,12 +242,18 @@ class StreamState:
             self.last_packet_s = now
             timeline.receive_many(plain, now, self.pending)
 
-    def take_pending(self, now: float) -> list[Placed]:
+    def take_pending(self, now: float, *, last: bool = False) -> list[Placed]:
+        """What was placed since the last take, and what the reorder buffer releases by
+        ``now`` (``last``: all it holds, the session is over)."""
         batch = self.pending
         self.pending = []
         released = self.timeline.drain(now)
         if released:
             batch.extend(released)
+        if last:
+            batch.extend(self.timeline.flush())
+        if self.tap is not None:
+            self.tap.taken(batch)
         return batch
 
     def use_offer(self, offered: dict[int, Codec], event_rates_hz: dict[int, int]) -> None:
@@ -247,6 +264,8 @@ class StreamState:
         added = {pt: c for pt, c in offered.items() if self.decoders.get(pt) != c}
         if not added and event_rates_hz == self.event_rates_hz:
             return
+        if self.tap is not None:
+            self.tap.taken(self.pending)  # placed under the old mapping
         self.decoders = self.decoders | added
         self.event_rates_hz = event_rates_hz
         self.switches.append(CodecSwitch(self.pending, self.decoders, event_rates_hz))

@@ -34,6 +34,7 @@ from srs.recording.outputs import (
     Answer,
     Attach,
     Drain,
+    EndLive,
     Fail,
     Finished,
     HangUp,
@@ -45,6 +46,8 @@ from srs.recording.outputs import (
     Release,
     Request,
     Started,
+    StartLive,
+    WaitLive,
 )
 from srs.recording.policy import RecorderConfig
 from srs.recording.signalling import answer, signal
@@ -85,7 +88,8 @@ class _Replay:
         self.now = 0.0
         self.base_us = 0
         self.core = SipCore(authenticator=Authenticator.from_strings(settings.auth.header, ()))
-        self.recorder = Recorder(RecorderConfig.from_settings(settings),
+        # Offline time runs faster than a consumer's: nothing is streamed live.
+        self.recorder = Recorder(replace(RecorderConfig.from_settings(settings), live=False),
                                  epoch_offset_s=0.0)
         self.next_port = _FIRST_PORT
         self.recorders: set[tuple[str, int]] = set()
@@ -234,7 +238,7 @@ class _Replay:
             elif isinstance(output, Reject | Fail | HangUp):
                 queue.extend(signal(self.core, output, self.now))
             elif isinstance(output, Transmit | Refused | TimedOut | Attach | Release | Rejected
-                            | Started | Finished):
+                            | Started | Finished | StartLive | EndLive):
                 pass  # nothing goes back on the wire, the replay routes RTP itself, and
                 # metrics events have no reader here
             else:
@@ -254,6 +258,8 @@ class _Replay:
             elif isinstance(work, Answer):
                 sent, result = answer(self.core, work, self.now)
                 extra.extend(sent)
+            elif isinstance(work, WaitLive):
+                result = None  # never asked for: live is off here
             else:
                 result = work.run()
         except Exception as exc:  # handed to the core, which classifies it

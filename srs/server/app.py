@@ -32,7 +32,7 @@ from srs.recording.policy import RecorderConfig, answered_codecs, quantize_s
 from srs.recording.repair import INDEX_FILE, repair_recordings
 from srs.server.media import SocketMedia
 from srs.server.pool import WorkerPool
-from srs.server.sessions import CoreSignalling, LiveRecorder, SessionReports
+from srs.server.sessions import CoreSignalling, LiveRecorder, SessionReports, live_streams
 from srs.server.timer import CoreTimer
 from srs.sip.auth import Authenticator
 from srs.sip.client_transaction import TimedOut
@@ -194,6 +194,7 @@ class Application:
             recorder, media=media, signalling=CoreSignalling(self.core, self._execute, self.now),
             reports=SessionReports(self.metrics, self.webhook), local_for=self._local_for,
             media_address_for=self._media_address_for, clock=self.now, log=self.log,
+            live=live_streams(self.settings, self.now, self.log),
         )
 
     async def shutdown(self) -> None:

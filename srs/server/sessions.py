@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
+from srs.config import Settings
+from srs.live.streams import LiveStreams
 from srs.log import log_entry
 from srs.ops.metrics import Metrics
 from srs.ops.retention import directory_bytes
@@ -33,6 +35,7 @@ from srs.recording.outputs import (
     Answer,
     Attach,
     Drain,
+    EndLive,
     Fail,
     Finished,
     HangUp,
@@ -44,6 +47,8 @@ from srs.recording.outputs import (
     Release,
     Request,
     Started,
+    StartLive,
+    WaitLive,
 )
 from srs.recording.sidecar import EndReason
 from srs.recording.signalling import answer, signal
@@ -55,8 +60,8 @@ from srs.sip.routing import PeerLike
 from srs.sip.uas import Output as SipOutput
 from srs.sip.uas import SipCore
 
-__all__ = ["CoreSignalling", "LiveRecorder", "Reports", "SessionReports", "Signalling",
-           "SHUTDOWN_WAIT_S", "BULK_THREADS", "URGENT_THREADS"]
+__all__ = ["CoreSignalling", "LiveRecorder", "live_streams", "Reports", "SessionReports",
+           "Signalling", "SHUTDOWN_WAIT_S", "BULK_THREADS", "URGENT_THREADS"]
 
 # How long shutdown waits for sessions that are finishing.
 SHUTDOWN_WAIT_S = 30.0
@@ -136,6 +141,11 @@ class SessionReports:
             await self.webhook.submit(directory)
 
 
+def live_streams(settings: Settings, clock: Callable[[], float], log: Any) -> LiveStreams | None:
+    """The live streams of the sessions this process records, when ``stream.url`` is set."""
+    return LiveStreams(settings.stream, clock=clock, log=log) if settings.stream.url else None
+
+
 class LiveRecorder:
     def __init__(
         self,
@@ -148,8 +158,10 @@ class LiveRecorder:
         media_address_for: Callable[[PeerLike], str],
         clock: Callable[[], float],
         log: Any,
+        live: LiveStreams | None = None,
     ) -> None:
         self.recorder = recorder
+        self.live = live  # stream.url: the sessions streamed live from this process
         self.media = media
         self.signalling = signalling
         self.reports = reports
@@ -221,12 +233,26 @@ class LiveRecorder:
                     self.reports.started(output)
                 elif isinstance(output, Finished):
                     self._keep(self.reports.finished(output))
+                elif isinstance(output, StartLive | EndLive):
+                    self._live(output)
                 else:
                     assert_never(output)
         finally:
             self._executing = False
             self._outputs.clear()  # only after a bug: the rest of that pass is dropped
             self._timer.arm()  # the core's next tick, whatever happened above
+
+    def _live(self, output: StartLive | EndLive) -> None:
+        """Live audio out: a fault there is logged and costs the recording nothing."""
+        if self.live is None:
+            return
+        try:
+            if isinstance(output, StartLive):
+                self.live.start(output.session)
+            else:
+                self.live.end(output.session)
+        except Exception as exc:
+            self.log.error("stream_failed", exc_info=exc)
 
     async def shutdown(self, reason: EndReason = EndReason.SHUTDOWN) -> None:
         """Stop taking sessions; BYE and finalise every active one, and let sessions that
@@ -250,6 +276,8 @@ class LiveRecorder:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.live is not None:
+            await self.live.close()
         self._timer.cancel()
         self._bulk.shutdown(wait=False, cancel_futures=True)
         self._urgent.shutdown(wait=False, cancel_futures=True)
@@ -270,6 +298,10 @@ class LiveRecorder:
                 error = exc
             self._complete(request.id, result, error)
             return
+        if isinstance(work, WaitLive):
+            self._in_flight += 1
+            self._keep(self._wait_live(request.id, work))
+            return
         if isinstance(work, Answer):
             try:
                 self.signalling.answer(work, functools.partial(self._answered, request.id))
@@ -280,6 +312,14 @@ class LiveRecorder:
         pool = self._bulk if isinstance(work, _BULK_JOBS) else self._urgent
         job = pool.submit(work.run)
         job.add_done_callback(functools.partial(self._job_done, request.id))
+
+    async def _wait_live(self, request_id: int, work: WaitLive) -> None:
+        try:
+            if self.live is not None:
+                await self.live.wait(work.session)
+        finally:
+            self._in_flight -= 1
+            self._complete(request_id, None, None)
 
     def _job_done(self, request_id: int, job: concurrent.futures.Future[Any]) -> None:
         """In the job's thread: back to the loop, one wake-up."""

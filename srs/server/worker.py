@@ -41,7 +41,7 @@ from srs.recording.sidecar import EndReason
 from srs.server import control as c
 from srs.server.heap import settle_heap
 from srs.server.media import SocketMedia
-from srs.server.sessions import LiveRecorder
+from srs.server.sessions import LiveRecorder, live_streams
 from srs.sip.dialog import DialogId
 from srs.sip.events import Local, NewSession, SessionEnded, SessionUpdate
 from srs.sip.message import SipRequest
@@ -168,7 +168,8 @@ class Worker:
         self.sessions = LiveRecorder(
             recorder, media=media, signalling=self.signalling,
             reports=_ChannelReports(channel), local_for=self._local_for,
-            media_address_for=self._media_address_for, clock=self.now, log=self.log)
+            media_address_for=self._media_address_for, clock=self.now, log=self.log,
+            live=live_streams(settings, self.now, self.log))
         # Our addresses for the session being opened (the signalling process knows them).
         self._current: tuple[Local, str] = (Local("127.0.0.1", 0, "udp"), "127.0.0.1")
         self._lag_s = 0.0

@@ -26,6 +26,7 @@ from srs.recording.sidecar import (
     SessionStatus,
     SidecarFormatError,
     Source,
+    StreamOut,
     format_time,
     load_session_schema,
     read_sidecar,
@@ -80,8 +81,28 @@ def test_minimal_recording_sidecar_json() -> None:
         "end_reason": None,
         "metadata_updates": [],
         "dtmf": [],
+        "streams_out": [],
         "error": None,
     }
+
+
+def test_streams_out_round_trip_and_older_sidecars_without_them_still_read() -> None:
+    out = StreamOut("wss://consumer.example:443/media", "twilio", ENDED_AT, 59_980, 40, 1)
+    sidecar = replace(complete(twilio_sidecar()), streams_out=(out,))
+    doc = sidecar.to_dict()
+    VALIDATOR.validate(doc)
+    assert doc["streams_out"] == [{
+        "url": "wss://consumer.example:443/media", "format": "twilio",
+        "connected_at": "2026-11-23T10:20:01.000Z", "media_ms_sent": 59_980,
+        "media_ms_dropped": 40, "reconnects": 1}]
+    assert SessionSidecar.from_dict(doc) == sidecar
+    del doc["streams_out"]
+    VALIDATOR.validate(doc)
+    assert SessionSidecar.from_dict(doc).streams_out == ()
+    doc["streams_out"] = [{"url": "ws://x:80/", "format": "twilio", "connected_at": None,
+                           "media_ms_sent": "5", "media_ms_dropped": 0, "reconnects": 0}]
+    with pytest.raises(ValueError, match=r"streams_out\[0\]\.media_ms_sent"):
+        SessionSidecar.from_dict(doc)
 
 
 def test_full_sidecar_json_validates_and_round_trips() -> None:
