@@ -313,3 +313,25 @@ def test_the_readme_consumers_receive_a_call(tmp_path: Path,
         assert sum(line.startswith("inbound ") and line.endswith(" 160") for line in lines) >= 45
     else:
         assert sum(line.startswith("0 ") and line.endswith(" 20 ms") for line in lines) >= 45, out
+
+
+def test_a_call_on_hold_goes_on_live_as_silence_and_matches_the_wav(tmp_path: Path) -> None:
+    with Consumer() as consumer:
+        server = live_server(tmp_path, consumer.url(), workers=1)
+        try:
+            srs_call(server, 4, "--hold-at", "1", "--hold-for", "1.5")
+            doc, directory = finished(server)
+            [connection] = consumer.wait_closed(1)
+        finally:
+            server.stop()
+    stream = check_twilio(connection.messages)
+    for track in ("inbound", "outbound"):
+        samples = wav(directory, track)
+        rebuilt, have = rebuild(stream.media[track])
+        # Time went on during the hold: silence was streamed, no chunk is missing.
+        assert have.all() and len(have) >= len(samples) - CHUNK
+        n = min(len(have), len(samples))
+        assert rebuilt[:n] == pcmu_encode(samples[:n])
+        held = samples[round(1.3 * 8000):round(2.3 * 8000)]
+        assert np.abs(held).max() < 200, "the hold is silence in the file"
+    assert doc["streams_out"][0]["media_ms_dropped"] == 0
