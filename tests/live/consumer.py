@@ -3,7 +3,8 @@ library, not srs's client stack) in its own thread and event loop, that keeps ev
 message of every connection, checks Twilio Media Streams events against the shapes
 Twilio documents, and rebuilds each track's audio from the chunks' timestamps.
 
-Behaviours a consumer can have: refuse connections (HTTP 503) for a while, stop reading
+Behaviours a consumer can have: refuse connections (HTTP 503) for a while from the first
+attempt, stop reading
 for a while after the ``start`` event (a stall), close the first connection after some
 media messages.
 """
@@ -50,7 +51,7 @@ class Consumer:
         self.connections: list[Connection] = []
         self.refused = 0
         self._lock = threading.Lock()
-        self._started = 0.0
+        self._first_request = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -96,14 +97,15 @@ class Consumer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.recv_buffer)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        self._started = time.monotonic()
         async with serve(self._handle, sock=sock, process_request=self._process,
                          max_queue=4):
             self._ready.set()
             await self._stop.wait()
 
     def _process(self, connection: ServerConnection, request: Request) -> Response | None:
-        if time.monotonic() - self._started < self.refuse_for_s:
+        if not self._first_request:
+            self._first_request = time.monotonic()  # refusals run from the first attempt
+        if time.monotonic() - self._first_request < self.refuse_for_s:
             self.refused += 1
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not yet\n")
         return None

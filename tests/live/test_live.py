@@ -225,11 +225,10 @@ def test_a_consumer_that_refuses_for_a_while_gets_the_session_from_then_on(
     for track, freq in (("inbound", 440), ("outbound", 1000)):
         assert_toned(wav(directory, track), freq, 4.0)
         first = stream.media[track][0][0]
-        # The consumer began refusing before the server started.
-        assert 300 <= first <= 3500, f"{track} starts at {first} ms"
+        assert 1500 <= first <= 3500, f"{track} starts at {first} ms"
     assert stream.media_ms() == out["media_ms_sent"]
     gaps = gaps_ms(stream)
-    assert gaps == pytest.approx(out["media_ms_dropped"], abs=40) and gaps >= 600
+    assert gaps == pytest.approx(out["media_ms_dropped"], abs=40) and gaps >= 2 * 1500
     assert_secrets_not_logged(server)  # a refused handshake's error names the URL
 
 
