@@ -119,13 +119,15 @@ class TrackFeed:
         digits, self.digits = self.digits, []
         return digits
 
-    def finish(self, out: list[Chunk]) -> None:
-        """The rest of what arrived, the last chunk short; the stream's tap is removed."""
+    def finish(self, at: float, out: list[Chunk]) -> None:
+        """The rest, up to the session's end at ``at`` (silence where nothing came), the
+        last chunk short; the stream's tap is removed."""
         if self.stream.tap is self:
             self.stream.tap = None
         if self.error is None:
             self._add(self.stream.pending, self.seen)
-            self._cut(self.assembler.take(self.assembler.end_offset), out, last=True)
+            end = max(self.assembler.end_offset, self.stream.timeline.wall_offset(at))
+            self._cut(self.assembler.take(end), out, last=True)
 
     def _add(self, items: list[Placed], start: int) -> None:
         if self.error is not None or start >= len(items):
@@ -205,11 +207,11 @@ class SessionFeed:
             digits.extend(track.pump(now, chunks))
         return chunks, digits
 
-    def finish(self) -> tuple[list[Chunk], list[Digit]]:
+    def finish(self, at: float) -> tuple[list[Chunk], list[Digit]]:
         chunks: list[Chunk] = []
         digits: list[Digit] = []
         for track in self.tracks:
-            track.finish(chunks)
+            track.finish(at, chunks)
             digits.extend(track.digits)
             track.digits = []
         return chunks, digits

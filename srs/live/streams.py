@@ -92,19 +92,19 @@ class LiveStreams:
             self._pump = asyncio.get_running_loop().create_task(self._run())
             self._pump.add_done_callback(self._pump_done)
 
-    def end(self, session: RecordingSession) -> None:
+    def end(self, session: RecordingSession, at: float) -> None:
         """The session's media is over: its last audio out, then ``stop``; the session is
         forgotten once every consumer took it, or after :data:`END_GRACE_S`."""
         live = self._live.get(id(session))
         if live is None or live.closing is not None:
             return
         if not live.failed:
-            self._cut(live, live.feed.finish)
+            self._cut(live, functools.partial(live.feed.finish, at))
         live.closing = asyncio.get_running_loop().create_task(self._close(session, live))
 
     async def wait(self, session: RecordingSession) -> None:
         """Until the session's end reached its consumers (see :meth:`end`)."""
-        self.end(session)
+        self.end(session, self.clock())
         live = self._live.get(id(session))
         if live is not None and live.closing is not None:
             await asyncio.shield(live.closing)

@@ -430,7 +430,7 @@ class Recorder:
                 finishes.append((output, stream.take_switches(), batch,
                                  stream.timeline.finish(at)))
         if self.config.live:
-            self._out.append(EndLive(session))  # beside the files: they do not wait for it
+            self._out.append(EndLive(session, at))  # beside the files: they do not wait
         captured = s.take_capture()
         self._uncapture(s, session.info.call_id)
         order = session.mix_order()
@@ -467,7 +467,7 @@ class Recorder:
         if s.session is not None:
             self._uncapture(s, s.session.info.call_id)
             if self.config.live:
-                self._out.append(EndLive(s.session))
+                self._out.append(EndLive(s.session, self.now))
         if s.session is None or s.session_dir is None:  # no directory: no file was made
             self._move(s, Lifecycle.FAILED)
             return

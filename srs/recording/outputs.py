@@ -175,10 +175,11 @@ class StartLive:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class EndLive:
-    """The session's media is over (its last placed payloads were taken): send the rest
-    and ``stop``."""
+    """The session's media is over at ``at`` (its last placed payloads were taken): send
+    the rest, every track up to ``at``, and ``stop``."""
 
     session: RecordingSession
+    at: float
 
 
 # What the recorder hands its driver, in order.  StartLive, EndLive and WaitLive stay in

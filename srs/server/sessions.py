@@ -250,7 +250,7 @@ class LiveRecorder:
             if isinstance(output, StartLive):
                 self.live.start(output.session)
             else:
-                self.live.end(output.session)
+                self.live.end(output.session, output.at)
         except Exception as exc:
             self.log.error("stream_failed", exc_info=exc)
 

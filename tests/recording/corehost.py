@@ -22,6 +22,7 @@ from srs.recording.outputs import (
     Answer,
     Attach,
     Drain,
+    EndLive,
     Fail,
     Finished,
     HangUp,
@@ -32,6 +33,8 @@ from srs.recording.outputs import (
     Release,
     Request,
     Started,
+    StartLive,
+    WaitLive,
 )
 from srs.recording.policy import RecorderConfig
 from srs.recording.signalling import answer, signal
@@ -63,6 +66,7 @@ class CoreHost:
     now: float = 1000.0
     hold: bool = False
     fail_job: Callable[[Any], BaseException | None] = lambda job: None
+    on_live: Callable[[Any], None] | None = None  # StartLive and EndLive, as they come
 
     def __post_init__(self) -> None:
         self.sip = SipCore(authenticator=Authenticator.from_strings("X-Auth-Token", ()))
@@ -123,8 +127,10 @@ class CoreHost:
                 self.execute(signal(self.sip, output, self.now))
             elif isinstance(output, Log):
                 self.logs.append(output)
-            elif isinstance(output, Rejected | Started | Finished):
+            elif isinstance(output, Rejected | Started | Finished | StartLive | EndLive):
                 self.events.append(output)
+                if self.on_live is not None and isinstance(output, StartLive | EndLive):
+                    self.on_live(output)
 
     def _serve(self, request: Request) -> list[Any]:
         work = request.work
@@ -138,6 +144,8 @@ class CoreHost:
             sent, dialog_id = answer(self.sip, work, self.now)
             return [*sent, *self.recorder.complete(request.id, dialog_id, None, self.now)]
         self.jobs.append(work)
+        if isinstance(work, WaitLive):  # nothing streamed here: done at once
+            return self.recorder.complete(request.id, None, None, self.now)
         injected = self.fail_job(work)
         if injected is not None:
             return self.recorder.complete(request.id, None, injected, self.now)
