@@ -26,8 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from srs.codecs import Codec
+from srs.codecs.g711 import pcmu_decode
 from srs.errors import RtpError
 from srs.live.formats import CHUNK_MS, Digit, LiveFormat, StreamStart, TrackInfo, track_rate
+from srs.live.ulaw import UlawLayout, g711_only
 from srs.recording.session import RecordingSession
 from srs.recording.stream import StreamState
 from srs.rtp.assembler import PcmAssembler
@@ -51,11 +53,15 @@ class Chunk:
     track: int
     start_sample: int
     rate_hz: int
-    pcm: npt.NDArray[np.int16]
+    pcm: npt.NDArray[np.int16] | bytes  # bytes: mu-law octets (see srs.live.ulaw)
 
     @property
     def timestamp_ms(self) -> int:
         return self.start_sample * 1000 // self.rate_hz
+
+    @property
+    def ms(self) -> int:
+        return len(self.pcm) * 1000 // self.rate_hz
 
 
 def track_names(session: RecordingSession) -> dict[str, str]:
@@ -81,16 +87,23 @@ class TrackFeed:
     __slots__ = ("index", "stream", "info", "assembler", "dtmf", "seen", "position",
                  "digits", "_carry", "_size", "_decoders", "_rates", "error")
 
-    def __init__(self, index: int, stream: StreamState, info: TrackInfo) -> None:
+    def __init__(self, index: int, stream: StreamState, info: TrackInfo, *,
+                 ulaw: bool = False) -> None:
         self.index = index
         self.stream = stream
         self.info = info
         clock = stream.timeline.clock_rate_hz
-        self.assembler = PcmAssembler(stream.decoders, clock, info.rate_hz)
+        # mu-law out (Twilio) from G.711 in: the octets as they came (srs.live.ulaw).
+        self.assembler: PcmAssembler | UlawLayout
+        if ulaw and clock == info.rate_hz == 8000 and g711_only(stream.decoders):
+            self.assembler = UlawLayout(stream.decoders)
+        else:
+            self.assembler = PcmAssembler(stream.decoders, clock, info.rate_hz)
         self.dtmf = DtmfDetector(clock, stream.event_rates_hz)
         self.seen = 0  # items of stream.pending decoded already
         self.position = 0  # samples handed out in chunks (info.rate_hz, from the origin)
-        self._carry = _EMPTY  # less than a chunk, waiting for the rest
+        self._carry: npt.NDArray[np.int16] | bytes = (
+            b"" if isinstance(self.assembler, UlawLayout) else _EMPTY)  # less than a chunk
         self._size = info.rate_hz * CHUNK_MS // 1000
         self._decoders: dict[int, Codec] = stream.decoders
         self._rates = stream.event_rates_hz
@@ -136,6 +149,8 @@ class TrackFeed:
             stream = self.stream
             if stream.decoders is not self._decoders:  # a new offer's mapping (use_offer)
                 self._decoders = stream.decoders
+                if isinstance(self.assembler, UlawLayout) and not g711_only(stream.decoders):
+                    self._leave_ulaw()
                 self.assembler.use_codecs(stream.decoders)
             if stream.event_rates_hz is not self._rates:
                 self._rates = stream.event_rates_hz
@@ -148,6 +163,20 @@ class TrackFeed:
         except Exception as exc:  # a fault of the live path must not reach the recording
             self.error = exc
 
+    def _leave_ulaw(self) -> None:
+        """A new offer brought a codec other than G.711: decode from here on, starting
+        where the octets end (what is laid out goes on as PCM)."""
+        ulaw = self.assembler
+        if not isinstance(ulaw, UlawLayout):
+            return
+        end = ulaw.end_offset
+        rest = ulaw.take(end)
+        carry = self._carry
+        self._carry = pcmu_decode(bytes(carry) + rest) if isinstance(carry, bytes) else carry
+        self.assembler = PcmAssembler(self._decoders, self.stream.timeline.clock_rate_hz,
+                                      self.info.rate_hz)
+        self.assembler.skip_to(end)
+
     def _event(self, item: Placed) -> None:
         try:
             events = self.dtmf.push(item)
@@ -159,9 +188,14 @@ class TrackFeed:
                                           event.start_offset_samples * 1000
                                           // event.clock_rate_hz))
 
-    def _cut(self, pcm: npt.NDArray[np.int16], out: list[Chunk], *, last: bool) -> None:
-        if len(self._carry):
-            pcm = np.concatenate((self._carry, pcm))
+    def _cut(self, pcm: npt.NDArray[np.int16] | bytes, out: list[Chunk], *,
+             last: bool) -> None:
+        carry = self._carry
+        if len(carry):
+            if isinstance(pcm, bytes) and isinstance(carry, bytes):
+                pcm = carry + pcm
+            elif not isinstance(pcm, bytes) and not isinstance(carry, bytes):
+                pcm = np.concatenate((carry, pcm))
         size, rate = self._size, self.info.rate_hz
         whole = len(pcm) // size * size
         position = self.position
@@ -172,7 +206,7 @@ class TrackFeed:
         if last and len(self._carry):
             out.append(Chunk(self.index, self.position, rate, self._carry))
             self.position += len(self._carry)
-            self._carry = _EMPTY
+            self._carry = self._carry[:0]
 
 
 class SessionFeed:
@@ -187,7 +221,8 @@ class SessionFeed:
             if selected(stream, name, wanted):
                 info = TrackInfo(name, stream.stem,
                                  track_rate(live_format, stream.sample_rate_hz))
-                self.tracks.append(TrackFeed(len(self.tracks), stream, info))
+                self.tracks.append(TrackFeed(len(self.tracks), stream, info,
+                                             ulaw=live_format == "twilio"))
         twilio = session.info.twilio
         self.start = StreamStart(
             stream_sid=stream_sid, session_id=session.session_id, call_id=session.info.call_id,

@@ -11,6 +11,7 @@ the streams' placed payloads without a copy crossing processes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import secrets
 import ssl
@@ -166,8 +167,10 @@ class LiveStreams:
     def _send(self, live: _Live, chunks: list[Chunk], digits: list[Digit]) -> None:
         connections = live.connections
         for chunk in chunks:
-            media = Media(chunk.track, chunk.timestamp_ms, encode_payload(self.format, chunk.pcm),
-                          len(chunk.pcm) * 1000 // chunk.rate_hz)
+            pcm = chunk.pcm
+            payload = (base64.b64encode(pcm).decode("ascii") if isinstance(pcm, bytes)
+                       else encode_payload(self.format, pcm))
+            media = Media(chunk.track, chunk.timestamp_ms, payload, chunk.ms)
             for connection in connections:
                 connection.put(media)
         for digit in digits:

@@ -92,6 +92,14 @@ class PcmAssembler:
             return self._end
         return self._end * self.clock_rate_hz // self.sample_rate_hz
 
+    def skip_to(self, offset: int) -> None:
+        """Begin at track position ``offset``: what lies before it was laid out elsewhere
+        (payloads placed there are trimmed, as if handed out)."""
+        start = self._to_samples(offset)
+        if start > self.position_samples:
+            self.position_samples = start
+            self._end = max(self._end, start)
+
     def use_codecs(self, codecs: Mapping[int, Codec]) -> None:
         """Decode with ``codecs`` from now on (a new offer mapped more payload types); a
         payload type whose codec changed gets a fresh decoder."""

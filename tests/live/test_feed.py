@@ -11,24 +11,28 @@ from typing import Any
 import numpy as np
 import pytest
 
+from srs.codecs.g711 import pcmu_encode
 from srs.live.feed import Chunk, SessionFeed
+from srs.live.formats import LiveFormat
 from srs.recording.outputs import EndLive, Started, StartLive, WaitLive
 from srs.recording.wav import WavWriter
 from tests.recording.corehost import CoreHost, job_kinds
 from tests.recording.test_core import disk_error, read, send_tone
+from tests.sipclient import sdp_offer
 
 
 class Listener:
     """What the shell does with StartLive and EndLive, minus the sockets."""
 
-    def __init__(self) -> None:
+    def __init__(self, live_format: LiveFormat = "l16") -> None:
+        self.format: LiveFormat = live_format
         self.feed: SessionFeed | None = None
         self.chunks: list[Chunk] = []
         self.ended = False
 
     def __call__(self, output: Any) -> None:
         if isinstance(output, StartLive):
-            self.feed = SessionFeed(output.session, "l16", ("both",), "MZ" + "0" * 32)
+            self.feed = SessionFeed(output.session, self.format, ("both",), "MZ" + "0" * 32)
         else:
             assert self.feed is not None
             chunks, _ = self.feed.finish(output.at)
@@ -45,6 +49,10 @@ class Listener:
         starts = [c.start_sample for c in mine]
         assert starts == sorted(starts) and all(
             a.start_sample + len(a.pcm) == b.start_sample for a, b in itertools.pairwise(mine))
+        if self.format == "twilio":  # mu-law octets, or PCM after a switch: as mu-law
+            return np.frombuffer(b"".join(
+                c.pcm if isinstance(c.pcm, bytes) else pcmu_encode(c.pcm) for c in mine),
+                dtype=np.uint8)
         return np.concatenate([c.pcm for c in mine])
 
 
@@ -104,3 +112,33 @@ def test_without_stream_url_the_core_says_nothing_of_live(tmp_path: Path) -> Non
     assert not any(isinstance(e, StartLive | EndLive) for e in host.events)
     assert any(isinstance(e, Started) for e in host.events)
     assert not any(isinstance(j, WaitLive) for j in host.jobs)
+
+
+def test_g711_goes_to_twilio_as_its_own_octets_and_a_codec_switch_goes_on_decoded(
+        tmp_path: Path) -> None:
+    listener = Listener("twilio")
+    host = CoreHost(tmp_path / "rec", {"live": True}, on_live=listener)
+    dialog = host.invite(["inbound"])
+    host.advance(0.1)
+    for _ in range(3):
+        send_tone(host, 0, 25)
+        listener.pump(host.now)
+    octets = [c for c in listener.chunks if isinstance(c.pcm, bytes)]
+    assert octets and len(octets) == len(listener.chunks)  # no decode, no encode
+    # A new offer maps G.722 beside PCMU: from here the track is decoded (and resampled
+    # where it must be); the sender stays on PCMU.
+    offer = sdp_offer([40000], ["inbound"], version=2, codecs="0 9 101",
+                      formats=["rtpmap:0 PCMU/8000", "rtpmap:9 G722/8000",
+                               "rtpmap:101 telephone-event/8000"])
+    assert host.reinvite(dialog, offer).status == 200
+    for i in range(3):
+        send_tone(host, 0, 25, seq=75 + i * 25)
+        listener.pump(host.now)
+    host.bye(dialog)
+    assert any(not isinstance(c.pcm, bytes) for c in listener.chunks)
+    [directory] = host.sessions()
+    wav = np.frombuffer(pcmu_encode(read(directory / "inbound.wav")), dtype=np.uint8)
+    streamed = listener.track(0)
+    n = min(len(wav), len(streamed))
+    assert n >= len(wav) - 160
+    np.testing.assert_array_equal(streamed[:n], wav[:n])
