@@ -368,7 +368,8 @@ class StreamSettings:
     """Which tracks: ``inbound``, ``outbound``, ``both``, or stream labels (comma-separated)."""
     headers: tuple[str, ...] = field(default=(), repr=False)
     """Extra HTTP headers of the WebSocket handshake, each ``Name: value`` (an
-    ``Authorization: Bearer ...`` for the consumer).  Never logged."""
+    ``Authorization: Bearer ...`` for the consumer).  Never logged.  In the environment
+    the list is comma-separated: a value with a comma needs the TOML file."""
     ca: Path | None = None
     """PEM CA bundle to verify a ``wss://`` consumer with instead of the system store."""
     queue_ms: int = 2000
@@ -386,12 +387,13 @@ class StreamSettings:
             raise ConfigError("stream.format", f"must be twilio or l16: {self.format!r}")
         if not self.tracks:
             raise ConfigError("stream.tracks", "name at least one track, or both")
-        for header in self.headers:
+        for number, header in enumerate(self.headers, start=1):
             name, colon, value = header.partition(":")
             if not colon or not _is_token(name.strip()) or any(
                     ch in "\r\n\0" for ch in value):
-                # Never echo the value: it is usually a credential.
-                raise ConfigError("stream.headers", f"not a 'Name: value' header: {name!r}")
+                # Never echo any of it: without its colon the whole entry may be the secret.
+                raise ConfigError("stream.headers",
+                                  f"entry {number} is not a 'Name: value' header")
         if self.ca is not None and not self.ca.is_file():
             raise ConfigError("stream.ca", f"no such file: {str(self.ca)!r}")
         _check_range("stream.queue_ms", self.queue_ms, 100, 60000)

@@ -114,7 +114,8 @@ def split_url(url: str, key: str, default_ports: Mapping[str, int],
         names = " or ".join(f"{name}://" for name in default_ports)
         article = "an" if names[0] in "aeiouh" else "a"  # "an http://", "a ws://"
         # The scheme only: the rest of a URL may carry a token.
-        raise ConfigError(key, f"must be {article} {names} URL, not {parts.scheme or 'none'!r}")
+        got = f"not {parts.scheme!r}" if parts.scheme else "and this has no scheme"
+        raise ConfigError(key, f"must be {article} {names} URL, {got}")
     if parts.username is not None or parts.password is not None:
         raise ConfigError(key, f"must not contain user information ({credentials_hint})")
     host = parts.hostname

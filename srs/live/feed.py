@@ -36,7 +36,8 @@ from srs.rtp.assembler import PcmAssembler
 from srs.rtp.dtmf import DtmfDetector
 from srs.rtp.track import Placed
 
-__all__ = ["Chunk", "SILENCE_LAG_S", "SessionFeed", "TrackFeed", "selected", "track_names"]
+__all__ = ["Chunk", "SILENCE_LAG_S", "SessionFeed", "TrackFeed", "selected", "stream_parameters",
+           "track_names"]
 
 # With nothing arriving, silence is sent this far behind now: longer than the jitter of a
 # stream that flows, short enough that a consumer on hold still hears time pass.
@@ -74,6 +75,17 @@ def track_names(session: RecordingSession) -> dict[str, str]:
     if len(session.streams) == 1:
         return {session.streams[0].stem: "inbound"}
     return {s.stem: s.stem for s in session.streams}
+
+
+def stream_parameters(session: RecordingSession) -> dict[str, str]:
+    """The ``start`` event's ``customParameters``: Twilio's are the ``<Parameter>``s of
+    the ``<Siprec>``, which its SIPREC forks carry in the metadata (and again as ``X-``
+    headers): the metadata's when it has any, else the ``X-`` headers, less the two Twilio
+    ids that ``callSid`` and ``accountSid`` already give."""
+    if session.metadata is not None and (params := session.metadata.custom_parameters()):
+        return dict(params)
+    return {name: value for name, value in session.info.header_parameters.items()
+            if name.lower() not in ("x-twilio-callsid", "x-twilio-accountsid")}
 
 
 def selected(stream: StreamState, name: str, wanted: Sequence[str]) -> bool:
@@ -227,7 +239,7 @@ class SessionFeed:
         self.start = StreamStart(
             stream_sid=stream_sid, session_id=session.session_id, call_id=session.info.call_id,
             tracks=tuple(t.info for t in self.tracks),
-            custom_parameters=session.custom_parameters(),
+            custom_parameters=stream_parameters(session),
             call_sid=twilio.call_sid if twilio is not None else None,
             account_sid=twilio.account_sid if twilio is not None else None)
 

@@ -62,7 +62,8 @@ class Connection:
         self._tls = tls
         self._max_queued = max_queued  # media frames
         self._wall = wall
-        self._log = log.bind(stream_url=str(url), stream_sid=start.stream_sid)
+        self._log = log.bind(stream_url=str(url), stream_sid=start.stream_sid,
+                             call_id=start.call_id, session_id=start.session_id)
         self._queue: deque[Media | Digit] = deque()
         self._queued_media = 0
         self._wake = asyncio.Event()

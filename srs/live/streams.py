@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from srs import __version__
 from srs.config import StreamSettings
 from srs.live.feed import Chunk, SessionFeed
 from srs.live.formats import Digit, LiveFormat, Media, encode_payload
@@ -51,7 +52,8 @@ class LiveStreams:
         self.format: LiveFormat = settings.format
         self.tracks: Sequence[str] = settings.tracks
         self.urls = [LiveUrl.parse(url) for url in settings.url]
-        self.headers = dict(_header(h) for h in settings.headers)
+        self.headers = {"User-Agent": f"srs/{__version__}",
+                        **dict(_header(h) for h in settings.headers)}
         self.max_queued_per_track = max(1, settings.queue_ms // 20)
         self.clock = clock
         self.wall = wall or (lambda: datetime.now(UTC))
