@@ -40,6 +40,7 @@ END_GRACE_S = 2.0
 
 @dataclass(eq=False)
 class _Live:
+    session: RecordingSession  # held: its id() keys _live and is not reused meanwhile
     feed: SessionFeed
     connections: list[Connection]
     failed: bool = False  # the feed hit a fault: logged once, nothing more is cut
@@ -89,7 +90,7 @@ class LiveStreams:
                        max_queued=self.max_queued_per_track * len(feed.tracks),
                        wall=self.wall, log=self.log)
             for url in self.urls]
-        self._live[id(session)] = _Live(feed, connections)
+        self._live[id(session)] = _Live(session, feed, connections)
         session.streams_out = lambda: tuple(c.report() for c in connections)
         if self._pump is None:
             self._pump = asyncio.get_running_loop().create_task(self._run())
@@ -116,7 +117,8 @@ class LiveStreams:
         try:
             await asyncio.gather(*(c.close(END_GRACE_S) for c in live.connections))
         finally:
-            self._live.pop(id(session), None)
+            if self._live.get(id(session)) is live:
+                del self._live[id(session)]
 
     async def close(self) -> None:
         """Shutdown: every session still streamed is cut now."""
