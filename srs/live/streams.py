@@ -67,10 +67,6 @@ class LiveStreams:
         self._http: aiohttp.ClientSession | None = None
         self._pump: asyncio.Task[None] | None = None
 
-    @property
-    def active(self) -> int:
-        return len(self._live)
-
     def start(self, session: RecordingSession) -> None:
         feed = SessionFeed(session, self.format, self.tracks, "MZ" + secrets.token_hex(16))
         if not feed.tracks:

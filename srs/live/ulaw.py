@@ -18,7 +18,7 @@ from srs.rtp.track import Placed
 
 __all__ = ["UlawLayout", "g711_only"]
 
-SILENCE = 0xFF  # pcmu_encode(0)
+_SILENCE = b"\xff"  # pcmu_encode(0): mu-law zero
 _ALAW_TO_ULAW = pcmu_encode(pcma_decode(bytes(range(256))))
 
 
@@ -62,7 +62,7 @@ class UlawLayout:
                 data = data[cut:]
                 at = end
             if at > end:
-                buffer.extend(b"\xff" * (at - end))
+                buffer.extend(_SILENCE * (at - end))
             buffer.extend(data)
 
     def take(self, up_to_offset: int) -> bytes:
@@ -73,7 +73,7 @@ class UlawLayout:
             return b""
         buffer = self._buffer
         if count > len(buffer):
-            buffer.extend(b"\xff" * (count - len(buffer)))
+            buffer.extend(_SILENCE * (count - len(buffer)))
         out = bytes(buffer[:count])
         del buffer[:count]
         self.position = up_to_offset
